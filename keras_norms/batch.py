@@ -1,0 +1,349 @@
+"""Batch normalization, with ghost batches, batch renormalization, synchronization and frozen statistics."""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+from keras import initializers, ops
+
+from keras_norms import functional as F
+from keras_norms._base import (
+    AffineNormalization,
+    check_axis_argument,
+    check_fraction,
+    check_rank,
+    resolve_axes,
+)
+
+_RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+
+
+def _check_renorm_clipping(renorm_clipping) -> dict:
+    if renorm_clipping is None:
+        return {}
+    if not isinstance(renorm_clipping, dict):
+        raise TypeError(
+            "Argument `renorm_clipping` must be a dict with keys among "
+            f"{_RENORM_CLIPPING_KEYS}. Received: renorm_clipping={renorm_clipping!r}"
+        )
+    unknown = set(renorm_clipping) - set(_RENORM_CLIPPING_KEYS)
+    if unknown:
+        raise ValueError(
+            f"Argument `renorm_clipping` has unknown keys {sorted(unknown)}; the keys are "
+            f"{_RENORM_CLIPPING_KEYS}. Received: renorm_clipping={renorm_clipping!r}"
+        )
+    rmin, rmax, dmax = (renorm_clipping.get(k) for k in ("rmin", "rmax", "dmax"))
+    if rmin is not None and rmax is not None and rmax < rmin:
+        raise ValueError(f"`renorm_clipping` needs rmax >= rmin. Received: rmax={rmax}, rmin={rmin}")
+    if dmax is not None and dmax < 0:
+        raise ValueError(f"`renorm_clipping` needs dmax >= 0. Received: dmax={dmax}")
+    return dict(renorm_clipping)
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class BatchNormalization(AffineNormalization):
+    """Batch normalization (Ioffe and Szegedy, 2015), with the variants the paper discusses.
+
+    In training, each channel is normalized with the mean and variance of the
+    current batch, and moving averages are kept for inference:
+    ``moving = moving * momentum + batch * (1 - momentum)``. In inference
+    (`training=False`, `predict`, `evaluate`) the moving statistics are used.
+    Arguments, config keys and weights (`gamma`, `beta`, `moving_mean`,
+    `moving_variance`) are those of `keras.layers.BatchNormalization`.
+
+    Modes of use:
+    - **`trainable=False`** freezes the layer *and* runs it in inference mode,
+      as in Keras: moving statistics are used and neither they nor gamma/beta
+      change.
+    - **`freeze_statistics=True`** is the fine-tuning mode: the moving statistics
+      are used and kept as they are, while gamma and beta still train. Set it in
+      the constructor or on a built layer (`layer.freeze_statistics = True`,
+      then compile again).
+    - **`virtual_batch_size=k`** (ghost batch norm, Hoffer et al. 2017): in
+      training the batch is cut into consecutive groups of `k` examples, each
+      normalized with its own statistics; the batch size must be a multiple of
+      `k`.
+    - **`renorm=True`** (batch renormalization, Ioffe 2017): the batch-normalized
+      value is corrected by `r` and `d` (clipped by `renorm_clipping`) towards
+      the moving statistics, so training and inference agree even for small or
+      non-i.i.d. batches. Same variables and update rule as Keras.
+    - **`synchronized=True`**: under a `tf.distribute` strategy, mean and
+      variance are computed over the global batch of all replicas.
+
+    Args:
+        axis: The channel axis (`-1` channels last, `1` channels first).
+        momentum: Momentum of the moving averages, in [0, 1].
+        epsilon: Small float added to the variance, > 0.
+        center, scale: Learn `beta` / `gamma`.
+        beta_initializer, gamma_initializer: Initializers of beta and gamma.
+        moving_mean_initializer, moving_variance_initializer: Initializers of
+            the moving statistics.
+        beta_regularizer, gamma_regularizer: Optional regularizers.
+        beta_constraint, gamma_constraint: Optional constraints.
+        renorm: Use batch renormalization in training.
+        renorm_clipping: Dict with optional keys `"rmax"`, `"rmin"`, `"dmax"`
+            clipping `r` to `[rmin, rmax]` and `d` to `[-dmax, dmax]`.
+        renorm_momentum: Momentum of the statistics that `r` and `d` use, in [0, 1].
+        synchronized: Reduce the statistics over all replicas (TensorFlow).
+        virtual_batch_size: Examples per virtual batch (ghost batch norm), or `None`.
+        freeze_statistics: Normalize with the moving statistics even in
+            training, and do not update them.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 2 or more, batch first.
+        training: Python bool; `True` uses batch statistics and updates the
+            moving ones (unless frozen).
+        mask: Optional boolean tensor of the input's shape without the channel
+            axis; masked positions do not count in the batch statistics.
+
+    Reference:
+        Ioffe and Szegedy, 2015, https://arxiv.org/abs/1502.03167;
+        Ioffe, 2017 (batch renormalization), https://arxiv.org/abs/1702.03275;
+        Hoffer et al., 2017 (ghost batch norm), https://arxiv.org/abs/1705.08741
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> layer = keras_norms.BatchNormalization(momentum=0.9)
+    >>> y = layer(keras.random.normal((16, 4, 4, 8)), training=True)
+    >>> [w.name for w in layer.weights]
+    ['gamma', 'beta', 'moving_mean', 'moving_variance']
+    """
+
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        renorm: bool = False,
+        renorm_clipping: dict | None = None,
+        renorm_momentum: float = 0.99,
+        synchronized: bool = False,
+        virtual_batch_size: int | None = None,
+        freeze_statistics: bool = False,
+        **kwargs,
+    ):
+        super().__init__(
+            epsilon=epsilon,
+            center=center,
+            scale=scale,
+            beta_initializer=beta_initializer,
+            gamma_initializer=gamma_initializer,
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+            **kwargs,
+        )
+        self.axis = check_axis_argument(axis)
+        self.momentum = check_fraction("momentum", momentum)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.renorm = bool(renorm)
+        self.renorm_clipping = _check_renorm_clipping(renorm_clipping)
+        self.renorm_momentum = check_fraction("renorm_momentum", renorm_momentum)
+        if synchronized and keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "synchronized=True needs the TensorFlow backend. "
+                f"Received: synchronized=True with backend {keras.backend.backend()!r}"
+            )
+        self.synchronized = bool(synchronized)
+        if virtual_batch_size is not None:
+            if isinstance(virtual_batch_size, bool) or not isinstance(virtual_batch_size, numbers.Integral):
+                raise TypeError(
+                    "Argument `virtual_batch_size` must be a positive int or None. "
+                    f"Received: virtual_batch_size={virtual_batch_size!r}"
+                )
+            if virtual_batch_size < 1:
+                raise ValueError(
+                    "Argument `virtual_batch_size` must be a positive int or None. "
+                    f"Received: virtual_batch_size={virtual_batch_size}"
+                )
+            if self.synchronized:
+                raise ValueError(
+                    "virtual_batch_size normalizes sub-batches of each replica's batch and cannot be "
+                    "combined with synchronized=True. "
+                    f"Received: virtual_batch_size={virtual_batch_size}, synchronized=True"
+                )
+            virtual_batch_size = int(virtual_batch_size)
+        self.virtual_batch_size = virtual_batch_size
+        self.freeze_statistics = bool(freeze_statistics)
+        self.moving_mean = None
+        self.moving_variance = None
+        self._axis = None
+        self._reduction_axes = None
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        check_rank(name, input_shape, 2)
+        (self._axis,) = resolve_axes(name, self.axis, input_shape)
+        self._reduction_axes = [a for a in range(len(input_shape)) if a != self._axis]
+        channels = input_shape[self._axis]
+        batch = input_shape[0]
+        if self.virtual_batch_size is not None and batch is not None and batch % self.virtual_batch_size:
+            raise ValueError(
+                f"{name}: the batch size ({batch}) must be a multiple of virtual_batch_size. "
+                f"Received: virtual_batch_size={self.virtual_batch_size}"
+            )
+        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={self._axis: channels})
+        shape = (channels,)
+        self.add_affine_weights(shape)
+
+        def statistic(name, initializer):
+            return self.add_weight(
+                name=name, shape=shape, initializer=initializer, trainable=False, autocast=False
+            )
+
+        self.moving_mean = statistic("moving_mean", self.moving_mean_initializer)
+        self.moving_variance = statistic("moving_variance", self.moving_variance_initializer)
+        if self.renorm:
+            # As in Keras: renorm tracks the moving standard deviation, and a second pair of
+            # averages (renorm_momentum) that r and d are measured against in training.
+            variance_config = initializers.serialize(self.moving_variance_initializer)
+
+            def stddev_initializer(shape, dtype=None):
+                return ops.sqrt(initializers.get(variance_config)(shape, dtype=dtype))
+
+            mean_config = initializers.serialize(self.moving_mean_initializer)
+            self.moving_stddev = statistic("moving_stddev", stddev_initializer)
+            self.renorm_mean = statistic("renorm_mean", initializers.get(mean_config))
+            self.renorm_stddev = statistic("renorm_stddev", stddev_initializer)
+
+    def call(self, inputs, training=None, mask=None):
+        use_batch_statistics = bool(training) and self.trainable and not self.freeze_statistics
+        if not use_batch_statistics:
+            outputs = F.batch_norm(
+                inputs, self.moving_mean, self.moving_variance, self.gamma, self.beta,
+                axis=self._axis, epsilon=self.epsilon,
+            )
+            return ops.cast(outputs, self.compute_dtype)
+        if self.virtual_batch_size is not None:
+            outputs = self._virtual_batch_norm(inputs, mask)
+        else:
+            if mask is not None:
+                mask = self._expand_mask(inputs, mask)
+            mean, variance = F.moments(
+                inputs, self._reduction_axes, mask=mask, synchronized=self.synchronized
+            )
+            gamma, beta = self._training_affine(mean, variance)
+            self._update_statistics(mean, variance, inputs)
+            outputs = F.batch_norm(
+                inputs, mean, variance, gamma, beta, axis=self._axis, epsilon=self.epsilon
+            )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _virtual_batch_norm(self, inputs, mask):
+        if mask is not None:
+            raise ValueError(
+                "BatchNormalization: a mask cannot be combined with virtual_batch_size. "
+                f"Received: virtual_batch_size={self.virtual_batch_size} and a mask of shape {mask.shape}"
+            )
+        self._check_virtual_batch(inputs)
+        grouped, mean, variance = F.virtual_batch_moments(
+            inputs, self.virtual_batch_size, axis=self._axis
+        )
+        gamma, beta = self._training_affine(mean, variance)
+        # The moving averages follow the average statistics of the virtual batches.
+        self._update_statistics(ops.mean(mean, axis=(0, 1)), ops.mean(variance, axis=(0, 1)), inputs)
+        outputs = F.normalize(grouped, mean, variance, gamma, beta, epsilon=self.epsilon)
+        return F.ungroup_virtual_batches(outputs, inputs, axis=self._axis)
+
+    def _check_virtual_batch(self, inputs):
+        batch = inputs.shape[0]
+        if batch is not None:
+            if batch % self.virtual_batch_size:
+                raise ValueError(
+                    f"BatchNormalization: the batch size ({batch}) must be a multiple of "
+                    f"virtual_batch_size. Received: virtual_batch_size={self.virtual_batch_size}"
+                )
+        elif keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.debugging.assert_equal(
+                tf.shape(inputs)[0] % self.virtual_batch_size, 0,
+                message=(
+                    "BatchNormalization: the batch size must be a multiple of virtual_batch_size="
+                    f"{self.virtual_batch_size} (use drop_remainder=True or a batch size that is one)"
+                ),
+            )
+
+    def _expand_mask(self, inputs, mask):
+        if len(mask.shape) != len(inputs.shape) - 1:
+            raise ValueError(
+                "BatchNormalization: the mask must have the input's shape without the channel axis. "
+                f"Received: mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
+            )
+        return ops.expand_dims(ops.cast(mask, "bool"), self._axis)
+
+    def _training_affine(self, mean, variance):
+        """gamma and beta for training; with renorm, they absorb the corrections r and d."""
+        if not self.renorm:
+            return self.gamma, self.beta
+        stddev = ops.sqrt(variance + self.epsilon)
+        renorm_stddev = ops.maximum(self.renorm_stddev, ops.sqrt(self.epsilon))
+        r = stddev / renorm_stddev
+        d = (mean - self.renorm_mean) / renorm_stddev
+        clip = self.renorm_clipping
+        if clip.get("rmin") is not None:
+            r = ops.maximum(r, clip["rmin"])
+        if clip.get("rmax") is not None:
+            r = ops.minimum(r, clip["rmax"])
+        if clip.get("dmax") is not None:
+            d = ops.clip(d, -clip["dmax"], clip["dmax"])
+        r, d = ops.stop_gradient(r), ops.stop_gradient(d)
+        # (x_hat * r + d) * gamma + beta == x_hat * (r * gamma) + (d * gamma + beta)
+        gamma = r if self.gamma is None else r * self.gamma
+        beta = d if self.gamma is None else d * self.gamma
+        if self.beta is not None:
+            beta = beta + self.beta
+        return gamma, beta
+
+    def _update_statistics(self, mean, variance, inputs):
+        # An empty batch has no statistics: keep the moving averages as they are.
+        nonempty = ops.size(inputs) > 0
+        mean = ops.reshape(mean, (-1,))
+        variance = ops.reshape(variance, (-1,))
+
+        def update(variable, value, momentum):
+            averaged = variable * momentum + value * (1.0 - momentum)
+            variable.assign(ops.where(nonempty, averaged, variable))
+            return averaged
+
+        if not self.renorm:
+            update(self.moving_mean, mean, self.momentum)
+            update(self.moving_variance, variance, self.momentum)
+            return
+        stddev = ops.sqrt(variance + self.epsilon)
+        update(self.renorm_mean, mean, self.renorm_momentum)
+        update(self.renorm_stddev, stddev, self.renorm_momentum)
+        update(self.moving_mean, mean, self.momentum)
+        moving_stddev = update(self.moving_stddev, stddev, self.momentum)
+        variance = ops.relu(moving_stddev * moving_stddev - self.epsilon)
+        self.moving_variance.assign(ops.where(nonempty, variance, self.moving_variance))
+
+    def get_config(self):
+        config = {
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+            "renorm": self.renorm,
+            "renorm_clipping": self.renorm_clipping,
+            "renorm_momentum": self.renorm_momentum,
+            "synchronized": self.synchronized,
+            "virtual_batch_size": self.virtual_batch_size,
+            "freeze_statistics": self.freeze_statistics,
+        }
+        return {**super().get_config(), **config}
