@@ -1,0 +1,66 @@
+"""The `keras-norms` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _norm_list(text: str) -> list[str]:
+    norms = [n.strip() for n in text.split(",") if n.strip()]
+    if not norms:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of norms, got {text!r}")
+    return norms
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from keras_norms import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="keras-norms", description="Normalization layers for Keras 3: demos and tools."
+    )
+    parser.add_argument("--version", action="version", version=f"keras-norms {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="train a small CNN on scikit-learn's digits with each core norm and print a table"
+    )
+    demo.add_argument("--norms", type=_norm_list, default=["batch", "layer", "group", "instance", "rms", "none"],
+                      help="comma-separated registry names (default: %(default)s)")
+    demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs per norm (default: 8)")
+    demo.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights (default: 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "demo":
+        import keras_norms
+        from keras_norms.study.demo import format_results, run_demo
+
+        unknown = [n for n in args.norms if n not in keras_norms.names()]
+        if unknown:
+            print(f"keras-norms demo: unknown norm(s) {', '.join(unknown)}; valid names: "
+                  f"{', '.join(keras_norms.names())}", file=sys.stderr)
+            return 2
+        print(f"Training a small CNN on scikit-learn's digits, {args.epochs} epochs per norm, "
+              f"batch size {args.batch_size}.", flush=True)
+        results = run_demo(args.norms, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+        print(format_results(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
