@@ -11,10 +11,10 @@ Example:
 
 from keras_norms import functional
 from keras_norms.batch import BatchNormalization
+from keras_norms.compat import tfa_custom_objects
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
 from keras_norms.registry import get, names, register
-from keras_norms.compat import tfa_custom_objects
 
 __version__ = "0.1.0"
 

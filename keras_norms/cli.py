@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="train a small CNN on scikit-learn's digits with each core norm and print a table"
     )
-    demo.add_argument("--norms", type=_norm_list, default=["batch", "layer", "group", "instance", "rms", "none"],
-                      help="comma-separated registry names (default: %(default)s)")
+    demo.add_argument("--norms", type=_norm_list,
+                      default=["batch", "layer", "group", "instance", "rms", "none"],
+                      help="comma-separated registry names (default: all six core norms)")
     demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs per norm (default: 8)")
     demo.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights (default: 0)")

@@ -52,7 +52,7 @@ def broadcast_shape(rank: int, axes: int | Sequence[int], sizes: Sequence[int]):
     """
     axes = _as_axes(axes, rank)
     shape = [1] * rank
-    for axis, size in zip(axes, sizes):
+    for axis, size in zip(axes, sizes, strict=True):
         shape[axis] = size
     return shape
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import keras
-from keras import constraints, initializers, regularizers
-from keras import ops
+from keras import constraints, initializers, ops, regularizers
 
 from keras_norms import functional as F
 from keras_norms._base import (

@@ -10,7 +10,7 @@ from keras_norms.study.demo import format_results, run_demo
 def test_digits_splits_are_disjoint_stratified_and_seeded():
     a, b = digits(seed=0), digits(seed=0)
     assert sum(len(x) for x in (a.x_train, a.x_val, a.x_test)) == 1797
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert (x == y).all()
     train = {row.tobytes() for row in a.x_train}
     assert not any(row.tobytes() in train for row in a.x_test)
