@@ -10,20 +10,45 @@ Example:
 """
 
 from keras_norms import functional
+from keras_norms.adaptive import (
+    AdaptiveGroupNormalization,
+    AdaptiveInstanceNormalization,
+    AdaptiveLayerNormalization,
+)
 from keras_norms.batch import BatchNormalization
 from keras_norms.compat import tfa_custom_objects
+from keras_norms.conditional import (
+    SPADE,
+    ConditionalBatchNormalization,
+    ConditionalInstanceNormalization,
+    FiLM,
+)
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
 from keras_norms.registry import get, names, register
+from keras_norms.response import TLU, FilterResponseNormalization
+from keras_norms.switchable import SwitchableNormalization
+from keras_norms.weight_standardization import WeightStandardizedConv2D
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveGroupNormalization",
+    "AdaptiveInstanceNormalization",
+    "AdaptiveLayerNormalization",
     "BatchNormalization",
+    "ConditionalBatchNormalization",
+    "ConditionalInstanceNormalization",
+    "FiLM",
+    "FilterResponseNormalization",
     "GroupNormalization",
     "InstanceNormalization",
     "LayerNormalization",
     "RMSNormalization",
+    "SPADE",
+    "SwitchableNormalization",
+    "TLU",
+    "WeightStandardizedConv2D",
     "functional",
     "get",
     "names",

@@ -1,8 +1,755 @@
-"""TensorFlow-only kernels: statistics reduced across `tf.distribute` replicas."""
+"""TensorFlow-only kernels: the fast paths of `keras_norms.functional`, and cross-replica statistics.
+
+`keras_norms.functional` calls the kernels here when the Keras backend is
+TensorFlow and fast paths are on (`functional.use_fast_paths`). Each computes
+what the plain `keras.ops` path computes, to float32 rounding, with fewer passes
+over memory: normalization is memory-bound, and in a TensorFlow graph without
+XLA every op over a full-size tensor is at least one pass.
+
+- Batch norm, channels last: TensorFlow's fused kernel and its fused gradient,
+  in training (`FusedBatchNormV2`, which reads float16 and bfloat16 directly)
+  and inference (`FusedBatchNorm`, which the TFLite converter turns into builtin
+  MUL and ADD). Rank 5+ is viewed as rank 4. Not `FusedBatchNormV3` (one of its
+  outputs has an unknown rank) nor V2 in inference (no TFLite builtin); not
+  channels first (on CPU the kernel transposes NCHW internally, which costs more
+  than it saves), nor under XLA (which expands it into slow code).
+- Everything else (group, instance, layer and RMS norm, ghost batch norm, batch
+  norm channels first or under XLA) is a closed-form gradient
+  (`tf.custom_gradient`): backward is the two sums and one expression for dx,
+  not the autodiff chain through every op; scale and shift are folded into one
+  per-(sample, channel) multiply-add. Sums over an axis that is not the
+  innermost are products with a vector of ones (a GEMV is several times faster
+  than TensorFlow's column reduction on CPU), and a sum of squares is one
+  `EuclideanNorm` reduction.
+- Layer and RMS norm of large tensors in training run two XLA-compiled
+  functions (forward, backward) even in a graph without XLA: XLA fuses their
+  element-wise work, which TensorFlow would run op by op.
+- Under XLA (`jit_compile=True`), moments are one pass, each (sample, channel)
+  or row shifted by one of its own values so that a large mean does not cancel.
+- When no gradient tape records (inference, export), short forward graphs of
+  TFLite builtin ops (and XNNPACK-friendly: no BROADCAST_TO), on `x` itself.
+
+Ranks: graphs traced without a tape (inference, export) never have a tensor
+of higher rank than the input. Graphs a tape records (training, never
+exported) may view a rank 2 or 3 input as rank 4 for the fused batch norm
+kernel, and never go above rank 4, which every runtime accepts.
+
+This is one module on purpose (everything TensorFlow-specific in one place),
+hence its length. A kernel returns `None` where it does not apply, and
+`functional` then takes the plain path.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
+
 import tensorflow as tf
+
+# cuDNN refuses a smaller epsilon; the plain path takes those cases.
+_FUSED_MIN_EPSILON = 1.001e-5
+_FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32)
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being traced is compiled by XLA (`jit_compile=True`)."""
+    try:
+        from tensorflow.python.framework import ops as framework_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # private modules moved: assume no XLA, which is always correct
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(framework_ops.get_default_graph()))
+
+
+def gradient_may_be_recorded() -> bool:
+    """Whether a gradient tape may record the ops traced now (training); False for inference and export."""
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:  # assume a tape: the training kernels are right in every case
+        return True
+    return bool(record.could_possibly_record())
+
+
+def _float32(t):
+    return t if t.dtype == tf.float32 else tf.cast(t, tf.float32)
+
+
+def _dims(x) -> list:
+    """The shape of `x`: static sizes as ints, the others as scalar tensors."""
+    dynamic = None
+    dims = []
+    for i, size in enumerate(x.shape):
+        if size is None:
+            dynamic = tf.shape(x) if dynamic is None else dynamic
+            size = dynamic[i]
+        dims.append(size)
+    return dims
+
+
+def _product(sizes):
+    return math.prod(sizes) if all(isinstance(s, int) for s in sizes) else tf.reduce_prod(tf.stack(sizes))
+
+
+def _count(view, slots) -> tf.Tensor:
+    """Elements per statistic: the size of `view` over the number of statistics (at least 1)."""
+    size = _product(_dims(view))
+    if isinstance(size, int) and isinstance(slots, int):
+        return tf.constant(max(size // max(slots, 1), 1), tf.float32)
+    count = tf.cast(size, tf.float32) / tf.cast(slots, tf.float32)
+    return tf.maximum(count, 1.0)
+
+
+# ----------------------------------------------------------------------------- fused batch norm
+
+
+def _fused_view(x):
+    """`x` (channels last) as rank 4 NHWC: rank 5+ with middle axes merged, rank 2 and 3 as one image row."""
+    rank = x.shape.rank
+    if rank == 4:
+        return x
+    dims = _dims(x)
+    if rank < 4:
+        return tf.reshape(x, [1, 1, _product(dims[:-1]), dims[-1]])
+    return tf.reshape(x, [dims[0], _product(dims[1:-2]), dims[-2], dims[-1]])
+
+
+def _fused_applies(x, axis: int, epsilon: float) -> bool:
+    """Whether the fused kernel takes `x`: channels last, a dtype and epsilon it accepts, no XLA.
+
+    Rank 2 and 3 need a rank-4 view, which only graphs that a gradient tape
+    records (training) may have: graphs for inference and export never grow a
+    tensor's rank, and a training graph grows it to 4 at most, which every
+    runtime accepts.
+    """
+    rank = x.shape.rank
+    if rank is None or rank < 2 or axis % rank != rank - 1 or x.shape[-1] is None:
+        return False
+    if rank < 4 and not gradient_may_be_recorded():
+        return False
+    return x.dtype in _FUSED_DTYPES and epsilon >= _FUSED_MIN_EPSILON and not in_xla_context()
+
+
+def _affine_or_default(param, channels: int, value: float):
+    return tf.fill([channels], value) if param is None else _float32(param)
+
+
+def fused_batch_norm_train(x, scale, offset, *, axis: int, epsilon: float):
+    """Training batch norm with the fused kernel: `(outputs, mean, variance)`, or None.
+
+    The outputs have the dtype of `x` (the kernel computes in float32 and
+    rounds once). `variance` is the biased batch variance (the kernel returns
+    the unbiased one; the correction is undone), and neither statistic carries
+    a gradient.
+    """
+    if not _fused_applies(x, axis, epsilon):
+        return None
+    channels = x.shape[-1]
+    outputs, mean, variance, _, _ = tf.raw_ops.FusedBatchNormV2(
+        x=_fused_view(x),
+        scale=_affine_or_default(scale, channels, 1.0),
+        offset=_affine_or_default(offset, channels, 0.0),
+        mean=tf.zeros([0]),
+        variance=tf.zeros([0]),
+        epsilon=epsilon,
+        data_format="NHWC",
+        is_training=True,
+    )
+    count = _count(x, channels)
+    variance = variance * ((count - 1.0) / count)
+    return tf.reshape(outputs, _dims(x)), tf.stop_gradient(mean), tf.stop_gradient(variance)
+
+
+# A batch split into this many slices or fewer, each of at least this many elements, runs the
+# fused kernel once per slice; beyond, the graph grows large and the calls small.
+_SLICES_MAX = 256
+_SLICE_MIN_ELEMENTS = 1 << 12
+
+
+def fused_batch_norm_slices(x, slices: int, scale, offset, *, epsilon: float):
+    """Batch norm of each of `slices` consecutive runs of the batch, by the fused kernel; or None.
+
+    Instance norm (channels last) is batch norm of each example on its own, and
+    ghost batch norm of each virtual batch: one fused call per slice (the
+    slices of the first axis are views of the input, not copies) and one copy
+    to concatenate the outputs, instead of the closed form's element-wise
+    passes. Training graphs only (`FusedBatchNormV2`), with a static batch size.
+
+    Returns:
+        `(outputs, mean, variance)`: outputs in the dtype of `x`, and the biased
+        statistics of each slice, shape `(slices, channels)`, without gradient.
+    """
+    batch, channels = x.shape[0], x.shape[-1]
+    if (batch is None or not 1 <= slices <= _SLICES_MAX or batch % slices or not gradient_may_be_recorded()
+            or not _fused_applies(x, -1, epsilon) or not x.shape.is_fully_defined()):
+        return None
+    size = x.shape.num_elements() // slices
+    if size < _SLICE_MIN_ELEMENTS:
+        return None
+    scale = _affine_or_default(scale, channels, 1.0)
+    offset = _affine_or_default(offset, channels, 0.0)
+    outputs, means, variances = [], [], []
+    for part in tf.split(x, slices, axis=0):
+        normalized, mean, variance, _, _ = tf.raw_ops.FusedBatchNormV2(
+            x=_fused_view(part), scale=scale, offset=offset, mean=tf.zeros([0]), variance=tf.zeros([0]),
+            epsilon=epsilon, data_format="NHWC", is_training=True,
+        )
+        outputs.append(tf.reshape(normalized, part.shape))
+        means.append(mean)
+        variances.append(variance)
+    count = size // channels
+    variance = tf.stack(variances) * ((count - 1) / count if count > 1 else 0.0)
+    return tf.concat(outputs, axis=0), tf.stop_gradient(tf.stack(means)), tf.stop_gradient(variance)
+
+
+def fused_batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
+    """Inference batch norm (given statistics) with the fused kernel, in float32; or None."""
+    if not _fused_applies(x, axis, epsilon):
+        return None
+    channels = x.shape[-1]
+    outputs = tf.raw_ops.FusedBatchNorm(
+        x=_fused_view(_float32(x)),
+        scale=_affine_or_default(scale, channels, 1.0),
+        offset=_affine_or_default(offset, channels, 0.0),
+        mean=_float32(mean),
+        variance=_float32(variance),
+        epsilon=epsilon,
+        data_format="NHWC",
+        is_training=False,
+    )[0]
+    return tf.reshape(outputs, _dims(x))
+
+
+def folded_batch_norm(x, mean, variance, scale, offset, *, epsilon: float, shape):
+    """Batch norm with given statistics as ``x * a + b``: two passes over memory, not three.
+
+    ``a = scale / sqrt(variance + epsilon)`` and ``b = offset - mean * a``, the
+    parameters reshaped to `shape` (a broadcast shape); float32 result.
+    """
+    inverse = tf.math.rsqrt(tf.reshape(_float32(variance), shape) + epsilon)
+    if scale is not None:
+        inverse = inverse * tf.reshape(_float32(scale), shape)
+    shift = -tf.reshape(_float32(mean), shape) * inverse
+    if offset is not None:
+        shift = shift + tf.reshape(_float32(offset), shape)
+    return _float32(x) * inverse + shift
+
+
+# ----------------------------------------------------------------------------- per-channel statistics
+# A view is (batch, positions, channels) "nsc", (batch, channels, positions) "ncs" or
+# (rows, channels) "sc". Statistics are per (batch, group of channels), or per channel over
+# the whole view with `pool_batch` (batch norm; "sc" always pools its rows).
+
+
+def _sum_positions(t, layout: str, xla: bool):
+    """Sum over the positions (rows for "sc"), keeping the axis."""
+    if layout == "ncs":
+        return tf.reduce_sum(t, axis=2, keepdims=True)  # innermost: Eigen's fast reduction
+    axis = 1 if layout == "nsc" else 0
+    if xla:
+        return tf.reduce_sum(t, axis=axis, keepdims=True)
+    positions = _dims(t)[axis]
+    ones = tf.ones([1, positions] if layout == "sc" else [1, 1, positions], t.dtype)
+    return tf.matmul(ones, t)
+
+
+def _sum_squares_positions(t, layout: str, xla: bool):
+    if xla:
+        return _sum_positions(tf.square(t), layout, xla)
+    axis = {"nsc": 1, "ncs": 2, "sc": 0}[layout]
+    return tf.square(tf.math.reduce_euclidean_norm(t, axis=axis, keepdims=True))
+
+
+def _repeat_over_groups(stats, channels: int, groups: int, reduce):
+    """`reduce` over each group of consecutive channels, repeated over its channels; rank 2 inside.
+
+    The channels must be the last non-unit axis of `stats`. Repeating is a
+    multiply by ones, not `broadcast_to`: XNNPACK (TFLite) runs MUL but not
+    BROADCAST_TO, which would split an exported graph between delegates.
+    """
+    if groups == channels:
+        return stats
+    per_group = channels // groups
+    totals = reduce(tf.reshape(stats, [-1, per_group]), axis=1, keepdims=True)
+    return tf.reshape(totals * tf.ones([1, per_group], stats.dtype), tf.shape(stats))
+
+
+class _Pooling:
+    """Sums per-(sample, channel) sums into the statistic each element is normalized with."""
+
+    def __init__(self, layout: str, channels: int, groups: int, pool_batch: bool):
+        self.layout = layout
+        self.channels = channels
+        self.groups = groups
+        self.pool_batch = pool_batch or layout == "sc"
+
+    def over_batch(self, sums):
+        if self.pool_batch and self.layout != "sc":
+            return tf.reduce_sum(sums, axis=0, keepdims=True)
+        return sums
+
+    def over_groups(self, sums):
+        """Group totals repeated over the group's channels (rank 2 inside, whatever the view)."""
+        if self.groups == self.channels:
+            return sums
+        return _repeat_over_groups(sums, self.channels, self.groups, tf.reduce_sum)
+
+    def slots(self, view):
+        """The number of statistics of `view`."""
+        return (1 if self.pool_batch else _dims(view)[0]) * self.groups
+
+    def per_channel(self, stats):
+        """A statistics-shaped tensor summed to one value per channel, shape `(channels,)`."""
+        channel_axis = {"nsc": 2, "ncs": 1, "sc": 1}[self.layout]
+        axes = [a for a in range(len(stats.shape)) if a != channel_axis]
+        return tf.reshape(tf.reduce_sum(stats, axis=axes), [self.channels])
+
+
+def _param_shape(layout: str, channels: int):
+    return {"nsc": [1, 1, channels], "ncs": [1, channels, 1], "sc": [1, channels]}[layout]
+
+
+def _shifted_sums(x, layout: str, pooling: _Pooling):
+    """One-pass mean and centred sum of squares per statistic, for XLA to fuse into one read.
+
+    Each (sample, channel) is shifted by one of its own values before summing,
+    so a large common offset does not cancel; the channels (and samples) of a
+    statistic are then combined exactly: ``M2 = sum(M2_c) + sum(n_c (mean_c - mean)^2)``.
+    """
+    axis = {"nsc": 1, "ncs": 2, "sc": 0}[layout]
+    shift = tf.gather(x, [0], axis=axis)
+    shifted = x - shift
+    positions = _dims(x)[axis]
+    count = tf.cast(positions, tf.float32)  # elements per (sample, channel)
+    channel_mean = tf.reduce_sum(shifted, axis=axis, keepdims=True) / count
+    channel_m2 = tf.reduce_sum(tf.square(shifted), axis=axis, keepdims=True) - count * tf.square(channel_mean)
+    channel_mean = channel_mean + shift
+    members = _count(x, pooling.slots(x)) / count  # (sample, channel) pairs per statistic
+    mean = pooling.over_groups(pooling.over_batch(channel_mean)) / members
+    spread = count * pooling.over_groups(pooling.over_batch(tf.square(channel_mean - mean)))
+    return mean, pooling.over_groups(pooling.over_batch(channel_m2)) + spread
+
+
+def channel_standardize(view, layout: str, scale, offset, *, groups: int, epsilon: float,
+                        pool_batch: bool = False):
+    """Normalizes `view` per (sample, group of channels), or per channel with `pool_batch`.
+
+    Args:
+        view: `(batch, positions, channels)` ("nsc"), `(batch, channels,
+            positions)` ("ncs") or `(rows, channels)` ("sc", statistics over all rows).
+        layout: One of "nsc", "ncs", "sc".
+        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        groups: Groups of consecutive channels sharing a statistic (channels: one each).
+        epsilon: Added to the variance.
+        pool_batch: Statistics over the batch too (batch norm).
+
+    Returns:
+        `(outputs, mean, variance)`: float32 outputs in the shape of `view`, and
+        the statistics (no gradient) with the reduced axes kept, repeated over
+        the channels of each group.
+    """
+    channels = view.shape[1 if layout == "ncs" else -1]
+    pooling = _Pooling(layout, channels, groups, pool_batch)
+    param_shape = _param_shape(layout, channels)
+    xla = in_xla_context()
+    count = _count(view, pooling.slots(view))
+
+    def statistics(x):
+        if xla:
+            mean, m2 = _shifted_sums(x, layout, pooling)
+            return mean, m2 / count, x - mean
+        mean = pooling.over_groups(pooling.over_batch(_sum_positions(x, layout, xla))) / count
+        centered = x - mean
+        squares = _sum_squares_positions(centered, layout, xla)
+        return mean, pooling.over_groups(pooling.over_batch(squares)) / count, centered
+
+    gamma = None if scale is None else tf.reshape(_float32(scale), param_shape)
+    beta = None if offset is None else tf.reshape(_float32(offset), param_shape)
+    if not gradient_may_be_recorded():
+        # Builtin TFLite ops only (SUM, SQUARED_DIFFERENCE, ...), no intermediate kept.
+        x = _float32(view)
+        if xla:
+            mean, variance, _ = statistics(x)
+        else:
+            axis = {"nsc": 1, "ncs": 2, "sc": 0}[layout]
+
+            def pooled_mean(t):
+                sums = tf.reduce_sum(t, axis=axis, keepdims=True)
+                return pooling.over_groups(pooling.over_batch(sums)) / count
+
+            mean = pooled_mean(x)
+            variance = pooled_mean(tf.math.squared_difference(x, mean))
+        gain = tf.math.rsqrt(variance + epsilon)
+        gain = gain if gamma is None else gain * gamma
+        shift = -mean * gain if beta is None else beta - mean * gain
+        return x * gain + shift, mean, variance
+
+    params = [p for p in (gamma, beta) if p is not None]
+
+    @tf.custom_gradient
+    def standardize(x, *params):
+        mean, variance, centered = statistics(_float32(x))
+        inverse = tf.math.rsqrt(variance + epsilon)
+        gain = inverse if gamma is None else inverse * params[0]
+        outputs = centered * gain
+        if beta is not None:
+            outputs = outputs + params[-1]
+
+        def grad(upstream, *_):
+            upstream = _float32(upstream)
+            sum_up = pooling.over_batch(_sum_positions(upstream, layout, xla))
+            sum_up_centered = pooling.over_batch(_sum_positions(upstream * centered, layout, xla))
+            if gamma is not None:
+                weighted_up, weighted_up_centered = sum_up * params[0], sum_up_centered * params[0]
+            else:
+                weighted_up, weighted_up_centered = sum_up, sum_up_centered
+            coefficient = inverse ** 3 * pooling.over_groups(weighted_up_centered) / count
+            bias = inverse * pooling.over_groups(weighted_up) / count
+            grad_x = upstream * gain - (centered * coefficient + bias)
+            grads = [tf.cast(grad_x, x.dtype)]
+            if gamma is not None:
+                grads.append(tf.reshape(pooling.per_channel(inverse * sum_up_centered), param_shape))
+            if beta is not None:
+                grads.append(tf.reshape(pooling.per_channel(sum_up), param_shape))
+            return grads
+
+        return (outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)), grad
+
+    return standardize(view, *params)
+
+
+# ----------------------------------------------------------------------------- per-row statistics
+# Layer and RMS norm over (rows, features). Small tensors: TensorFlow ops, kept few. Large
+# ones in training: two XLA-compiled functions, forward and backward, whose element-wise work
+# XLA fuses (the normalized tensor is recomputed in backward, not stored); their row sums are
+# matrix-vector products, which XLA on CPU runs several times faster than fused reductions.
+
+# Below this many elements the compiled kernels do not pay for their compilation.
+_COMPILE_MIN_ELEMENTS = 1 << 18
+_compiled_functions: dict = {}
+
+
+def _compiled(function, **options):
+    """`function` with `options` bound, XLA-compiled once per process (and per input shape)."""
+    key = (function.__name__, tuple(sorted(options.items())))
+    if key not in _compiled_functions:
+        _compiled_functions[key] = tf.function(functools.partial(function, **options), jit_compile=True,
+                                               autograph=False)
+    return _compiled_functions[key]
+
+
+def _worth_compiling(view) -> bool:
+    size = _product(_dims(view))
+    return not isinstance(size, int) or size >= _COMPILE_MIN_ELEMENTS
+
+
+def _row_mean(t, weights=None):
+    """``mean(t * weights, axis=1)`` (weights `(features,)` or None) as a matrix-vector product.
+
+    XLA on CPU runs a product with a vector several times faster than a reduction
+    over the rows that has element-wise work fused into it.
+    """
+    vector = tf.ones([t.shape[1], 1], t.dtype) if weights is None else weights[:, None]
+    return tf.matmul(t, vector) / t.shape[1]
+
+
+def _column_sum(t):
+    return tf.reshape(tf.matmul(tf.ones([1, _dims(t)[0]], t.dtype), t), [-1])
+
+
+def _fused_row_forward(x, *params, epsilon: float, center: bool, scaled: bool, shifted: bool):
+    x = _float32(x)
+    if center:
+        shift = x[:, :1]  # one value of each row: a large common offset does not cancel below
+        deviation = x - shift
+        mean_deviation = _row_mean(deviation)
+        variance = tf.maximum(_row_mean(tf.square(deviation)) - tf.square(mean_deviation), 0.0)
+        mean = shift + mean_deviation
+    else:
+        variance = _row_mean(tf.square(x))
+        mean = tf.zeros_like(variance)
+    inverse = tf.math.rsqrt(variance + epsilon)
+    outputs = (x - mean) * inverse
+    if scaled:
+        outputs = outputs * params[0]
+    if shifted:
+        outputs = outputs + params[-1]
+    return outputs, mean, inverse
+
+
+def _fused_row_backward(upstream, x, mean, inverse, *params, center: bool, scaled: bool, shifted: bool):
+    upstream = _float32(upstream)
+    normalized = (_float32(x) - mean) * inverse
+    up_normalized = upstream * normalized
+    gamma = params[0] if scaled else None
+    correction = normalized * _row_mean(up_normalized, gamma)
+    if center:
+        correction = correction + _row_mean(upstream, gamma)
+    scaled_up = upstream if gamma is None else upstream * gamma
+    grads = [tf.cast((scaled_up - correction) * inverse, x.dtype)]
+    if scaled:
+        grads.append(_column_sum(up_normalized))
+    if shifted:
+        grads.append(_column_sum(upstream))
+    return grads
+
+
+def _row_standardize_fused(view, params, *, epsilon: float, center: bool, scaled: bool, shifted: bool):
+    options = {"center": center, "scaled": scaled, "shifted": shifted}
+    forward = _compiled(_fused_row_forward, epsilon=epsilon, **options)
+    backward = _compiled(_fused_row_backward, **options)
+
+    @tf.custom_gradient
+    def standardize(x, *params):
+        outputs, mean, inverse = forward(x, *params)
+
+        def grad(upstream):
+            return backward(upstream, x, mean, inverse, *params)
+
+        return outputs, grad
+
+    return standardize(view, *params)
+
+
+def row_standardize(view, scale, offset, *, epsilon: float, center: bool = True):
+    """Layer (or, without `center`, RMS) normalization of each row of `view` `(rows, features)`.
+
+    `scale` and `offset` have shape `(features,)` (or None). Returns the float32
+    outputs in the shape of `view`.
+    """
+    features = view.shape[1]
+    gamma = None if scale is None else tf.reshape(_float32(scale), [features])
+    beta = None if offset is None else tf.reshape(_float32(offset), [features])
+    params = [p for p in (gamma, beta) if p is not None]
+    if in_xla_context() or _worth_compiling(view):
+        return _row_standardize_fused(view, params, epsilon=epsilon, center=center, scaled=gamma is not None,
+                                      shifted=beta is not None)
+
+    @tf.custom_gradient
+    def standardize(x, *params):
+        dtype, x = x.dtype, _float32(x)
+        centered = x - tf.reduce_mean(x, axis=1, keepdims=True) if center else x
+        mean_square = tf.square(tf.math.reduce_euclidean_norm(centered, axis=1, keepdims=True)) / features
+        inverse = tf.math.rsqrt(mean_square + epsilon)
+        normalized = centered * inverse
+        outputs = normalized if gamma is None else normalized * params[0]
+        if beta is not None:
+            outputs = outputs + params[-1]
+
+        def grad(upstream):
+            upstream = _float32(upstream)
+            up_normalized = upstream * normalized
+            if gamma is not None:
+                scaled_up = upstream * params[0]
+                correction = normalized * _row_mean(up_normalized, params[0])
+                if center:
+                    correction = correction + _row_mean(upstream, params[0])
+            else:
+                scaled_up = upstream
+                correction = normalized * tf.reduce_mean(up_normalized, axis=1, keepdims=True)
+                if center:
+                    correction = correction + tf.reduce_mean(upstream, axis=1, keepdims=True)
+            grads = [tf.cast((scaled_up - correction) * inverse, dtype)]
+            if gamma is not None:
+                grads.append(_column_sum(up_normalized))
+            if beta is not None:
+                grads.append(_column_sum(upstream))
+            return grads
+
+        return outputs, grad
+
+    return standardize(view, *params)
+
+
+# ----------------------------------------------------------------------------- entry points
+# Called by keras_norms.functional with the same arguments as its functions of the same name;
+# each returns None when its fast path does not apply to the input.
+
+
+def _is_variable(value) -> bool:
+    import keras
+
+    return isinstance(value, (tf.Variable, keras.Variable))
+
+
+def _channel_view(x, axis: int, batch_axes: int = 1):
+    """`x` as `(batch, positions, channels)` or `(batch, channels, positions)`, or None.
+
+    The first `batch_axes` axes form the batch. Channels must be last or
+    right after the batch; the view has rank 3, so an input of rank 3 or more
+    never grows.
+    """
+    rank = x.shape.rank
+    if rank is None or rank < 3 or x.shape[axis] is None:
+        return None, None
+    dims = _dims(x)
+    batch = _product(dims[:batch_axes])
+    if axis == rank - 1:
+        return tf.reshape(x, [batch, _product(dims[batch_axes:-1]), dims[-1]]), "nsc"
+    if axis == batch_axes:
+        return tf.reshape(x, [batch, dims[axis], _product(dims[axis + 1:])]), "ncs"
+    return None, None
+
+
+def _inference_kernels() -> bool:
+    """Whether to trace the forward-only graphs: no tape records, and no XLA (which fuses either)."""
+    return not gradient_may_be_recorded() and not in_xla_context()
+
+
+def _param(param, shape):
+    return None if param is None else tf.reshape(_float32(param), shape)
+
+
+def _group_norm_inference(x, groups: int, scale, offset, *, axis: int, epsilon: float):
+    """Forward-only group norm on `x` itself: per-channel means over the other axes, pooled per group.
+
+    Two reductions and three full-size ops (SQUARED_DIFFERENCE, MUL, ADD), the
+    normalization folded into ``x * gain + shift``; no view of `x`, so an
+    exported graph has no reshapes of the full tensor.
+    """
+    rank = x.shape.rank
+    channels = x.shape[axis]
+    spatial = [a for a in range(1, rank) if a != axis]
+    shape = [1] * rank
+    shape[axis] = channels
+
+    def pooled_mean(t):
+        mean = tf.reduce_mean(t, axis=spatial, keepdims=True) if spatial else t
+        return _repeat_over_groups(mean, channels, groups, tf.reduce_mean)
+
+    x = _float32(x)
+    mean = pooled_mean(x)
+    gain = tf.math.rsqrt(pooled_mean(tf.math.squared_difference(x, mean)) + epsilon)
+    if scale is not None:
+        gain = gain * _param(scale, shape)
+    shift = -mean * gain if offset is None else _param(offset, shape) - mean * gain
+    return x * gain + shift
+
+
+def _axes_norm_inference(x, scale, offset, *, axes, epsilon: float, center: bool):
+    """Forward-only layer norm (or RMS norm without `center`) over `axes` of `x`, no view."""
+    rank = x.shape.rank
+    shape = [x.shape[a] if a in axes else 1 for a in range(rank)]
+    x = _float32(x)
+    if center:
+        mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=axes, keepdims=True)
+        outputs = (x - mean) * tf.math.rsqrt(variance + epsilon)
+    else:
+        outputs = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=axes, keepdims=True) + epsilon)
+    if scale is not None:
+        outputs = outputs * _param(scale, shape)
+    return outputs if offset is None else outputs + _param(offset, shape)
+
+
+def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
+    rank = x.shape.rank
+    if rank is None or x.shape[axis] is None:
+        return None
+    axis %= rank
+    if _inference_kernels():
+        groups = x.shape[axis] if groups == -1 else groups
+        return _group_norm_inference(x, groups, scale, offset, axis=axis, epsilon=epsilon)
+    channels = x.shape[axis]
+    groups = channels if groups == -1 else groups
+    if groups == channels and axis == rank - 1 and rank >= 3 and x.shape[0] is not None:
+        fused = fused_batch_norm_slices(x, x.shape[0], scale, offset, epsilon=epsilon)
+        if fused is not None:
+            return fused[0]
+    view, layout = _channel_view(x, axis)
+    if view is None:
+        return None  # rank 2 (no positions) or a middle channel axis: tiny or rare
+    outputs, _, _ = channel_standardize(view, layout, scale, offset, groups=groups, epsilon=epsilon)
+    return tf.reshape(outputs, _dims(x))
+
+
+def _axes_norm(x, scale, offset, *, axis, epsilon: float, center: bool):
+    """Layer or RMS norm: forward-only over `axis` of `x`, or the row kernel on `(rows, features)`."""
+    rank = x.shape.rank
+    if rank is None:
+        return None
+    axes = sorted(a % rank for a in ((axis,) if isinstance(axis, int) else axis))
+    features = [x.shape[a] for a in axes]
+    if axes[0] == 0 or any(size is None for size in features):
+        return None
+    if _inference_kernels():
+        return _axes_norm_inference(x, scale, offset, axes=axes, epsilon=epsilon, center=center)
+    if axes != list(range(rank - len(axes), rank)):
+        return None  # normalized axes with others after them: no row view; the plain path
+    view = tf.reshape(x, [-1, math.prod(features)])
+    return tf.reshape(row_standardize(view, scale, offset, epsilon=epsilon, center=center), _dims(x))
+
+
+def layer_norm(x, scale, offset, *, axis, epsilon: float):
+    return _axes_norm(x, scale, offset, axis=axis, epsilon=epsilon, center=True)
+
+
+def rms_norm(x, scale, *, axis, epsilon: float):
+    return _axes_norm(x, scale, None, axis=axis, epsilon=epsilon, center=False)
+
+
+def batch_norm_train(x, scale, offset, *, axis: int, epsilon: float):
+    """`(outputs, mean, variance)` with per-channel statistics of shape `(channels,)`, or None."""
+    rank = x.shape.rank
+    if rank is None or x.shape[axis] is None:
+        return None
+    axis %= rank
+    fused = fused_batch_norm_train(x, scale, offset, axis=axis, epsilon=epsilon)
+    if fused is not None:
+        return fused
+    if rank == 2:
+        view, layout = x, "sc"
+    else:
+        # Every axis before the channels is a "batch" axis: the statistics pool them all.
+        view, layout = _channel_view(x, axis, batch_axes=max(axis, 1) if axis < rank - 1 else 1)
+    channels = x.shape[axis]
+    outputs, mean, variance = channel_standardize(view, layout, scale, offset, groups=channels,
+                                                  epsilon=epsilon, pool_batch=True)
+    return tf.reshape(outputs, _dims(x)), tf.reshape(mean, [channels]), tf.reshape(variance, [channels])
+
+
+def batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
+    """Inference batch norm: the fused kernel, or one multiply-add with folded parameters; or None.
+
+    The fused kernel's gradient ignores the statistics, so it is used only
+    when they are variables (moving averages) or when no gradient is recorded.
+    """
+    rank = x.shape.rank
+    if rank is None:
+        return None
+    axis %= rank
+    if (_is_variable(mean) and _is_variable(variance)) or not gradient_may_be_recorded():
+        fused = fused_batch_norm(x, mean, variance, scale, offset, axis=axis, epsilon=epsilon)
+        if fused is not None:
+            return fused
+    shape = [1] * rank
+    shape[axis] = x.shape[axis]
+    return folded_batch_norm(x, mean, variance, scale, offset, epsilon=epsilon, shape=shape)
+
+
+def virtual_batch_norm(x, virtual_batch_size: int, scale, offset, *, axis: int, epsilon: float):
+    """Ghost batch norm, channels last: `(outputs, mean, variance)`, or None.
+
+    The statistics have shape `(num_virtual, channels)`. The fused kernel per
+    virtual batch when the batch size is static, else the closed form (rank >= 3).
+    """
+    rank = x.shape.rank
+    if rank is None or axis % rank != rank - 1 or x.shape[-1] is None:
+        return None
+    if x.shape[0] is not None and x.shape[0] % virtual_batch_size == 0:
+        fused = fused_batch_norm_slices(x, x.shape[0] // virtual_batch_size, scale, offset, epsilon=epsilon)
+        if fused is not None:
+            return fused
+    if rank < 3:
+        return None
+    dims = _dims(x)
+    channels = dims[-1]
+    view = tf.reshape(x, [-1, _product([virtual_batch_size, *dims[1:-1]]), channels])
+    outputs, mean, variance = channel_standardize(view, "nsc", scale, offset, groups=channels,
+                                                  epsilon=epsilon)
+    return tf.reshape(outputs, dims), mean[:, 0], variance[:, 0]
+
+
+# ----------------------------------------------------------------------------- cross-replica
 
 
 def cross_replica_moments(x, axes: tuple[int, ...], *, keepdims: bool = False, mask=None):

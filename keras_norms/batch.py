@@ -226,11 +226,18 @@ class BatchNormalization(AffineNormalization):
         if not use_batch_statistics:
             outputs = F.batch_norm(
                 inputs, self.moving_mean, self.moving_variance, self.gamma, self.beta,
-                axis=self._axis, epsilon=self.epsilon,
+                axis=self._axis, epsilon=self.epsilon, dtype=self.compute_dtype,
             )
             return ops.cast(outputs, self.compute_dtype)
         if self.virtual_batch_size is not None:
             outputs = self._virtual_batch_norm(inputs, mask)
+        elif mask is None and not self.synchronized and not self.renorm:
+            # Statistics and normalization in one (on TensorFlow: the fused kernel).
+            outputs, mean, variance = F.batch_norm_train(
+                inputs, self.gamma, self.beta, axis=self._axis, epsilon=self.epsilon,
+                dtype=self.compute_dtype,
+            )
+            self._update_statistics(mean, variance, inputs)
         else:
             if mask is not None:
                 mask = self._expand_mask(inputs, mask)
@@ -239,9 +246,16 @@ class BatchNormalization(AffineNormalization):
             )
             gamma, beta = self._training_affine(mean, variance)
             self._update_statistics(mean, variance, inputs)
-            outputs = F.batch_norm(
-                inputs, mean, variance, gamma, beta, axis=self._axis, epsilon=self.epsilon
-            )
+            if mask is None and not self.synchronized:
+                # Renorm: the statistics above only set r and d; normalizing (and its gradient
+                # through the statistics) is batch_norm_train's job, as without renorm.
+                outputs, _, _ = F.batch_norm_train(
+                    inputs, gamma, beta, axis=self._axis, epsilon=self.epsilon, dtype=self.compute_dtype
+                )
+            else:
+                outputs = F.batch_norm(
+                    inputs, mean, variance, gamma, beta, axis=self._axis, epsilon=self.epsilon
+                )
         return ops.cast(outputs, self.compute_dtype)
 
     def _virtual_batch_norm(self, inputs, mask):
@@ -251,6 +265,14 @@ class BatchNormalization(AffineNormalization):
                 f"Received: virtual_batch_size={self.virtual_batch_size} and a mask of shape {mask.shape}"
             )
         self._check_virtual_batch(inputs)
+        if not self.renorm:
+            outputs, mean, variance = F.virtual_batch_norm(
+                inputs, self.virtual_batch_size, self.gamma, self.beta, axis=self._axis, epsilon=self.epsilon
+            )
+            # The moving averages follow the average statistics of the virtual batches.
+            self._update_statistics(ops.mean(mean, axis=0), ops.mean(variance, axis=0), inputs)
+            return outputs
+        # With renorm, r and d (and so gamma and beta) differ from one virtual batch to the next.
         grouped, mean, variance = F.virtual_batch_moments(
             inputs, self.virtual_batch_size, axis=self._axis
         )

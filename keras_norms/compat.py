@@ -1,7 +1,8 @@
 """Loading what tensorflow-addons-era code saved.
 
-tensorflow-addons registered its layers as ``Addons>GroupNormalization`` and
-``Addons>InstanceNormalization``. Pass `tfa_custom_objects()` when loading a
+tensorflow-addons registered its layers as ``Addons>GroupNormalization``,
+``Addons>InstanceNormalization``, ``Addons>FilterResponseNormalization`` and
+``Addons>TLU``. Pass `tfa_custom_objects()` when loading a
 model or a layer config that names them; the arguments and weights are the same.
 
 Example:
@@ -17,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from keras_norms.group import GroupNormalization, InstanceNormalization
+from keras_norms.response import TLU, FilterResponseNormalization
 
 
 def tfa_custom_objects() -> dict[str, type]:
@@ -24,4 +26,6 @@ def tfa_custom_objects() -> dict[str, type]:
     return {
         "Addons>GroupNormalization": GroupNormalization,
         "Addons>InstanceNormalization": InstanceNormalization,
+        "Addons>FilterResponseNormalization": FilterResponseNormalization,
+        "Addons>TLU": TLU,
     }

@@ -18,25 +18,94 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 
-from keras import ops
+import numpy as np
+from keras import backend, ops
 
 __all__ = [
+    "adaptive_instance_norm",
     "batch_norm",
+    "batch_norm_train",
     "broadcast_shape",
+    "condition_parameters",
+    "conv2d",
+    "fast_paths_enabled",
+    "filter_response_norm",
     "group_norm",
     "layer_norm",
+    "linear",
+    "modulate",
+    "modulated_instance_norm",
     "moments",
     "normalize",
+    "resize_nearest",
     "rms_norm",
+    "select_rows",
+    "standardize_kernel",
+    "switchable_norm",
+    "tlu",
     "ungroup_virtual_batches",
+    "use_fast_paths",
     "virtual_batch_moments",
+    "virtual_batch_norm",
 ]
 
 
 def _float32(x):
     return ops.cast(x, "float32")
+
+
+# ----------------------------------------------------------------------------- fast paths
+# With the TensorFlow backend, batch norm runs TensorFlow's fused kernel and the other norms
+# closed-form gradients (keras_norms/_tf_kernels.py); the keras.ops math below is the plain
+# path, for every backend. Both compute the same values to float32 rounding.
+
+_FAST_PATHS_VARIABLE = "KERAS_NORMS_FAST_PATHS"
+_fast_paths = os.environ.get(_FAST_PATHS_VARIABLE, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+@contextlib.contextmanager
+def use_fast_paths(enabled: bool = True):
+    """Turns the TensorFlow fast paths on or off inside the block (process-wide).
+
+    The setting is read when a function is traced: a `tf.function` (a compiled
+    Keras model) keeps the path it was traced with. The environment variable
+    ``KERAS_NORMS_FAST_PATHS=0`` turns the fast paths off by default. Other
+    backends always take the plain `keras.ops` path.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_norms import functional as F
+    >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+    >>> with F.use_fast_paths(False):
+    ...     plain = F.group_norm(x, groups=4)
+    >>> bool(np.allclose(plain, F.group_norm(x, groups=4), atol=1e-5))
+    True
+    """
+    global _fast_paths
+    previous, _fast_paths = _fast_paths, bool(enabled)
+    try:
+        yield
+    finally:
+        _fast_paths = previous
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the functions here take the TensorFlow fast paths (TensorFlow backend, not switched off)."""
+    return _fast_paths and backend.backend() == "tensorflow"
+
+
+def _kernels():
+    """`keras_norms._tf_kernels` when the fast paths apply, else None."""
+    if not fast_paths_enabled():
+        return None
+    from keras_norms import _tf_kernels
+
+    return _tf_kernels
 
 
 def _as_axes(axes: int | Sequence[int], rank: int) -> tuple[int, ...]:
@@ -117,8 +186,18 @@ def normalize(x, mean, variance, scale=None, offset=None, *, epsilon: float):
     return outputs
 
 
+def _fused_source(x, dtype: str):
+    """`x` as a tensor in the dtype the fused kernel should read: `dtype` if `x` has it, else float32.
+
+    The fused batch norm kernel reads and writes float16/bfloat16 directly
+    (statistics in float32 inside), which saves two casts over the tensor.
+    """
+    x = ops.convert_to_tensor(x)
+    return x if backend.standardize_dtype(x.dtype) == dtype else _float32(x)
+
+
 def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
-               epsilon: float = 1e-3):
+               epsilon: float = 1e-3, dtype=None):
     """Normalizes `x` with given per-channel statistics (batch or moving).
 
     Args:
@@ -127,12 +206,20 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
         scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
+        dtype: The dtype of the result; float32 when None.
 
     Returns:
-        The normalized float32 tensor.
+        The normalized tensor (computed in float32).
     """
+    dtype = "float32" if dtype is None else backend.standardize_dtype(dtype)
+    kernels = _kernels()
+    if kernels is not None:
+        outputs = kernels.batch_norm(_fused_source(x, dtype), mean, variance, scale, offset,
+                                     axis=axis, epsilon=epsilon)
+        if outputs is not None:
+            return ops.cast(outputs, dtype)
     rank = len(x.shape)
-    return normalize(
+    outputs = normalize(
         x,
         _broadcast(mean, rank, axis),
         _broadcast(variance, rank, axis),
@@ -140,6 +227,49 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
         _broadcast(offset, rank, axis),
         epsilon=epsilon,
     )
+    return ops.cast(outputs, dtype)
+
+
+def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: float = 1e-3, dtype=None):
+    """Batch normalization with the statistics of the batch itself (training).
+
+    Equivalent to ``batch_norm(x, *moments(x, every axis but axis), scale,
+    offset)``, with gradients through the statistics; on the TensorFlow fast
+    path one fused kernel (or closed-form gradient) instead.
+
+    Args:
+        x: Input tensor of rank >= 2, channels on `axis`.
+        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        axis: The channel axis.
+        epsilon: Added to the variance.
+        dtype: The dtype of `outputs`; float32 when None.
+
+    Returns:
+        `(outputs, mean, variance)`: the normalized tensor, and the float32
+        per-channel batch mean and biased variance, shape `(channels,)`,
+        without gradient (they feed moving averages).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_norms import functional as F
+    >>> x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
+    >>> outputs, mean, variance = F.batch_norm_train(x)
+    >>> tuple(outputs.shape), tuple(mean.shape)
+    ((8, 4, 4, 3), (3,))
+    """
+    dtype = "float32" if dtype is None else backend.standardize_dtype(dtype)
+    kernels = _kernels()
+    if kernels is not None:
+        result = kernels.batch_norm_train(_fused_source(x, dtype), scale, offset, axis=axis, epsilon=epsilon)
+        if result is not None:
+            outputs, mean, variance = result
+            return ops.cast(outputs, dtype), mean, variance
+    rank = len(x.shape)
+    axis %= rank
+    mean, variance = moments(x, [a for a in range(rank) if a != axis])
+    outputs = batch_norm(x, mean, variance, scale, offset, axis=axis, epsilon=epsilon, dtype=dtype)
+    return outputs, ops.stop_gradient(mean), ops.stop_gradient(variance)
 
 
 def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1):
@@ -173,6 +303,35 @@ def ungroup_virtual_batches(grouped, like, *, axis: int = -1):
     channels_last = _channels_last(like, axis)
     restored = ops.reshape(grouped, ops.shape(channels_last))
     return _channels_restore(restored, axis, len(like.shape))
+
+
+def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, axis: int = -1,
+                       epsilon: float = 1e-3):
+    """Ghost batch normalization: each run of `virtual_batch_size` examples normalized on its own statistics.
+
+    Args:
+        x: Input tensor; its batch size must be a multiple of `virtual_batch_size`.
+        virtual_batch_size: Examples per virtual batch.
+        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        axis: The channel axis.
+        epsilon: Added to the variance.
+
+    Returns:
+        `(outputs, mean, variance)`: the normalized float32 tensor, and the
+        float32 statistics of each virtual batch, shape `(num_virtual,
+        channels)`, without gradient.
+    """
+    kernels = _kernels()
+    if kernels is not None:
+        result = kernels.virtual_batch_norm(ops.convert_to_tensor(x), virtual_batch_size, scale, offset,
+                                            axis=axis, epsilon=epsilon)
+        if result is not None:
+            return result
+    grouped, mean, variance = virtual_batch_moments(x, virtual_batch_size, axis=axis)
+    outputs = normalize(grouped, mean, variance, _broadcast(scale, 3, -1), _broadcast(offset, 3, -1),
+                        epsilon=epsilon)
+    outputs = ungroup_virtual_batches(outputs, x, axis=axis)
+    return outputs, ops.stop_gradient(mean[:, 0]), ops.stop_gradient(variance[:, 0])
 
 
 def _channels_last(x, axis: int):
@@ -209,6 +368,11 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
     """
+    kernels = _kernels()
+    if kernels is not None:
+        outputs = kernels.layer_norm(ops.convert_to_tensor(x), scale, offset, axis=axis, epsilon=epsilon)
+        if outputs is not None:
+            return outputs
     rank = len(x.shape)
     axes = _as_axes(axis, rank)
     mean, variance = moments(x, axes, keepdims=True)
@@ -228,6 +392,11 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
         Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
         https://arxiv.org/abs/1910.07467
     """
+    kernels = _kernels()
+    if kernels is not None:
+        outputs = kernels.rms_norm(ops.convert_to_tensor(x), scale, axis=axis, epsilon=epsilon)
+        if outputs is not None:
+            return outputs
     x = _float32(x)
     rank = len(x.shape)
     axes = _as_axes(axis, rank)
@@ -265,6 +434,12 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     Reference:
         Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
     """
+    kernels = _kernels()
+    if kernels is not None:
+        outputs = kernels.group_norm(ops.convert_to_tensor(x), groups, scale, offset, axis=axis,
+                                     epsilon=epsilon)
+        if outputs is not None:
+            return outputs
     x = _float32(x)
     rank = len(x.shape)
     axis = axis % rank
@@ -295,3 +470,326 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     if offset is not None:
         outputs = outputs + _broadcast(offset, rank, axis)
     return outputs
+
+
+# ----------------------------------------------------------------------------- conditioning
+# The pieces of conditional normalization (conditional batch/instance norm, FiLM, SPADE):
+# per-example gamma and beta come from a condition, then modulate the normalized input.
+
+
+def linear(x, kernel, bias=None):
+    """``x @ kernel + bias`` in float32: a conditioning vector projected to per-channel parameters.
+
+    Args:
+        x: Tensor of shape `(batch, features)`.
+        kernel: Shape `(features, units)`.
+        bias: Optional, shape `(units,)`.
+
+    Returns:
+        The float32 tensor of shape `(batch, units)`.
+    """
+    outputs = ops.matmul(_float32(x), _float32(kernel))
+    if bias is not None:
+        outputs = outputs + _float32(bias)
+    return outputs
+
+
+def select_rows(table, condition):
+    """Per-example rows of `table`, picked by integer id or mixed by weights, in float32.
+
+    An integer `condition` of shape `(batch,)` holds row ids and gives
+    ``table[condition]``. The ids are one-hot encoded, so an id outside
+    ``[0, rows)`` gives a row of zeros, the same way eagerly, in graph mode,
+    under XLA and in TFLite. A float `condition` of shape `(batch, rows)` holds
+    weights and gives ``condition @ table``, a weighted mixture of the rows.
+
+    Args:
+        table: Shape `(rows, features)`: per-class or per-style parameters.
+        condition: Integer ids `(batch,)` or float weights `(batch, rows)`.
+
+    Returns:
+        The float32 tensor of shape `(batch, features)`.
+    """
+    if "int" in backend.standardize_dtype(condition.dtype):
+        condition = ops.one_hot(ops.cast(condition, "int32"), table.shape[0], dtype="float32")
+    return ops.matmul(_float32(condition), _float32(table))
+
+
+def _per_example(param, rank: int, axis: int):
+    param = _float32(param)
+    if len(param.shape) == rank:
+        return param
+    shape = [1] * rank
+    shape[0] = -1
+    shape[axis % rank] = param.shape[-1]
+    return ops.reshape(param, shape)
+
+
+def modulate(x, scale=None, offset=None, *, axis: int = -1):
+    """``x * scale + offset`` with per-example or per-position parameters, in float32.
+
+    Parameters of shape `(batch, channels)` are broadcast over every axis of
+    `x` but the batch and `axis` (FiLM, conditional batch and instance norm);
+    parameters of the full shape of `x` apply per position (SPADE). Either may
+    be `None`.
+
+    Args:
+        x: Input tensor, batch first, channels on `axis`.
+        scale, offset: `(batch, channels)` or the shape of `x`, or `None`.
+        axis: The channel axis.
+
+    Returns:
+        The modulated float32 tensor.
+    """
+    rank = len(x.shape)
+    outputs = _float32(x)
+    if scale is not None:
+        outputs = outputs * _per_example(scale, rank, axis)
+    if offset is not None:
+        outputs = outputs + _per_example(offset, rank, axis)
+    return outputs
+
+
+def resize_nearest(images, size):
+    """Nearest-neighbour resize of channels-last `images` `(batch, height, width, channels)` to `size`.
+
+    Output pixel ``i`` takes input pixel ``floor((i + 0.5) * in / out)``, the
+    one whose centre is nearest to its own centre (ties to the later one):
+    the rule of `tf.image.resize(method="nearest")` and of PyTorch's
+    ``mode="nearest-exact"`` (PyTorch's ``mode="nearest"`` takes
+    ``floor(i * in / out)`` instead, a different pixel when downsampling).
+    The indices are computed exactly, in integers, and the resize is a gather
+    per spatial axis; an axis whose size already matches is left alone.
+
+    Args:
+        images: Tensor of rank 4, channels last.
+        size: `(height, width)` of the result, ints or scalar int tensors.
+
+    Returns:
+        The resized tensor, in the dtype of `images`.
+    """
+    for axis, out_size in zip((1, 2), size, strict=True):
+        in_size = images.shape[axis]
+        if isinstance(in_size, int) and isinstance(out_size, int):
+            if in_size == out_size:
+                continue
+            indices = ((2 * np.arange(out_size) + 1) * in_size) // (2 * out_size)
+            indices = indices.astype("int32")
+        else:
+            if in_size is None:
+                in_size = ops.shape(images)[axis]
+            indices = ((2 * ops.arange(out_size, dtype="int32") + 1) * in_size) // (2 * out_size)
+        images = ops.take(images, indices, axis=axis)
+    return images
+
+
+def conv2d(x, kernel, bias=None):
+    """A stride-1, "same"-padded 2D convolution of channels-last `x`, in float32 (SPADE's convolutions).
+
+    Args:
+        x: Tensor `(batch, height, width, in_channels)`.
+        kernel: `(kernel_height, kernel_width, in_channels, out_channels)`.
+        bias: Optional, `(out_channels,)`.
+
+    Returns:
+        The float32 tensor `(batch, height, width, out_channels)`.
+    """
+    outputs = ops.conv(_float32(x), _float32(kernel), strides=1, padding="same",
+                       data_format="channels_last")
+    if bias is not None:
+        outputs = outputs + _float32(bias)
+    return outputs
+
+
+# ----------------------------------------------------------------------------- adaptive, response
+# Adaptive normalization (AdaIN, adaLN, adaptive group norm, switchable norm), filter response
+# normalization with its TLU, and weight standardization.
+
+
+def _spatial_axes(rank: int, axis: int) -> tuple[int, ...]:
+    """Every axis but the batch and the channel axis."""
+    axis %= rank
+    return tuple(i for i in range(1, rank) if i != axis)
+
+
+def _blend(stylized, content, alpha: float):
+    if alpha == 1.0:
+        return stylized
+    return alpha * stylized + (1.0 - alpha) * _float32(content)
+
+
+def condition_parameters(condition, kernel, bias=None, *, chunks: int, activation=None):
+    """``activation(condition) @ kernel + bias`` split into `chunks` equal per-channel tensors, in float32.
+
+    The modulation parameters of adaptive normalization: a conditioning vector
+    (a style code, a class or timestep embedding) is mapped to per-example
+    scales, shifts and gates.
+
+    Args:
+        condition: Tensor of shape `(batch, features)`.
+        kernel: Shape `(features, chunks * channels)`.
+        bias: Optional, shape `(chunks * channels,)`.
+        chunks: How many parameter tensors to split the projection into.
+        activation: Optional callable applied to `condition` first (SiLU in DiT
+            and diffusion U-Nets).
+
+    Returns:
+        A list of `chunks` float32 tensors of shape `(batch, channels)`.
+    """
+    condition = _float32(condition)
+    if activation is not None:
+        condition = activation(condition)
+    return ops.split(linear(condition, kernel, bias), chunks, axis=-1)
+
+
+def adaptive_instance_norm(content, style, *, alpha: float = 1.0, epsilon: float = 1e-5,
+                           axis: int = -1):
+    """AdaIN: `content` renormalized to the per-channel mean and standard deviation of `style`.
+
+    ``AdaIN(x, y) = sigma(y) * (x - mu(x)) / sigma(x) + mu(y)``, with ``mu`` and
+    ``sigma = sqrt(variance + epsilon)`` taken per example and channel over the
+    spatial axes; then ``alpha * AdaIN(x, y) + (1 - alpha) * x``, the paper's
+    content-style trade-off. `style` may have other spatial sizes than `content`.
+
+    Reference:
+        Huang and Belongie, 2017, "Arbitrary Style Transfer in Real-time with
+        Adaptive Instance Normalization", https://arxiv.org/abs/1703.06868
+    """
+    rank = len(content.shape)
+    content_mean, content_variance = moments(content, _spatial_axes(rank, axis), keepdims=True)
+    style_mean, style_variance = moments(style, _spatial_axes(len(style.shape), axis), keepdims=True)
+    stylized = normalize(content, content_mean, content_variance, ops.sqrt(style_variance + epsilon),
+                         style_mean, epsilon=epsilon)
+    return _blend(stylized, content, alpha)
+
+
+def modulated_instance_norm(x, scale, shift, *, alpha: float = 1.0, epsilon: float = 1e-5):
+    """Learned AdaIN: ``IN(x) * (1 + scale) + shift`` with `(batch, channels)` parameters.
+
+    Blended with the input as ``alpha * that + (1 - alpha) * x``; channels last.
+    """
+    stylized = modulate(group_norm(x, -1, epsilon=epsilon), 1.0 + scale, shift)
+    return _blend(stylized, x, alpha)
+
+
+def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = (1, 2),
+                         epsilon: float = 1e-6, learned_epsilon=None):
+    """Filter response normalization: ``x / sqrt(mean(x^2) + |epsilon|) * scale + offset``.
+
+    Each channel of each example is divided by the root of its mean squared
+    activation ``nu^2`` over `axis` (the spatial axes); the mean is not
+    subtracted, so there is no batch dependence and no centring. With a learned
+    epsilon the divisor is ``sqrt(nu^2 + |epsilon| + |learned_epsilon|)``, the
+    formula of tensorflow-addons.
+
+    Args:
+        x: Input tensor, channels last.
+        scale, offset: Optional gamma and beta broadcasting against `x`, e.g. of
+            shape `(1, 1, 1, channels)`.
+        axis: The axes of the mean square.
+        epsilon: Constant added (as its absolute value) to the mean square.
+        learned_epsilon: Optional tensor added as its absolute value.
+
+    Returns:
+        The normalized float32 tensor.
+
+    Reference:
+        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
+        Eliminating Batch Dependence in the Training of Deep Neural Networks",
+        https://arxiv.org/abs/1911.09737
+    """
+    x = _float32(x)
+    nu2 = ops.mean(ops.square(x), axis=_as_axes(axis, len(x.shape)), keepdims=True)
+    epsilon = abs(float(epsilon))
+    if learned_epsilon is not None:
+        epsilon = epsilon + ops.abs(_float32(learned_epsilon))
+    outputs = x * ops.rsqrt(nu2 + epsilon)
+    if scale is not None:
+        outputs = outputs * _float32(scale)
+    if offset is not None:
+        outputs = outputs + _float32(offset)
+    return outputs
+
+
+def tlu(x, tau, alpha=None):
+    """Thresholded linear unit: ``max(x, tau)``, or ``max(x, alpha * x + tau)`` (TLU-affine), in float32.
+
+    `tau` and `alpha` broadcast against `x`. Reference: Singh and Krishnan, 2020,
+    https://arxiv.org/abs/1911.09737
+    """
+    x = _float32(x)
+    threshold = _float32(tau) if alpha is None else _float32(alpha) * x + _float32(tau)
+    return ops.maximum(x, threshold)
+
+
+def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, *, axis: int = -1,
+                    epsilon: float = 1e-5, moving_mean=None, moving_variance=None):
+    """Switchable normalization: a learned mixture of instance, layer and batch statistics.
+
+    ``mean = sum_k softmax(mean_weights)_k * mu_k`` and ``variance = sum_k
+    softmax(variance_weights)_k * sigma2_k`` for ``k`` in (instance, layer,
+    batch), then ``(x - mean) / sqrt(variance + epsilon) * scale + offset``.
+    Instance statistics are per example and channel over the spatial axes;
+    layer and batch statistics pool them over the channels and over the batch
+    (law of total variance: ``sigma2 = mean(sigma2_in) + mean((mu_in - mu)^2)``,
+    no cancellation). Given `moving_mean` and `moving_variance` (inference),
+    they replace the batch statistics.
+
+    Args:
+        x: Input tensor of rank 3 or more, batch first, channels on `axis`.
+        mean_weights, variance_weights: Logits of shape `(3,)`, in the order
+            (instance, layer, batch).
+        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        axis: The channel axis.
+        epsilon: Added to the variance.
+        moving_mean, moving_variance: Optional per-channel statistics used
+            instead of the batch statistics.
+
+    Returns:
+        `(outputs, batch_mean, batch_variance)`: the normalized float32 tensor
+        and the per-channel batch statistics it used, shape `(channels,)`.
+
+    Reference:
+        Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
+        Normalization", https://arxiv.org/abs/1806.10779
+    """
+    x = _float32(x)
+    rank = len(x.shape)
+    axis %= rank
+    instance_mean, instance_variance = moments(x, _spatial_axes(rank, axis), keepdims=True)
+
+    def pooled(axes):
+        mean = ops.mean(instance_mean, axis=axes, keepdims=True)
+        spread = ops.mean(ops.square(instance_mean - mean), axis=axes, keepdims=True)
+        return mean, ops.mean(instance_variance, axis=axes, keepdims=True) + spread
+
+    layer_mean, layer_variance = pooled(axis)
+    if moving_mean is None:
+        batch_mean, batch_variance = pooled(0)
+    else:
+        batch_mean = _broadcast(moving_mean, rank, axis)
+        batch_variance = _broadcast(moving_variance, rank, axis)
+    mean_mix = ops.softmax(_float32(mean_weights))
+    variance_mix = ops.softmax(_float32(variance_weights))
+    mean = mean_mix[0] * instance_mean + mean_mix[1] * layer_mean + mean_mix[2] * batch_mean
+    variance = (variance_mix[0] * instance_variance + variance_mix[1] * layer_variance
+                + variance_mix[2] * batch_variance)
+    outputs = normalize(x, mean, variance, _broadcast(scale, rank, axis),
+                        _broadcast(offset, rank, axis), epsilon=epsilon)
+    return outputs, ops.reshape(batch_mean, (-1,)), ops.reshape(batch_variance, (-1,))
+
+
+def standardize_kernel(kernel, *, epsilon: float = 1e-5):
+    """Weight standardization: each output channel of `kernel` (its last axis) to mean 0 and variance 1.
+
+    ``(w - mean(w)) / sqrt(variance(w) + epsilon)`` over all axes but the
+    last, e.g. over `(kernel_height, kernel_width, in_channels)` of a Conv2D
+    kernel, in float32.
+
+    Reference:
+        Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
+        Normalization and Weight Standardization", https://arxiv.org/abs/1903.10520
+    """
+    rank = len(kernel.shape)
+    mean, variance = moments(kernel, tuple(range(rank - 1)), keepdims=True)
+    return normalize(kernel, mean, variance, epsilon=epsilon)

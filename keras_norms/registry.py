@@ -9,6 +9,8 @@ import keras
 from keras_norms.batch import BatchNormalization
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
+from keras_norms.response import FilterResponseNormalization
+from keras_norms.switchable import SwitchableNormalization
 
 _REGISTRY: dict[str, Callable[..., keras.layers.Layer]] = {
     "batch": BatchNormalization,
@@ -16,6 +18,8 @@ _REGISTRY: dict[str, Callable[..., keras.layers.Layer]] = {
     "group": GroupNormalization,
     "instance": InstanceNormalization,
     "rms": RMSNormalization,
+    "frn": FilterResponseNormalization,
+    "switchable": SwitchableNormalization,
     "none": keras.layers.Identity,
 }
 
@@ -45,9 +49,10 @@ def get(spec, **kwargs) -> keras.layers.Layer:
 
     Args:
         spec: A registered name (`"batch"`, `"layer"`, `"group"`, `"instance"`,
-            `"rms"`, `"none"` for the identity, ...), a layer class or another
-            callable returning a layer (called with `kwargs`), or a layer
-            instance (returned as is; `kwargs` must then be empty).
+            `"rms"`, `"frn"`, `"switchable"`, `"none"` for the identity, ...),
+            a layer class or another callable returning a layer (called with
+            `kwargs`), or a layer instance (returned as is; `kwargs` must then
+            be empty).
         **kwargs: Constructor arguments, e.g. `groups=8`.
 
     Returns:

@@ -93,6 +93,16 @@ def _rms(axis=-1, epsilon=1e-6):
     return lambda x, w: R.rms_norm(x, w.get("gamma"), axis=axis, epsilon=epsilon)
 
 
+def _frn(axis=(1, 2), epsilon=1e-6):
+    return lambda x, w: R.filter_response_norm(
+        x, w["gamma"], w["beta"], axis=axis, epsilon=epsilon, learned_epsilon=w.get("learned_epsilon")
+    )
+
+
+def _switchable(axis=-1, epsilon=1e-5, training=True):
+    return lambda x, w: R.switchable_norm(x, w, axis=axis, epsilon=epsilon, training=training)
+
+
 def _identity(x, w):
     return np.asarray(x, dtype=np.float64)
 
@@ -176,6 +186,40 @@ SPECS: dict[str, LayerSpec] = {
         ranks=(2, None),
         bad=[
             Bad("axis-list-out-of-range", {"axis": [2, 5]}, (2, 5, 8), ValueError, "axis=[2, 5]"),
+        ],
+    ),
+    "frn": LayerSpec(
+        cases=[
+            Case("frn-nhwc", {}, (2, 4, 4, 8), _frn()),
+            Case("frn-learned-epsilon", {"learned_epsilon": True, "epsilon": 1e-4}, (2, 4, 4, 6),
+                 _frn(epsilon=1e-4)),
+            Case("frn-seq", {"axis": [1]}, (3, 5, 8), _frn(axis=(1,))),
+            Case("frn-rank5", {"axis": (1, 2, 3)}, (2, 3, 3, 2, 8), _frn(axis=(1, 2, 3))),
+            Case("frn-height-only", {"axis": 1, "epsilon": 1e-3}, (2, 4, 3, 5),
+                 _frn(axis=(1,), epsilon=1e-3)),
+        ],
+        ranks=(3, 5),
+        bad=[
+            Bad("axis-channel", {"axis": (1, 3)}, (2, 4, 4, 8), ValueError, "axis=(1, 3)"),
+            Bad("axis-duplicate", {"axis": (1, -3)}, (2, 4, 4, 8), ValueError, "axis=(1, -3)"),
+            Bad("axis=[]", {"axis": []}, None, TypeError, "axis=[]"),
+            Bad("axis=str", {"axis": "1"}, None, TypeError, "axis='1'"),
+        ],
+    ),
+    "switchable": LayerSpec(
+        cases=[
+            Case("switchable-train", {"momentum": 0.9}, (4, 4, 4, 8), _switchable(), training=True),
+            Case("switchable-infer", {}, (2, 4, 4, 8), _switchable(training=False)),
+            Case("switchable-train-nchw", {"axis": 1}, (3, 6, 3, 3), _switchable(axis=1), training=True),
+            Case("switchable-infer-nchw", {"axis": 1, "epsilon": 1e-3}, (2, 6, 3, 3),
+                 _switchable(axis=1, epsilon=1e-3, training=False)),
+            Case("switchable-train-seq-noaffine", {"center": False, "scale": False}, (3, 5, 8),
+                 _switchable(), training=True),
+        ],
+        ranks=(3, 5),
+        bad=[
+            Bad("momentum=1.5", {"momentum": 1.5}, None, ValueError, "momentum=1.5"),
+            Bad("momentum=str", {"momentum": "0.9"}, None, TypeError, "momentum='0.9'"),
         ],
     ),
     "none": LayerSpec(

@@ -4,7 +4,9 @@ Parametrized over `keras_norms.names()`; the configurations and float64
 references live in tests/layer_cases.py, and a registry name without an entry
 there fails. Items: (1) config round trip and `.keras` save/load, (2) graph-mode
 `fit` and XLA, (3) forward and gradients against float64 references, (4) mixed
-precision, (6) bad arguments. (5, TFLite, is tested elsewhere.)
+precision, (6) bad arguments. (5, TFLite, is tested elsewhere.) The numerics
+items (2: XLA, 3, 4) run twice: on the TensorFlow fast paths and on the plain
+`keras.ops` path (`functional.use_fast_paths(False)`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tensorflow as tf
 from layer_cases import SPECS, Bad, Case, spec_for
 
 import keras_norms
+from keras_norms import functional as F
 
 NAMES = keras_norms.names()
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +51,13 @@ def _case_params():
 
 each_case = pytest.mark.parametrize(("name", "case"), _case_params())
 each_name = pytest.mark.parametrize("name", NAMES)
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"])
+def fast_paths(request):
+    """Runs the test on the TensorFlow fast paths, then on the plain keras.ops path."""
+    with F.use_fast_paths(request.param):
+        yield request.param
 
 
 def _require(name: str, case: Case | None) -> Case:
@@ -250,7 +260,7 @@ def test_graph_mode_fit_lowers_loss(name):
 
 
 @each_case
-def test_xla_matches_graph_mode(name, case):
+def test_xla_matches_graph_mode(name, case, fast_paths):
     case = _require(name, case)
     rng = np.random.default_rng(4)
     layer, x = _built_layer(name, case, rng)
@@ -276,7 +286,7 @@ def test_xla_matches_graph_mode(name, case):
 
 
 @each_case
-def test_forward_matches_reference(name, case):
+def test_forward_matches_reference(name, case, fast_paths):
     case = _require(name, case)
     rng = np.random.default_rng(5)
     layer, x = _built_layer(name, case, rng)
@@ -293,7 +303,7 @@ def test_forward_matches_reference(name, case):
 
 
 @each_case
-def test_gradients_match_reference(name, case):
+def test_gradients_match_reference(name, case, fast_paths):
     case = _require(name, case)
     rng = np.random.default_rng(6)
     layer, x = _built_layer(name, case, rng)
@@ -328,7 +338,7 @@ def test_gradients_match_reference(name, case):
     ("policy", "atol"),
     [pytest.param("mixed_float16", 2e-2, id="float16"), pytest.param("mixed_bfloat16", 5e-2, id="bfloat16")],
 )
-def test_mixed_precision(name, case, policy, atol):
+def test_mixed_precision(name, case, policy, atol, fast_paths):
     case = _require(name, case)
     keras.mixed_precision.set_global_policy(policy)
     compute_dtype = policy.removeprefix("mixed_")

@@ -1,0 +1,378 @@
+"""Adaptive normalization: AdaIN, adaLN and adaLN-Zero, adaptive group norm.
+
+Each takes a second input, called as `layer(x, condition)`: a style (feature
+map or vector), or a conditioning vector such as a class or timestep
+embedding, which sets the scale and shift of the normalized `x`.
+`SwitchableNormalization` (single input) is in `keras_norms.switchable`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import activations, initializers, ops, regularizers
+
+from keras_norms import functional as F
+from keras_norms._base import check_epsilon, check_fraction, check_rank
+
+
+def _shape(shape) -> tuple:
+    return tuple(shape)
+
+
+class _ConditionedNormalization(keras.layers.Layer):
+    """Shared by the layers called as `layer(inputs, condition)` with a condition vector.
+
+    Holds the projection of the condition to per-channel parameters
+    (``activation(condition) @ kernel + bias``, weights `kernel` and `bias` in
+    float32) and the checks that the condition fits the input.
+    """
+
+    condition_name = "condition"
+
+    def __init__(self, *, epsilon, activation, kernel_initializer, bias_initializer, kernel_regularizer,
+                 bias_regularizer, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = check_epsilon(epsilon)
+        self.activation = activations.get(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel = None
+        self.bias = None
+
+    def _mismatch(self, inputs_shape, condition_shape, what: str) -> ValueError:
+        return ValueError(
+            f"{type(self).__name__}: {what}. Received: inputs.shape={_shape(inputs_shape)}, "
+            f"{self.condition_name}.shape={_shape(condition_shape)}"
+        )
+
+    def _check_batch(self, inputs_shape, condition_shape) -> None:
+        batch, condition_batch = inputs_shape[0], condition_shape[0]
+        if batch is not None and condition_batch is not None and batch != condition_batch:
+            raise self._mismatch(inputs_shape, condition_shape,
+                                 f"the {self.condition_name} must have the batch size of the inputs")
+
+    def _check_vector(self, inputs_shape, condition_shape) -> None:
+        """A condition vector per example: rank 2, same batch size, features known (and as built)."""
+        if len(condition_shape) != 2:
+            raise self._mismatch(inputs_shape, condition_shape,
+                                 f"the {self.condition_name} must be a vector per example, of shape "
+                                 "(batch, features)")
+        self._check_batch(inputs_shape, condition_shape)
+        features = condition_shape[-1]
+        if features is None:
+            raise self._mismatch(inputs_shape, condition_shape,
+                                 f"the feature axis of the {self.condition_name} must have a defined size")
+        if self.kernel is not None and features != self.kernel.shape[0]:
+            raise self._mismatch(inputs_shape, condition_shape,
+                                 f"the layer was built for a {self.condition_name} of "
+                                 f"{self.kernel.shape[0]} features")
+
+    def _check_channels(self, inputs_shape, condition_shape, min_rank: int, max_rank: int | None) -> int:
+        name = type(self).__name__
+        check_rank(name, inputs_shape, min_rank, max_rank)
+        channels = inputs_shape[-1]
+        if channels is None:
+            raise self._mismatch(inputs_shape, condition_shape,
+                                 "the channel axis (last) of the inputs must have a defined size")
+        return channels
+
+    def _add_projection(self, features: int, units: int) -> None:
+        self.kernel = self.add_weight(
+            name="kernel", shape=(features, units), initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer, autocast=False,
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(units,), initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer, autocast=False,
+        )
+
+    def _parameters(self, condition, chunks: int):
+        return F.condition_parameters(condition, self.kernel, self.bias, chunks=chunks,
+                                      activation=self.activation)
+
+    def get_config(self):
+        config = {
+            "epsilon": self.epsilon,
+            "activation": activations.serialize(self.activation),
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+        }
+        return {**super().get_config(), **config}
+
+
+_ADAIN_MODES = ("features", "vector")
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class AdaptiveInstanceNormalization(_ConditionedNormalization):
+    """Adaptive instance normalization, AdaIN (Huang and Belongie, 2017).
+
+    Called as `layer(content, style)`. Each channel of each content example is
+    instance-normalized, then given the statistics of the style:
+
+    - `mode="features"` (parameter-free AdaIN): `style` is a feature map of
+      the content's rank and channel count (its spatial size may differ), and
+      ``AdaIN(x, y) = sigma(y) * (x - mu(x)) / sigma(x) + mu(y)``, with the
+      per-channel mean ``mu`` and ``sigma = sqrt(variance + epsilon)`` over the
+      spatial axes. Arbitrary style transfer between two feature maps.
+    - `mode="vector"` (learned AdaIN, as in StyleGAN): `style` is a style
+      code of shape `(batch, style_dim)`, projected by a dense layer to a
+      per-channel scale and shift: ``IN(x) * (1 + scale) + shift`` with
+      ``[scale, shift] = activation(style) @ kernel + bias``.
+
+    Either way the output is ``alpha * AdaIN(x, y) + (1 - alpha) * x``: `alpha`
+    trades content for style (1: full style). Channels are last.
+
+    Args:
+        mode: `"features"` or `"vector"`, the kind of `style` (see above).
+        alpha: The style weight, in [0, 1]; a call may override it.
+        epsilon: Small float added to the variances, > 0.
+        activation: `"vector"` mode: applied to the style code first (default none).
+        kernel_initializer, bias_initializer: `"vector"` mode: of the projection.
+        kernel_regularizer, bias_regularizer: `"vector"` mode: optional regularizers.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: The content, a tensor of rank 3 to 5, channels last.
+        style: A feature map (`"features"`) or a `(batch, style_dim)` code (`"vector"`),
+            with the batch size of `inputs`.
+        alpha: Optional float overriding the constructor's `alpha`.
+
+    Reference:
+        Huang and Belongie, 2017, "Arbitrary Style Transfer in Real-time with
+        Adaptive Instance Normalization", https://arxiv.org/abs/1703.06868;
+        Karras et al., 2019 (style codes), https://arxiv.org/abs/1812.04948
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> rng = np.random.default_rng(0)
+    >>> content = rng.normal(size=(2, 16, 16, 8)).astype("float32")
+    >>> style = rng.normal(3.0, 2.0, size=(2, 8, 8, 8)).astype("float32")
+    >>> y = np.asarray(keras_norms.AdaptiveInstanceNormalization()(content, style))
+    >>> bool(np.allclose(y.mean(axis=(1, 2)), style.mean(axis=(1, 2)), atol=1e-4))
+    True
+    >>> bool(np.allclose(y.std(axis=(1, 2)), style.std(axis=(1, 2)), atol=1e-3))
+    True
+    """
+
+    condition_name = "style"
+
+    def __init__(self, mode: str = "features", alpha: float = 1.0, epsilon: float = 1e-5, activation=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, **kwargs):
+        if mode not in _ADAIN_MODES:
+            raise ValueError(f"Argument `mode` must be one of {_ADAIN_MODES}. Received: mode={mode!r}")
+        super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, **kwargs)
+        self.mode = mode
+        self.alpha = check_fraction("alpha", alpha)
+
+    def _check(self, inputs_shape, style_shape) -> int:
+        channels = self._check_channels(inputs_shape, style_shape, 3, 5)
+        if self.mode == "vector":
+            self._check_vector(inputs_shape, style_shape)
+            return channels
+        if len(style_shape) != len(inputs_shape) or style_shape[-1] != channels:
+            raise self._mismatch(
+                inputs_shape, style_shape,
+                "in mode='features' the style must be a feature map of the content's rank and channel "
+                "count (for a style vector of shape (batch, style_dim) use mode='vector')",
+            )
+        self._check_batch(inputs_shape, style_shape)
+        return channels
+
+    def build(self, inputs_shape, style_shape):
+        channels = self._check(inputs_shape, style_shape)
+        if self.mode == "vector":
+            self._add_projection(style_shape[-1], 2 * channels)
+
+    def call(self, inputs, style, alpha=None):
+        self._check(inputs.shape, style.shape)
+        alpha = self.alpha if alpha is None else check_fraction("alpha", alpha)
+        if self.mode == "features":
+            outputs = F.adaptive_instance_norm(inputs, style, alpha=alpha, epsilon=self.epsilon)
+        else:
+            scale, shift = self._parameters(style, 2)
+            outputs = F.modulated_instance_norm(inputs, scale, shift, alpha=alpha, epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, inputs_shape, style_shape):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class AdaptiveLayerNormalization(_ConditionedNormalization):
+    """Adaptive layer normalization, adaLN and adaLN-Zero (Peebles and Xie, 2023).
+
+    Called as `layer(x, condition)` with `condition` of shape `(batch,
+    features)` (in DiT, the sum of the timestep and class embeddings). `x` is
+    layer-normalized over its last axis without an affine of its own, then
+    modulated per example: ``LN(x) * (1 + scale) + shift`` with ``[shift,
+    scale] = activation(condition) @ kernel + bias``, broadcast over the other
+    axes (the tokens).
+
+    `zero=True` is adaLN-Zero: the projection also gives a gate, the layer
+    returns `(modulated, gate)` (the gate shaped to broadcast against `x`),
+    and `kernel` and `bias` start at zero. A residual block
+    ``x + gate * f(modulated)`` is then exactly the identity at
+    initialization, which is what makes deep diffusion transformers train
+    stably.
+
+    Args:
+        zero: adaLN-Zero: return a gate too, and initialize the projection to zero.
+        epsilon: Small float added to the variance, > 0 (DiT: 1e-6).
+        activation: Applied to the condition before the projection (DiT: SiLU).
+        kernel_initializer: Of the projection; default `"zeros"` with
+            `zero=True` (which requires zeros) and `"glorot_uniform"` without.
+        bias_initializer: Of the projection; must be zeros with `zero=True`.
+        kernel_regularizer, bias_regularizer: Optional regularizers.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 2 or more, features last (e.g. `(batch, tokens, dim)`).
+        condition: Tensor `(batch, features)`.
+
+    Returns:
+        The modulated tensor; with `zero=True`, `(modulated, gate)`.
+
+    Reference:
+        Peebles and Xie, 2023, "Scalable Diffusion Models with Transformers",
+        https://arxiv.org/abs/2212.09748
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> x = keras.random.normal((2, 16, 32))
+    >>> c = keras.random.normal((2, 64))
+    >>> h, gate = keras_norms.AdaptiveLayerNormalization(zero=True)(x, c)
+    >>> tuple(h.shape), tuple(gate.shape), float(keras.ops.max(keras.ops.abs(gate)))
+    ((2, 16, 32), (2, 1, 32), 0.0)
+    """
+
+    def __init__(self, zero: bool = False, epsilon: float = 1e-6, activation="silu", kernel_initializer=None,
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        zero = bool(zero)
+        if kernel_initializer is None:
+            kernel_initializer = "zeros" if zero else "glorot_uniform"
+        super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, **kwargs)
+        if zero:
+            for argument in ("kernel_initializer", "bias_initializer"):
+                value = getattr(self, argument)
+                if not isinstance(value, initializers.Zeros):
+                    raise ValueError(
+                        f"zero=True (adaLN-Zero) starts the projection at zero, so `{argument}` must be "
+                        f"'zeros'. Received: {argument}={initializers.serialize(value)!r}"
+                    )
+        self.zero = zero
+
+    def build(self, inputs_shape, condition_shape):
+        channels = self._check_channels(inputs_shape, condition_shape, 2, None)
+        self._check_vector(inputs_shape, condition_shape)
+        self._add_projection(condition_shape[-1], (3 if self.zero else 2) * channels)
+
+    def call(self, inputs, condition):
+        self._check_vector(inputs.shape, condition.shape)
+        rank = len(inputs.shape)
+        parameters = self._parameters(condition, 3 if self.zero else 2)
+        shift, scale = parameters[:2]
+        normalized = F.layer_norm(inputs, axis=-1, epsilon=self.epsilon)
+        outputs = ops.cast(F.modulate(normalized, 1.0 + scale, shift), self.compute_dtype)
+        if not self.zero:
+            return outputs
+        gate = ops.reshape(parameters[2], (-1,) + (1,) * (rank - 2) + (inputs.shape[-1],))
+        return outputs, ops.cast(gate, self.compute_dtype)
+
+    def compute_output_shape(self, inputs_shape, condition_shape):
+        if not self.zero:
+            return inputs_shape
+        gate_shape = (inputs_shape[0],) + (1,) * (len(inputs_shape) - 2) + (inputs_shape[-1],)
+        return _shape(inputs_shape), gate_shape
+
+    def get_config(self):
+        return {**super().get_config(), "zero": self.zero}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class AdaptiveGroupNormalization(_ConditionedNormalization):
+    """Adaptive group normalization: the timestep conditioning of diffusion U-Nets.
+
+    Called as `layer(x, condition)` with an embedding `condition` of shape
+    `(batch, features)` (timestep, plus class). `x` is group-normalized
+    (`groups` groups of channels, no affine of its own), then scaled and
+    shifted per example and channel: ``GN(x) * (1 + scale) + shift`` with
+    ``[scale, shift] = activation(condition) @ kernel + bias``, the
+    "scale-shift norm" of improved DDPM / ADM (Dhariwal and Nichol, 2021).
+
+    Args:
+        groups: Number of groups; must divide the number of channels. `-1`
+            means one channel per group.
+        epsilon: Small float added to the variance, > 0.
+        activation: Applied to the embedding before the projection (default SiLU).
+        kernel_initializer, bias_initializer: Of the projection.
+        kernel_regularizer, bias_regularizer: Optional regularizers.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 3 to 5, channels last.
+        condition: Tensor `(batch, features)`.
+
+    Reference:
+        Dhariwal and Nichol, 2021, "Diffusion Models Beat GANs on Image
+        Synthesis", https://arxiv.org/abs/2105.05233; Wu and He, 2018,
+        "Group Normalization", https://arxiv.org/abs/1803.08494
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> layer = keras_norms.AdaptiveGroupNormalization(groups=4)
+    >>> y = layer(keras.random.normal((2, 8, 8, 16)), keras.random.normal((2, 32)))
+    >>> tuple(y.shape), tuple(layer.kernel.shape)
+    ((2, 8, 8, 16), (32, 32))
+    """
+
+    def __init__(self, groups: int = 32, epsilon: float = 1e-5, activation="silu",
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, **kwargs):
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups == 0 or groups < -1:
+            error = TypeError if not isinstance(groups, int) or isinstance(groups, bool) else ValueError
+            raise error(
+                "Argument `groups` must be a positive int, or -1 for one channel per group. "
+                f"Received: groups={groups!r}"
+            )
+        super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, **kwargs)
+        self.groups = groups
+
+    def build(self, inputs_shape, condition_shape):
+        channels = self._check_channels(inputs_shape, condition_shape, 3, 5)
+        if self.groups != -1 and (self.groups > channels or channels % self.groups):
+            raise ValueError(
+                f"{type(self).__name__}: the number of groups must divide the number of channels "
+                f"({channels}, input shape {_shape(inputs_shape)}). Received: groups={self.groups}"
+            )
+        self._check_vector(inputs_shape, condition_shape)
+        self._add_projection(condition_shape[-1], 2 * channels)
+
+    def call(self, inputs, condition):
+        self._check_vector(inputs.shape, condition.shape)
+        scale, shift = self._parameters(condition, 2)
+        normalized = F.group_norm(inputs, self.groups, epsilon=self.epsilon)
+        return ops.cast(F.modulate(normalized, 1.0 + scale, shift), self.compute_dtype)
+
+    def compute_output_shape(self, inputs_shape, condition_shape):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}

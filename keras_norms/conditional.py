@@ -1,0 +1,579 @@
+"""Conditional normalization: gamma and beta computed from a condition (a class, a style, a vector, a map).
+
+The layers take two inputs, `layer(inputs, condition)`, so they have no
+registry name. Their math is in `keras_norms.functional` (`modulate`,
+`select_rows`, `linear`, `resize_nearest`, `conv2d` over the existing norms),
+in float32 whatever the dtype policy; the weights stay float32 and the output
+has the compute dtype. A condition whose rank, channel count or batch size
+does not fit the input raises a `ValueError` naming both shapes. Values are
+not checked: a class or style id outside its range selects no row (gamma and
+beta 0), since an id is only known when the model runs.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+from keras import initializers, ops, regularizers
+
+from keras_norms import functional as F
+from keras_norms._base import (
+    check_axis_argument,
+    check_epsilon,
+    check_fraction,
+    check_rank,
+    resolve_axes,
+)
+from keras_norms.batch import BatchNormalization
+
+# The BatchNormalization arguments that ConditionalBatchNormalization passes on (its statistics).
+_STATISTICS_ARGUMENTS = (
+    "axis", "momentum", "epsilon", "moving_mean_initializer", "moving_variance_initializer",
+    "renorm", "renorm_clipping", "renorm_momentum", "synchronized", "virtual_batch_size",
+    "freeze_statistics",
+)
+_PARAM_FREE_NORMS = ("batch", "instance")
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
+    if value < 1:
+        raise ValueError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def _is_integer(tensor) -> bool:
+    return "int" in keras.backend.standardize_dtype(tensor.dtype)
+
+
+def _ids_problem(condition_shape, what: str) -> str | None:
+    if len(condition_shape) == 1 or (len(condition_shape) == 2 and condition_shape[1] in (1, None)):
+        return None
+    return f"{what} ids must have shape (batch,) or (batch, 1)"
+
+
+def _vector_problem(condition_shape, features: int | None) -> str | None:
+    if len(condition_shape) != 2:
+        return f"the condition must be a batch of vectors, of rank 2, not rank {len(condition_shape)}"
+    if condition_shape[1] is None:
+        return "the condition's last axis must have a defined size"
+    if features is not None and condition_shape[1] != features:
+        return f"the layer was built for conditions of {features} features, not {condition_shape[1]}"
+    return None
+
+
+class _ConditionalLayer(keras.layers.Layer):
+    """Shared by the layers called as `layer(inputs, condition)`: float32 weights, the condition check."""
+
+    def _weight(self, name, shape, initializer, regularizer=None):
+        return self.add_weight(
+            name=name, shape=shape, initializer=initializer, regularizer=regularizer,
+            trainable=True, autocast=False,
+        )
+
+    def _condition_problem(self, inputs_shape, condition_shape, integer: bool | None) -> str | None:
+        """Why `condition_shape` does not fit (`integer`: the condition's dtype, None if unknown)."""
+        raise NotImplementedError
+
+    def _check_condition(self, inputs_shape, condition_shape, integer: bool | None = None) -> None:
+        inputs_shape, condition_shape = tuple(inputs_shape), tuple(condition_shape)
+        problem = self._condition_problem(inputs_shape, condition_shape, integer)
+        if problem is None and condition_shape:
+            batch, condition_batch = inputs_shape[0], condition_shape[0]
+            if batch is not None and condition_batch is not None and batch != condition_batch:
+                problem = f"the batch sizes differ ({condition_batch} != {batch})"
+        if problem is not None:
+            raise ValueError(
+                f"{type(self).__name__}: a condition of shape {condition_shape} does not fit inputs "
+                f"of shape {inputs_shape}: {problem}. Received: inputs.shape={inputs_shape}, "
+                f"condition.shape={condition_shape}"
+            )
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class ConditionalBatchNormalization(_ConditionalLayer):
+    """Conditional batch normalization (de Vries et al., 2017; Miyato and Koyama, 2018).
+
+    Batch normalization without an affine of its own, then a gamma and beta per
+    example taken from the condition:
+    ``y = (x - mean) / sqrt(variance + epsilon) * gamma(c) + beta(c)``.
+
+    - **Class ids** (`num_classes=K`): `gamma` and `beta` are `(K, channels)`
+      tables (embeddings) starting at 1 and 0; ``gamma(c) = gamma[c]``,
+      ``beta(c) = beta[c]``. The condition has shape `(batch,)` or
+      `(batch, 1)`; pass it as an integer input (`keras.Input((), dtype="int32")`).
+      Ids are not range-checked (they are only known at run time): an id
+      outside `[0, K)` gives gamma = beta = 0.
+    - **A vector** (`num_classes=None`), shape `(batch, features)`: two
+      projections, ``gamma(c) = 1 + c @ gamma_kernel + gamma_bias`` and
+      ``beta(c) = c @ beta_kernel + beta_bias``, zero-initialized so that the
+      layer starts as plain batch norm.
+
+    The statistics are those of `keras_norms.BatchNormalization` (run inside
+    the layer, with `center=False, scale=False`), and so are all its statistics
+    arguments: moving averages for inference, `momentum`, `renorm`,
+    `synchronized`, `virtual_batch_size`, `freeze_statistics`, the `training`
+    flag and `trainable=False` (inference mode).
+
+    Args:
+        num_classes: Number of classes for class-id conditions, or `None` for
+            conditioning vectors.
+        axis, momentum, epsilon, moving_mean_initializer,
+            moving_variance_initializer, renorm, renorm_clipping,
+            renorm_momentum, synchronized, virtual_batch_size,
+            freeze_statistics: As in `keras_norms.BatchNormalization`.
+        gamma_initializer, beta_initializer: Initializers of the class tables.
+        kernel_initializer, bias_initializer: Initializers of the projections.
+        gamma_regularizer, beta_regularizer: Regularizers of the class tables.
+        kernel_regularizer: Regularizer of the projection kernels.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 2 or more, batch first.
+        condition: Class ids `(batch,)`/`(batch, 1)`, or vectors `(batch, features)`.
+        training: Python bool: batch statistics (and moving-average updates)
+            when `True`, moving statistics otherwise.
+
+    Reference:
+        de Vries et al., 2017, "Modulating early visual processing by language",
+        https://arxiv.org/abs/1707.00683; Miyato and Koyama, 2018, "cGANs with
+        Projection Discriminator", https://arxiv.org/abs/1802.05637
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> layer = keras_norms.ConditionalBatchNormalization(num_classes=10)
+    >>> x = np.random.default_rng(0).normal(size=(4, 8, 8, 16)).astype("float32")
+    >>> y = layer(x, np.array([0, 3, 3, 9]), training=True)
+    >>> tuple(y.shape), tuple(layer.gamma.shape)
+    ((4, 8, 8, 16), (10, 16))
+    """
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        renorm: bool = False,
+        renorm_clipping: dict | None = None,
+        renorm_momentum: float = 0.99,
+        synchronized: bool = False,
+        virtual_batch_size: int | None = None,
+        freeze_statistics: bool = False,
+        gamma_initializer="ones",
+        beta_initializer="zeros",
+        kernel_initializer="zeros",
+        bias_initializer="zeros",
+        gamma_regularizer=None,
+        beta_regularizer=None,
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_classes = None if num_classes is None else _check_count("num_classes", num_classes)
+        # BatchNormalization checks these arguments and computes the statistics. Its float32 policy
+        # hands the modulation below its unrounded output under mixed precision.
+        self.normalization = BatchNormalization(
+            axis=axis, momentum=momentum, epsilon=epsilon, center=False, scale=False,
+            moving_mean_initializer=moving_mean_initializer,
+            moving_variance_initializer=moving_variance_initializer,
+            renorm=renorm, renorm_clipping=renorm_clipping, renorm_momentum=renorm_momentum,
+            synchronized=synchronized, virtual_batch_size=virtual_batch_size,
+            freeze_statistics=freeze_statistics, dtype="float32", name="batch_normalization",
+        )
+        self.normalization.trainable = self.trainable
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self._axis = None
+        self._features = None
+
+    @property
+    def freeze_statistics(self) -> bool:
+        """Normalize with the moving statistics and leave them as they are (fine-tuning)."""
+        return self.normalization.freeze_statistics
+
+    @freeze_statistics.setter
+    def freeze_statistics(self, value: bool) -> None:
+        self.normalization.freeze_statistics = bool(value)
+
+    def _condition_problem(self, inputs_shape, condition_shape, integer):
+        if self.num_classes is not None:
+            return _ids_problem(condition_shape, "class")
+        return _vector_problem(condition_shape, self._features)
+
+    def build(self, inputs_shape, condition_shape):
+        name = type(self).__name__
+        check_rank(name, inputs_shape, 2)
+        (self._axis,) = resolve_axes(name, self.normalization.axis, inputs_shape)
+        self._check_condition(inputs_shape, condition_shape)
+        self.normalization.build(inputs_shape)
+        channels = inputs_shape[self._axis]
+        if self.num_classes is not None:
+            shape = (self.num_classes, channels)
+            self.gamma = self._weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
+            self.beta = self._weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+        else:
+            self._features = condition_shape[-1]
+            kernel = (self._features, channels)
+            self.gamma_kernel = self._weight("gamma_kernel", kernel, self.kernel_initializer,
+                                             self.kernel_regularizer)
+            self.gamma_bias = self._weight("gamma_bias", (channels,), self.bias_initializer)
+            self.beta_kernel = self._weight("beta_kernel", kernel, self.kernel_initializer,
+                                            self.kernel_regularizer)
+            self.beta_bias = self._weight("beta_bias", (channels,), self.bias_initializer)
+
+    def call(self, inputs, condition, training=None):
+        self._check_condition(inputs.shape, condition.shape)
+        normalized = self.normalization(inputs, training=training)
+        if self.num_classes is not None:
+            ids = ops.reshape(ops.cast(condition, "int32"), (-1,))
+            gamma, beta = F.select_rows(self.gamma, ids), F.select_rows(self.beta, ids)
+        else:
+            gamma = 1.0 + F.linear(condition, self.gamma_kernel, self.gamma_bias)
+            beta = F.linear(condition, self.beta_kernel, self.beta_bias)
+        outputs = F.modulate(normalized, gamma, beta, axis=self._axis)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        statistics = self.normalization.get_config()
+        config = {
+            "num_classes": self.num_classes,
+            **{key: statistics[key] for key in _STATISTICS_ARGUMENTS},
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class ConditionalInstanceNormalization(_ConditionalLayer):
+    """Conditional instance normalization (Dumoulin et al., 2017): a gamma and beta per style.
+
+    Each channel of each example is normalized over its spatial (or time)
+    axes, then scaled and shifted with the parameters of its style:
+    ``y = (x - mean) / sqrt(variance + epsilon) * (w @ gamma) + (w @ beta)``,
+    with `gamma` and `beta` `(num_styles, channels)` tables (starting at 1 and
+    0) and `w` the example's style: an integer style id (`w` one-hot) or a
+    float vector of `num_styles` style weights, which mixes styles (weights
+    summing to 1 interpolate between them, as in the paper).
+
+    Args:
+        num_styles: Number of styles (rows of `gamma` and `beta`).
+        axis: The channel axis: `-1` (channels last) or `1` (channels first).
+        epsilon: Small float added to the variance, > 0.
+        gamma_initializer, beta_initializer: Initializers of the style tables.
+        gamma_regularizer, beta_regularizer: Optional regularizers.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 3 to 5, batch first.
+        condition: Integer style ids `(batch,)`/`(batch, 1)` (an id outside
+            `[0, num_styles)` gives gamma = beta = 0; ids are not
+            range-checked), or float style weights `(batch, num_styles)`.
+
+    Reference:
+        Dumoulin et al., 2017, "A Learned Representation For Artistic Style",
+        https://arxiv.org/abs/1610.07629
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> layer = keras_norms.ConditionalInstanceNormalization(num_styles=3)
+    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    >>> by_id = layer(x, np.array([0, 2]))
+    >>> mixed = layer(x, np.array([[0.5, 0.0, 0.5], [0.0, 0.0, 1.0]], "float32"))
+    >>> tuple(mixed.shape), tuple(layer.gamma.shape)
+    ((2, 8, 8, 4), (3, 4))
+    """
+
+    def __init__(
+        self,
+        num_styles: int,
+        axis: int = -1,
+        epsilon: float = 1e-3,
+        gamma_initializer="ones",
+        beta_initializer="zeros",
+        gamma_regularizer=None,
+        beta_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_styles = _check_count("num_styles", num_styles)
+        self.axis = check_axis_argument(axis)
+        self.epsilon = check_epsilon(epsilon)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self._axis = None
+
+    def _condition_problem(self, inputs_shape, condition_shape, integer):
+        ids = _ids_problem(condition_shape, "style")
+        weights = (None if len(condition_shape) == 2 and condition_shape[1] in (self.num_styles, None)
+                   else f"style weights must have shape (batch, {self.num_styles})")
+        if integer is None:  # in build, before the dtype is known: either form
+            return ids and weights
+        return ids if integer else weights
+
+    def build(self, inputs_shape, condition_shape):
+        name = type(self).__name__
+        check_rank(name, inputs_shape, 3, 5)
+        (self._axis,) = resolve_axes(name, self.axis, inputs_shape)
+        self._check_condition(inputs_shape, condition_shape)
+        shape = (self.num_styles, inputs_shape[self._axis])
+        self.gamma = self._weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
+        self.beta = self._weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+
+    def call(self, inputs, condition):
+        integer = _is_integer(condition)
+        self._check_condition(inputs.shape, condition.shape, integer)
+        if integer:
+            condition = ops.reshape(condition, (-1,))
+        normalized = F.group_norm(inputs, -1, axis=self._axis, epsilon=self.epsilon)
+        gamma, beta = F.select_rows(self.gamma, condition), F.select_rows(self.beta, condition)
+        outputs = F.modulate(normalized, gamma, beta, axis=self._axis)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        config = {
+            "num_styles": self.num_styles,
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class FiLM(_ConditionalLayer):
+    """Feature-wise linear modulation (Perez et al., 2018); no normalization of its own.
+
+    A scale and a shift per example and channel, projected from a
+    conditioning vector `c` and broadcast over the spatial or time axes:
+    ``y = x * (1 + c @ gamma_kernel + gamma_bias) + (c @ beta_kernel + beta_bias)``.
+    The gain is written as 1 + delta and the projections start at zero, so the
+    layer starts as the identity.
+
+    Args:
+        axis: The channel axis.
+        kernel_initializer, bias_initializer: Initializers of the projections.
+        kernel_regularizer: Regularizer of the projection kernels.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 2 or more, batch first.
+        condition: Conditioning vectors `(batch, features)`.
+
+    Reference:
+        Perez et al., 2018, "FiLM: Visual Reasoning with a General Conditioning
+        Layer", https://arxiv.org/abs/1709.07871
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> layer = keras_norms.FiLM()
+    >>> x = np.ones((2, 5, 8), "float32")
+    >>> y = layer(x, np.ones((2, 3), "float32"))
+    >>> bool((y.numpy() == x).all()), tuple(layer.gamma_kernel.shape)  # the identity at first
+    (True, (3, 8))
+    """
+
+    def __init__(self, axis: int = -1, kernel_initializer="zeros", bias_initializer="zeros",
+                 kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = check_axis_argument(axis)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self._axis = None
+        self._features = None
+
+    def _condition_problem(self, inputs_shape, condition_shape, integer):
+        return _vector_problem(condition_shape, self._features)
+
+    def build(self, inputs_shape, condition_shape):
+        name = type(self).__name__
+        check_rank(name, inputs_shape, 2)
+        (self._axis,) = resolve_axes(name, self.axis, inputs_shape)
+        self._check_condition(inputs_shape, condition_shape)
+        self._features = condition_shape[-1]
+        channels = inputs_shape[self._axis]
+        kernel = (self._features, channels)
+        self.gamma_kernel = self._weight("gamma_kernel", kernel, self.kernel_initializer,
+                                         self.kernel_regularizer)
+        self.gamma_bias = self._weight("gamma_bias", (channels,), self.bias_initializer)
+        self.beta_kernel = self._weight("beta_kernel", kernel, self.kernel_initializer,
+                                        self.kernel_regularizer)
+        self.beta_bias = self._weight("beta_bias", (channels,), self.bias_initializer)
+
+    def call(self, inputs, condition):
+        self._check_condition(inputs.shape, condition.shape)
+        gamma = 1.0 + F.linear(condition, self.gamma_kernel, self.gamma_bias)
+        beta = F.linear(condition, self.beta_kernel, self.beta_bias)
+        return ops.cast(F.modulate(inputs, gamma, beta, axis=self._axis), self.compute_dtype)
+
+    def get_config(self):
+        config = {
+            "axis": self.axis,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class SPADE(_ConditionalLayer):
+    """Spatially-adaptive normalization (Park et al., 2019): a gamma and beta per pixel from a map.
+
+    `x` is normalized without parameters (batch norm with moving statistics,
+    or instance norm). The conditioning map (a one-hot segmentation map, say)
+    is resized to the size of `x` by nearest neighbour
+    (`keras_norms.functional.resize_nearest`), goes through a shared
+    convolution and a ReLU, then through one convolution for gamma and one
+    for beta (all ``kernel_size`` square, stride 1, "same" padding):
+    ``h = relu(conv(resize(m)))``,
+    ``y = norm(x) * (1 + conv_gamma(h)) + conv_beta(h)``.
+    Images are channels last.
+
+    Args:
+        param_free_norm: `"batch"` or `"instance"`.
+        hidden_channels: Channels of the shared convolution (128 in the paper).
+        kernel_size: Size of the square convolution kernels.
+        epsilon: Small float added to the variance, > 0.
+        momentum: Momentum of the moving statistics (`"batch"` only).
+        synchronized: Batch statistics over all replicas (`"batch"` only).
+        kernel_initializer, bias_initializer: Initializers of the convolutions.
+        kernel_regularizer: Regularizer of the convolution kernels.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: Images `(batch, height, width, channels)`.
+        condition: Maps `(batch, map_height, map_width, map_channels)`, any size.
+        training: Python bool, for `"batch"` (as in `BatchNormalization`).
+
+    Reference:
+        Park et al., 2019, "Semantic Image Synthesis with Spatially-Adaptive
+        Normalization", https://arxiv.org/abs/1903.07291
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> layer = keras_norms.SPADE(hidden_channels=16)
+    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    >>> segmentation = np.eye(5, dtype="float32")[np.zeros((2, 32, 32), int)]
+    >>> tuple(layer(x, segmentation, training=True).shape), tuple(layer.gamma_kernel.shape)
+    ((2, 8, 8, 4), (3, 3, 16, 4))
+    """
+
+    def __init__(
+        self,
+        param_free_norm: str = "batch",
+        hidden_channels: int = 128,
+        kernel_size: int = 3,
+        epsilon: float = 1e-3,
+        momentum: float = 0.99,
+        synchronized: bool = False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if param_free_norm not in _PARAM_FREE_NORMS:
+            raise ValueError(
+                f"Argument `param_free_norm` must be one of {_PARAM_FREE_NORMS}. "
+                f"Received: param_free_norm={param_free_norm!r}"
+            )
+        self.param_free_norm = param_free_norm
+        self.hidden_channels = _check_count("hidden_channels", hidden_channels)
+        self.kernel_size = _check_count("kernel_size", kernel_size)
+        self.epsilon = check_epsilon(epsilon)
+        self.normalization = None
+        if param_free_norm == "batch":
+            self.normalization = BatchNormalization(
+                momentum=momentum, epsilon=epsilon, center=False, scale=False,
+                synchronized=synchronized, dtype="float32", name="batch_normalization",
+            )
+            self.normalization.trainable = self.trainable
+        self.momentum = check_fraction("momentum", momentum)
+        self.synchronized = bool(synchronized)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self._map_channels = None
+
+    def _condition_problem(self, inputs_shape, condition_shape, integer):
+        if len(condition_shape) != 4:
+            return f"the condition must be a batch of maps, of rank 4, not rank {len(condition_shape)}"
+        if condition_shape[-1] is None:
+            return "the condition's channel axis must have a defined size"
+        if self._map_channels is not None and condition_shape[-1] != self._map_channels:
+            return f"the layer was built for maps of {self._map_channels} channels, not {condition_shape[-1]}"
+        return None
+
+    def build(self, inputs_shape, condition_shape):
+        name = type(self).__name__
+        check_rank(name, inputs_shape, 4, 4)
+        (axis,) = resolve_axes(name, -1, inputs_shape)
+        self._check_condition(inputs_shape, condition_shape)
+        if self.normalization is not None:
+            self.normalization.build(inputs_shape)
+        self._map_channels = condition_shape[-1]
+        channels, hidden, size = inputs_shape[axis], self.hidden_channels, self.kernel_size
+
+        def convolution(prefix, in_channels, out_channels):
+            kernel = self._weight(f"{prefix}_kernel", (size, size, in_channels, out_channels),
+                                  self.kernel_initializer, self.kernel_regularizer)
+            return kernel, self._weight(f"{prefix}_bias", (out_channels,), self.bias_initializer)
+
+        self.shared_kernel, self.shared_bias = convolution("shared", self._map_channels, hidden)
+        self.gamma_kernel, self.gamma_bias = convolution("gamma", hidden, channels)
+        self.beta_kernel, self.beta_bias = convolution("beta", hidden, channels)
+
+    def call(self, inputs, condition, training=None):
+        self._check_condition(inputs.shape, condition.shape)
+        if self.normalization is not None:
+            normalized = self.normalization(inputs, training=training)
+        else:
+            normalized = F.group_norm(inputs, -1, epsilon=self.epsilon)
+        height, width = inputs.shape[1:3]
+        dynamic = ops.shape(inputs)
+        size = (dynamic[1] if height is None else height, dynamic[2] if width is None else width)
+        segmentation = F.resize_nearest(ops.cast(condition, "float32"), size)
+        hidden = ops.relu(F.conv2d(segmentation, self.shared_kernel, self.shared_bias))
+        gamma = F.conv2d(hidden, self.gamma_kernel, self.gamma_bias)
+        beta = F.conv2d(hidden, self.beta_kernel, self.beta_bias)
+        return ops.cast(F.modulate(normalized, 1.0 + gamma, beta), self.compute_dtype)
+
+    def get_config(self):
+        config = {
+            "param_free_norm": self.param_free_norm,
+            "hidden_channels": self.hidden_channels,
+            "kernel_size": self.kernel_size,
+            "epsilon": self.epsilon,
+            "momentum": self.momentum,
+            "synchronized": self.synchronized,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+        }
+        return {**super().get_config(), **config}

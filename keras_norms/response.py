@@ -1,0 +1,271 @@
+"""Filter response normalization and the thresholded linear unit (tensorflow-addons compatible)."""
+
+from __future__ import annotations
+
+import keras
+from keras import constraints, initializers, ops, regularizers
+
+from keras_norms import functional as F
+from keras_norms._base import check_axis_argument, check_epsilon, check_rank
+
+
+def _check_axis(axis):
+    """`axis` as given (an int or a tuple), after checking its type."""
+    axis = check_axis_argument(axis, allow_list=True)
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _spatial_axes(layer_name: str, axis, input_shape) -> list[int]:
+    """`axis` as sorted non-negative axes, each neither the batch nor the channel (last) axis.
+
+    The spatial sizes may be unknown: only the channel count shapes the weights.
+    """
+    rank = len(input_shape)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    if any(not -rank <= a < rank or a % rank in (0, rank - 1) for a in axes):
+        raise ValueError(
+            f"{layer_name}: `axis` must list spatial axes of the input, not the batch axis 0 nor "
+            f"the channel axis {rank - 1}. Received: axis={axis!r} for input shape {tuple(input_shape)}"
+        )
+    resolved = sorted(a % rank for a in axes)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"{layer_name}: duplicate entries in `axis`. Received: axis={axis!r}")
+    return resolved
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class FilterResponseNormalization(keras.layers.Layer):
+    """Filter response normalization (Singh and Krishnan, 2020).
+
+    ``y = gamma * x / sqrt(nu2 + |epsilon|) + beta`` with ``nu2 = mean(x^2)``
+    over `axis` (the spatial axes), per example and channel. The mean is not
+    subtracted and no batch statistics are used, so the result does not depend
+    on the batch size; as the output is not centred, follow it with `TLU`
+    instead of ReLU. With `learned_epsilon=True` a trainable
+    `learned_epsilon` (initialized to 1e-4) is added: ``sqrt(nu2 + |epsilon| +
+    |learned_epsilon|)``.
+
+    Arguments, config keys and weights are those of tensorflow-addons'
+    `FilterResponseNormalization`: `gamma` and `beta` of shape
+    `(1, 1, 1, channels)`, and `learned_epsilon` of shape `(1,)` created first,
+    so weight lists move between the two with `set_weights`. Channels are last.
+    Beyond tensorflow-addons, inputs of rank 3 and 5 work with `axis=[1]` and
+    `axis=[1, 2, 3]`, and the spatial sizes need not be known.
+
+    Args:
+        epsilon: Small float added to the mean square, > 0.
+        axis: The axes to take the mean square over: spatial axes, never the
+            batch or the channel (last) axis.
+        beta_initializer, gamma_initializer: Initializers of beta and gamma.
+        beta_regularizer, gamma_regularizer: Optional regularizers.
+        beta_constraint, gamma_constraint: Optional constraints.
+        learned_epsilon: Add a trainable epsilon.
+        learned_epsilon_constraint: Optional constraint of the learned epsilon.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 3 to 5, channels last.
+
+    Reference:
+        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
+        Eliminating Batch Dependence in the Training of Deep Neural Networks",
+        https://arxiv.org/abs/1911.09737
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> layer = keras_norms.FilterResponseNormalization(learned_epsilon=True)
+    >>> y = layer(keras.random.normal((2, 8, 8, 16)))
+    >>> [(w.name, tuple(w.shape)) for w in layer.weights]
+    [('learned_epsilon', (1,)), ('gamma', (1, 1, 1, 16)), ('beta', (1, 1, 1, 16))]
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-6,
+        axis: int | tuple[int, ...] | list[int] = (1, 2),
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        learned_epsilon: bool = False,
+        learned_epsilon_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.epsilon = check_epsilon(epsilon)
+        self.axis = _check_axis(axis)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.learned_epsilon = bool(learned_epsilon)
+        self.learned_epsilon_constraint = constraints.get(learned_epsilon_constraint)
+        self.supports_masking = True
+        self.eps_learned = None
+        self._axes = None
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        check_rank(name, input_shape, 3, 5)
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                f"{name}: the channel axis (the last one) must have a defined size. "
+                f"Received: input_shape={tuple(input_shape)}, axis={self.axis!r}"
+            )
+        self._axes = _spatial_axes(name, self.axis, input_shape)
+        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={-1: channels})
+        shape = (1,) * (len(input_shape) - 1) + (channels,)
+        if self.learned_epsilon:
+            self.eps_learned = self.add_weight(
+                name="learned_epsilon",
+                shape=(1,),
+                initializer=initializers.Constant(1e-4),
+                constraint=self.learned_epsilon_constraint,
+                trainable=True,
+                autocast=False,
+            )
+        self.gamma = self.add_weight(
+            name="gamma", shape=shape, initializer=self.gamma_initializer,
+            regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,
+        )
+        self.beta = self.add_weight(
+            name="beta", shape=shape, initializer=self.beta_initializer,
+            regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
+        )
+
+    def call(self, inputs):
+        outputs = F.filter_response_norm(
+            inputs, self.gamma, self.beta, axis=self._axes, epsilon=self.epsilon,
+            learned_epsilon=self.eps_learned,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "learned_epsilon": self.learned_epsilon,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
+            "learned_epsilon_constraint": constraints.serialize(self.learned_epsilon_constraint),
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class TLU(keras.layers.Layer):
+    """Thresholded linear unit (Singh and Krishnan, 2020): ``max(x, tau)``, the companion of FRN.
+
+    A ReLU with a learned threshold `tau` (initialized to 0): since filter
+    response normalization does not centre its output, a plain ReLU could
+    leave a unit dead; the threshold lets the model learn where to cut.
+    `affine=True` is TLU-affine, ``max(x, alpha * x + tau)``.
+
+    As in tensorflow-addons (same arguments, config keys and weights), `tau`
+    and `alpha` have the shape of one example (`input_shape[1:]`, which must be
+    fully known). `per_channel=True` gives them the paper's shape instead, one
+    value per channel (`(1, ..., 1, channels)`), for inputs of any spatial size.
+
+    Args:
+        affine: Learn `alpha` too (TLU-affine).
+        tau_initializer, tau_regularizer, tau_constraint: Of `tau`.
+        alpha_initializer, alpha_regularizer, alpha_constraint: Of `alpha`.
+        per_channel: One `tau` (and `alpha`) per channel (last axis) instead
+            of one per position.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 2 or more, channels last.
+
+    Reference:
+        Singh and Krishnan, 2020, https://arxiv.org/abs/1911.09737
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> layer = keras_norms.TLU(per_channel=True, tau_initializer="ones")
+    >>> np.asarray(layer(np.array([[-2.0, 0.5, 3.0]])))
+    array([[1., 1., 3.]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        affine: bool = False,
+        tau_initializer="zeros",
+        tau_regularizer=None,
+        tau_constraint=None,
+        alpha_initializer="zeros",
+        alpha_regularizer=None,
+        alpha_constraint=None,
+        per_channel: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.affine = bool(affine)
+        self.per_channel = bool(per_channel)
+        self.tau_initializer = initializers.get(tau_initializer)
+        self.tau_regularizer = regularizers.get(tau_regularizer)
+        self.tau_constraint = constraints.get(tau_constraint)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
+        self.supports_masking = True
+        self.alpha = None
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        check_rank(name, input_shape, 2)
+        if self.per_channel:
+            shape = (1,) * (len(input_shape) - 1) + (input_shape[-1],)
+            axes = {-1: input_shape[-1]}
+        else:
+            shape = tuple(input_shape[1:])
+            axes = {i: size for i, size in enumerate(input_shape) if i}
+        if any(size is None for size in shape):
+            what = "the channel axis" if self.per_channel else "every axis but the batch"
+            raise ValueError(
+                f"{name}: {what} must have a defined size, as `tau` has shape {shape}. "
+                f"Received: input_shape={tuple(input_shape)}, per_channel={self.per_channel}"
+            )
+        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes=axes)
+        self.tau = self.add_weight(
+            name="tau", shape=shape, initializer=self.tau_initializer,
+            regularizer=self.tau_regularizer, constraint=self.tau_constraint, autocast=False,
+        )
+        if self.affine:
+            self.alpha = self.add_weight(
+                name="alpha", shape=shape, initializer=self.alpha_initializer,
+                regularizer=self.alpha_regularizer, constraint=self.alpha_constraint, autocast=False,
+            )
+
+    def call(self, inputs):
+        return ops.cast(F.tlu(inputs, self.tau, self.alpha), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {
+            "affine": self.affine,
+            "tau_initializer": initializers.serialize(self.tau_initializer),
+            "tau_regularizer": regularizers.serialize(self.tau_regularizer),
+            "tau_constraint": constraints.serialize(self.tau_constraint),
+            "alpha_initializer": initializers.serialize(self.alpha_initializer),
+            "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+            "alpha_constraint": constraints.serialize(self.alpha_constraint),
+            "per_channel": self.per_channel,
+        }
+        return {**super().get_config(), **config}

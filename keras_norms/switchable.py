@@ -1,0 +1,107 @@
+"""Switchable normalization: a learned mixture of instance, layer and batch statistics."""
+
+from __future__ import annotations
+
+import keras
+from keras import initializers, ops
+
+from keras_norms import functional as F
+from keras_norms._base import (
+    AffineNormalization,
+    check_axis_argument,
+    check_fraction,
+    check_rank,
+    resolve_axes,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class SwitchableNormalization(AffineNormalization):
+    """Switchable normalization (Luo et al., 2019): a learned mixture of instance, layer and batch norm.
+
+    The mean and the variance are softmax-weighted sums of the instance, layer
+    and batch statistics, with separate learned weights for means and
+    variances (`mean_weights`, `variance_weights`, shape `(3,)`, in that
+    order; all start equal):
+    ``y = (x - sum_k w_k mu_k) / sqrt(sum_k v_k sigma2_k + epsilon) * gamma + beta``.
+    Each layer of a network can so learn which normalization suits it. As in
+    batch norm, moving averages of the batch statistics
+    (``moving = moving * momentum + batch * (1 - momentum)``) replace them in
+    inference; `trainable=False` also means inference.
+
+    Args:
+        axis: The channel axis (`-1` channels last, `1` channels first).
+        momentum: Momentum of the moving averages, in [0, 1].
+        epsilon: Small float added to the variance, > 0.
+        center, scale: Learn `beta` / `gamma`.
+        beta_initializer, gamma_initializer: Initializers of beta and gamma.
+        moving_mean_initializer, moving_variance_initializer: Of the moving statistics.
+        beta_regularizer, gamma_regularizer: Optional regularizers.
+        beta_constraint, gamma_constraint: Optional constraints.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: Tensor of rank 3 to 5, batch first.
+        training: Python bool; `True` uses the batch statistics and updates the moving ones.
+
+    Reference:
+        Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
+        Normalization", https://arxiv.org/abs/1806.10779
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> layer = keras_norms.SwitchableNormalization(momentum=0.9)
+    >>> y = layer(keras.random.normal((8, 4, 4, 16)), training=True)
+    >>> [w.name for w in layer.weights]
+    ['gamma', 'beta', 'mean_weights', 'variance_weights', 'moving_mean', 'moving_variance']
+    """
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-5,
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
+        super().__init__(epsilon=epsilon, **kwargs)
+        self.axis = check_axis_argument(axis)
+        self.momentum = check_fraction("momentum", momentum)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self._axis = None
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        check_rank(name, input_shape, 3, 5)
+        (self._axis,) = resolve_axes(name, self.axis, input_shape)
+        channels = input_shape[self._axis]
+        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={self._axis: channels})
+        self.add_affine_weights((channels,))
+
+        def weight(name, shape, initializer, trainable=True):
+            return self.add_weight(name=name, shape=shape, initializer=initializer, trainable=trainable,
+                                   autocast=False)
+
+        self.mean_weights = weight("mean_weights", (3,), "ones")
+        self.variance_weights = weight("variance_weights", (3,), "ones")
+        self.moving_mean = weight("moving_mean", (channels,), self.moving_mean_initializer, False)
+        self.moving_variance = weight("moving_variance", (channels,), self.moving_variance_initializer, False)
+
+    def call(self, inputs, training=None):
+        use_batch_statistics = bool(training) and self.trainable
+        moving = {} if use_batch_statistics else {
+            "moving_mean": self.moving_mean, "moving_variance": self.moving_variance
+        }
+        outputs, batch_mean, batch_variance = F.switchable_norm(
+            inputs, self.mean_weights, self.variance_weights, self.gamma, self.beta,
+            axis=self._axis, epsilon=self.epsilon, **moving,
+        )
+        if use_batch_statistics:
+            for variable, value in ((self.moving_mean, batch_mean), (self.moving_variance, batch_variance)):
+                variable.assign(variable * self.momentum + value * (1.0 - self.momentum))
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        config = {
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+        }
+        return {**super().get_config(), **config}

@@ -1,0 +1,65 @@
+"""Weight standardization: convolutions whose kernels are standardized on every call."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_norms import functional as F
+from keras_norms._base import check_epsilon
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class WeightStandardizedConv2D(keras.layers.Conv2D):
+    """A `Conv2D` whose kernel is standardized per output channel on every call (Qiao et al., 2019).
+
+    ``W_hat = (W - mean(W)) / sqrt(variance(W) + epsilon)``, with the mean and
+    variance of each output channel's kernel over `(kernel_height,
+    kernel_width, input_channels)`; the convolution uses ``W_hat``. The
+    trained variable stays the raw `W`, so gradients flow through the
+    standardization. Weight standardization smooths the loss landscape and
+    is the companion of group normalization for micro-batch training
+    (GN + WS, as in BiT).
+
+    All `keras.layers.Conv2D` arguments apply; the kernel is standardized in
+    float32 and is never autocast (under mixed precision the standardized
+    kernel is cast to the compute dtype).
+
+    Args:
+        filters, kernel_size, ...: As in `keras.layers.Conv2D`.
+        epsilon: Small float added to the kernel variance, > 0.
+        **kwargs: The other `keras.layers.Conv2D` arguments.
+
+    Reference:
+        Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
+        Normalization and Weight Standardization", https://arxiv.org/abs/1903.10520
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> model = keras.Sequential([
+    ...     keras.Input((16, 16, 3)),
+    ...     keras_norms.WeightStandardizedConv2D(32, 3, padding="same", use_bias=False),
+    ...     keras_norms.GroupNormalization(groups=8),
+    ...     keras.layers.ReLU(),
+    ... ])
+    >>> tuple(model.output_shape)
+    (None, 16, 16, 32)
+    """
+
+    def __init__(self, filters, kernel_size, *args, epsilon: float = 1e-5, **kwargs):
+        super().__init__(filters, kernel_size, *args, **kwargs)
+        self.epsilon = check_epsilon(epsilon)
+
+    def add_weight(self, *args, **kwargs):
+        # The standardization must see the float32 kernel, not its float16 copy.
+        if kwargs.get("name") == "kernel":
+            kwargs["autocast"] = False
+        return super().add_weight(*args, **kwargs)
+
+    def convolution_op(self, inputs, kernel):
+        standardized = F.standardize_kernel(kernel, epsilon=self.epsilon)
+        return super().convolution_op(inputs, ops.cast(standardized, self.compute_dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
