@@ -16,8 +16,16 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# The comparison study's quick grid (about a minute on 2 CPU cores): prints the verdicts and the table,
+# then exports the best run's model to demo-out/export (SavedModel + TFLite, verified).
 demo: $(STAMP)
-	$(BIN)/keras-norms demo
+	$(BIN)/keras-norms compare --quick --out demo-out --export-best
+
+# Speed and memory against keras.layers, PyTorch (when installed: pip install -e '.[bench]') and the
+# memory floor; writes BENCHMARKS.md and BENCHMARKS.json (about 15 minutes on 2 CPU cores).
+# BENCH_ARGS=--quick for a short run; python -m benchmarks --help for the options.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

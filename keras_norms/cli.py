@@ -41,12 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs per norm (default: 8)")
     demo.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights (default: 0)")
+    from keras_norms.export import cli as export_cli
+
+    export_cli.add_parser(commands)
+    from keras_norms.study import cli as compare_cli
+
+    compare_cli.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "export":
+        from keras_norms.export import cli as export_cli
+
+        return export_cli.run(args)
+    if args.command == "compare":
+        from keras_norms.study import cli as compare_cli
+
+        return compare_cli.run(args)
     if args.command == "demo":
         import keras_norms
         from keras_norms.study.demo import format_results, run_demo

@@ -1,0 +1,174 @@
+"""`keras-norms compare`: the comparison study from the command line.
+
+`add_parser` only declares arguments (no TensorFlow import, so `--help` is
+instant); `run` checks everything before it writes anything, then runs the grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from keras_norms.study.grid import LR_SCALINGS, QUICK, GridSpec
+
+PROG = "keras-norms compare"
+
+
+def _list(kind, name: str):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {name}, got {text!r}")
+        try:
+            return tuple(kind(t) for t in items)
+        except ValueError:
+            message = f"expected a comma-separated list of {name}, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+    return parse
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _groups(text: str):
+    return "auto" if text == "auto" else _positive(text)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    return _list(_positive, "positive ints")(text)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the `compare` subcommand to `subparsers` (from `ArgumentParser.add_subparsers`)."""
+    default = GridSpec()
+    join = lambda values: ",".join(map(str, values))
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare norms over a grid of batch sizes and hyper-parameters; write tables, plots, verdicts",
+        description="Train a model with each norm over a grid (norms x batch sizes x learning rates x BN "
+        "momentum x groups x seeds) and write results.csv, results.json, report.md and PNG plots to "
+        "--out. Finished cells are saved at once: run the same command again to resume.",
+    )
+    add = parser.add_argument
+    add("--model", default=None, help=f"paper_cnn, lenet, resnet or sequence (default: {default.model})")
+    add("--dataset", default=None, help=f"digits, cifar10 or seq-digits (default: {default.dataset})")
+    add("--data-dir", default=None, help="the cifar-10-batches-py folder (cifar10; default: download it)")
+    add("--norms", type=_list(str, "norm names"), help=f"registry names (default: {join(default.norms)})")
+    add("--batch-sizes", type=_list(_positive, "positive ints"),
+        help=f"default: {join(default.batch_sizes)}")
+    add("--epochs", type=_positive, help=f"epochs per cell (default: {default.epochs})")
+    add("--seeds", type=_list(int, "ints"),
+        help=f"seeds of weights and shuffling (default: {join(default.seeds)})")
+    add("--lr", dest="lrs", type=_list(float, "floats"),
+        help=f"Adam learning rates (default: {join(default.lrs)})")
+    add("--lr-scaling", choices=LR_SCALINGS, default=None,
+        help="linear: learning rate x batch size / 32 (default: none)")
+    add("--bn-momentum", dest="bn_momentums", type=_list(float, "floats"),
+        help=f"batch norm momentum values (default: {join(default.bn_momentums)})")
+    add("--groups", type=_list(_groups, "positive ints or auto"),
+        help="group norm group counts; auto: the largest divisor of each layer's channels up to 32 "
+        "leaving 2+ channels per group (default: auto)")
+    add("--target-accuracy", type=float, default=None,
+        help="validation accuracy that counts as converged "
+        "(default: 0.9 digits, 0.85 seq-digits, 0.5 cifar10)")
+    add("--input-shape", type=_shape, default=None,
+        help="model input, e.g. 16,16,1 (default: the model's own; the data is resized to it)")
+    add("--train-size", type=_positive, default=None, help="use a seeded subset of the training set")
+    add("--quick", action="store_true",
+        help=f"a one-minute grid: norms {join(QUICK['norms'])}, batch sizes {join(QUICK['batch_sizes'])}, "
+        f"{QUICK['epochs']} epochs, one seed (explicit options still apply)")
+    add("--out", default="out", help="results folder (default: out)")
+    add("--force", action="store_true", help="retrain cells already finished in --out")
+    add("--no-progress", action="store_true", help="print one line per cell instead of a progress bar")
+    add("--export-best", action="store_true",
+        help="export the best run's model (best_model.keras) to --out/export: SavedModel and TFLite, "
+        "verified against Keras, with its accuracy on the test set")
+    return parser
+
+
+def spec_from_args(args) -> GridSpec:
+    """The grid: the default (or `--quick`) preset, overridden by every option given."""
+    values = dict(QUICK) if args.quick else {}
+    for field in dataclasses.fields(GridSpec):
+        given = getattr(args, field.name, None)
+        if given is not None:
+            values[field.name] = given
+    return GridSpec(**values)
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    """Checks the arguments, runs the grid and prints the verdicts and the table; returns the exit code."""
+    from keras_norms.study.datasets import DataError
+    from keras_norms.study.grid import GridError, check_models, check_names
+    from keras_norms.study.store import StoreError, check_out_dir
+
+    spec = spec_from_args(args)
+    try:
+        check_names(spec)
+        check_out_dir(args.out)
+        from keras_norms.study.training import prepare
+
+        prepared = prepare(spec)
+        check_models(spec, prepared.input_shape, prepared.num_classes)
+    except (GridError, DataError, StoreError) as error:
+        return _fail(str(error))
+
+    from keras_norms.study.report import summary_text
+    from keras_norms.study.runner import run_grid
+
+    cells = len(spec.cells(input_shape=prepared.input_shape, target_accuracy=prepared.target_accuracy))
+    print(f"Comparing {len(spec.norms)} norms with {spec.model} on {spec.dataset} "
+          f"({len(prepared.data.y_train)} training examples, input {prepared.input_shape}): "
+          f"{cells} runs of {spec.epochs} epochs; results in {args.out}/", flush=True)
+    try:
+        summary = run_grid(spec, prepared, args.out, force=args.force, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Every finished run is saved in {args.out}/; run the same command "
+              "again to resume.", file=sys.stderr)
+        return 130
+    if summary.skipped:
+        print(f"{summary.skipped} of {cells} runs were already finished in {args.out}/ and were not "
+              "retrained (--force retrains them).")
+    print()
+    print(summary_text(summary.rows, prepared.target_accuracy))
+    print(f"\nReport: {summary.report_path}")
+    if args.export_best:
+        return _export_best(args.out, prepared)
+    return 0
+
+
+def _export_best(out, prepared) -> int:
+    """Exports `best_model.keras` of `out` to `out/export` and prints the exporter's table."""
+    import json
+    import pathlib
+
+    import keras
+
+    from keras_norms.export import ExportError, export_model
+    from keras_norms.study.runner import BEST_MODEL, BEST_MODEL_INFO
+
+    out = pathlib.Path(out)
+    if not (out / BEST_MODEL).exists():
+        return _fail(f"no {BEST_MODEL} in {out}/ to export: run the grid once without --export-best first")
+    info = json.loads((out / BEST_MODEL_INFO).read_text())
+    config = info["configuration"]
+    print(f"\nExporting the best run ({config.get('norm')} norm, batch size {config.get('batch_size')}, "
+          f"test accuracy {info['test_accuracy']:.3f}) to {out / 'export'}/")
+    data = prepared.data
+    try:
+        result = export_model(keras.models.load_model(out / BEST_MODEL), out / "export", overwrite=True,
+                              representative_data=data.x_val[:256], eval_data=(data.x_test, data.y_test))
+    except ExportError as error:
+        return _fail(f"exporting {out / BEST_MODEL} failed: {error}")
+    print(result.table())
+    return 0

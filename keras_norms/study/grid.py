@@ -1,0 +1,178 @@
+"""The grid of a comparison: its cells, the default and quick presets, and the checks of a grid."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+#: Under `lr_scaling="linear"`, the learning rate is `lr * batch_size / REFERENCE_BATCH_SIZE`.
+REFERENCE_BATCH_SIZE = 32
+
+LR_SCALINGS = ("none", "linear")
+
+
+class GridError(ValueError):
+    """A grid that cannot run (an unknown name, a batch size too large, ...); the message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One training run of the grid: a configuration and a seed.
+
+    `bn_momentum` is set for batch norm only and `groups` for group norm only
+    (an int, or `"auto"` for the model's per-layer default), so the grid does
+    not repeat the other norms for values they ignore.
+    """
+
+    model: str
+    dataset: str
+    norm: str
+    batch_size: int
+    lr: float
+    lr_scaling: str
+    bn_momentum: float | None
+    groups: int | str | None
+    epochs: int
+    seed: int
+    input_shape: tuple[int, ...]
+    target_accuracy: float
+    train_size: int | None
+    split_seed: int = 0
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate actually used (after the batch-size scaling)."""
+        if self.lr_scaling == "linear":
+            return self.lr * self.batch_size / REFERENCE_BATCH_SIZE
+        return self.lr
+
+    def norm_options(self) -> dict:
+        """Constructor arguments of the norm layers."""
+        options = {}
+        if self.bn_momentum is not None:
+            options["momentum"] = self.bn_momentum
+        if isinstance(self.groups, int):
+            options["groups"] = self.groups
+        return options
+
+    def config(self) -> dict:
+        """The full configuration, JSON-ready (`input_shape` as a list)."""
+        config = dataclasses.asdict(self)
+        config["input_shape"] = list(self.input_shape)
+        config["learning_rate"] = self.learning_rate
+        return config
+
+    @property
+    def key(self) -> str:
+        """A stable id of this configuration and seed: finished rows are matched by it."""
+        text = json.dumps(self.config(), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return f"{self.norm} bs={self.batch_size} seed={self.seed}"
+
+
+@dataclasses.dataclass
+class GridSpec:
+    """What to compare. `cells()` expands it; the defaults are the README's default grid.
+
+    Example:
+
+    >>> from keras_norms.study.grid import GridSpec
+    >>> spec = GridSpec(norms=("batch", "group"), batch_sizes=(8, 32), seeds=(0,))
+    >>> len(spec.cells(input_shape=(32, 32, 1), target_accuracy=0.9))
+    4
+    """
+
+    model: str = "lenet"
+    dataset: str = "digits"
+    norms: tuple[str, ...] = ("batch", "layer", "group", "instance", "none")
+    batch_sizes: tuple[int, ...] = (2, 8, 32, 128)
+    epochs: int = 8
+    seeds: tuple[int, ...] = (0, 1)
+    lrs: tuple[float, ...] = (1e-3,)
+    lr_scaling: str = "none"
+    bn_momentums: tuple[float, ...] = (0.9,)
+    groups: tuple[int | str, ...] = ("auto",)
+    target_accuracy: float | None = None
+    input_shape: tuple[int, ...] | None = None
+    train_size: int | None = None
+    data_dir: str | None = None
+    split_seed: int = 0
+
+    def cells(self, *, input_shape, target_accuracy: float) -> list[Cell]:
+        """All cells, seed by seed (an interrupted run has whole comparisons for the first seeds)."""
+        cells = []
+        for seed in self.seeds:
+            for norm in self.norms:
+                momentums = self.bn_momentums if norm == "batch" else (None,)
+                groups = self.groups if norm == "group" else (None,)
+                for lr in self.lrs:
+                    for momentum in momentums:
+                        for group_count in groups:
+                            for batch_size in self.batch_sizes:
+                                cells.append(Cell(
+                                    model=self.model, dataset=self.dataset, norm=norm,
+                                    batch_size=batch_size, lr=lr, lr_scaling=self.lr_scaling,
+                                    bn_momentum=momentum, groups=group_count, epochs=self.epochs,
+                                    seed=seed, input_shape=tuple(input_shape),
+                                    target_accuracy=target_accuracy, train_size=self.train_size,
+                                    split_seed=self.split_seed,
+                                ))
+        return cells
+
+
+#: `keras-norms compare --quick`: about a minute on 2 CPU cores.
+QUICK = {"norms": ("batch", "layer", "group", "none"), "batch_sizes": (2, 64), "epochs": 3, "seeds": (0,)}
+
+
+def check_names(spec: GridSpec) -> None:
+    """Raises `GridError` for unknown model, norm or dataset names and bad values (before any data loads)."""
+    import keras_norms
+    from keras_norms.models import model_names
+    from keras_norms.study.datasets import DATASETS
+
+    if spec.model not in model_names():
+        raise GridError(f"unknown model {spec.model!r}; valid names: {', '.join(model_names())}")
+    if spec.dataset not in DATASETS:
+        raise GridError(f"unknown dataset {spec.dataset!r}; valid names: {', '.join(DATASETS)}")
+    unknown = [n for n in spec.norms if n not in keras_norms.names()]
+    if unknown:
+        raise GridError(
+            f"unknown norm {', '.join(map(repr, unknown))}; valid names: {', '.join(keras_norms.names())}"
+        )
+    if spec.lr_scaling not in LR_SCALINGS:
+        raise GridError(f"unknown --lr-scaling {spec.lr_scaling!r}; use one of {', '.join(LR_SCALINGS)}")
+    if spec.target_accuracy is not None and not 0.0 < spec.target_accuracy <= 1.0:
+        raise GridError(f"--target-accuracy must be in (0, 1], got {spec.target_accuracy}")
+    lists = {"--norms": spec.norms, "--batch-sizes": spec.batch_sizes, "--seeds": spec.seeds,
+             "--lr": spec.lrs, "--bn-momentum": spec.bn_momentums, "--groups": spec.groups}
+    for name, values in lists.items():
+        if not values:
+            raise GridError(f"{name} needs at least one value")
+        if len(set(values)) != len(values):
+            raise GridError(f"{name} lists a value twice: {','.join(map(str, values))}")
+    if any(not 0.0 <= m <= 1.0 for m in spec.bn_momentums):
+        raise GridError(f"--bn-momentum values must be in [0, 1], got {lists['--bn-momentum']}")
+    if any(lr <= 0 for lr in spec.lrs):
+        raise GridError(f"--lr values must be > 0, got {','.join(map(str, spec.lrs))}")
+
+
+def check_models(spec: GridSpec, input_shape, num_classes: int) -> None:
+    """Builds each distinct model of the grid once, so bad options fail before any training."""
+    from keras_norms.models import build_model
+
+    seen = set()
+    for cell in spec.cells(input_shape=input_shape, target_accuracy=1.0):
+        options = cell.norm_options()
+        signature = (cell.norm, tuple(sorted(options.items())))
+        if signature in seen:
+            continue
+        seen.add(signature)
+        try:
+            build_model(spec.model, cell.norm, input_shape=input_shape, num_classes=num_classes, **options)
+        except (ValueError, TypeError) as error:
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            message = f"cannot build {spec.model} with norm {cell.norm!r} {options or ''}: {detail}"
+            raise GridError(message) from None

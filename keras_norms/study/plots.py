@@ -1,0 +1,88 @@
+"""PNG plots of a comparison (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Sequence
+
+from keras_norms.study.corruptions import CORRUPTIONS, SEVERITIES
+from keras_norms.study.report import Group, group_rows
+
+PLOTS = ("accuracy_vs_batch_size.png", "learning_curves.png", "robustness.png")
+
+
+def reference_batch_size(groups: Sequence[Group]) -> int:
+    """The grid's batch size closest to 32 (the learning curves and robustness plots show it)."""
+    return min({g.batch_size for g in groups}, key=lambda b: (abs(math.log2(b) - 5), -b))
+
+
+def _by_variant(groups):
+    variants: dict[str, list[Group]] = {}
+    for g in groups:
+        variants.setdefault(g.variant, []).append(g)
+    return variants
+
+
+def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
+    """Writes the `PLOTS` into `out_dir` and returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    out = pathlib.Path(out_dir)
+    groups = group_rows(rows)
+    variants = _by_variant(groups)
+    reference = reference_batch_size(groups)
+    sizes = sorted({g.batch_size for g in groups})
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for variant, gs in variants.items():
+        gs = sorted(gs, key=lambda g: g.batch_size)
+        ax.errorbar([g.batch_size for g in gs], [g.mean("test_accuracy") for g in gs],
+                    yerr=[g.std("test_accuracy") or 0.0 for g in gs], marker="o", capsize=3, label=variant)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set(xlabel="batch size", ylabel="test accuracy", title="Test accuracy against batch size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[0], dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.2 * len(sizes), 3.2), sharey=True, squeeze=False)
+    for ax, size in zip(axes[0], sizes, strict=True):
+        for variant, gs in variants.items():
+            for g in gs:
+                if g.batch_size == size:
+                    curve = g.mean_curve("val_accuracy")
+                    ax.plot(range(1, len(curve) + 1), curve, marker=".", label=variant)
+        ax.set(title=f"batch size {size}", xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    axes[0][-1].legend(fontsize="small")
+    fig.suptitle("Learning curves (mean over seeds)")
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[1], dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(CORRUPTIONS), figsize=(3.4 * len(CORRUPTIONS), 3.2), sharey=True)
+    for ax, corruption in zip(axes, CORRUPTIONS, strict=True):
+        for variant, gs in variants.items():
+            for g in gs:
+                if g.batch_size == reference:
+                    label = f"{variant} (heterogeneous {g.mean('heterogeneous_accuracy'):.2f})"
+                    ax.plot([0, *SEVERITIES], [g.mean("test_accuracy"), *g.severity_curve(corruption)],
+                            marker="o", label=label)
+        ax.set(title=corruption.replace("_", " "), xlabel="severity (0 = clean)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    axes[-1].legend(fontsize="x-small")
+    fig.suptitle(f"Robustness at batch size {reference}")
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[2], dpi=100)
+    plt.close(fig)
+    return list(PLOTS)

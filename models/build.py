@@ -1,0 +1,68 @@
+"""`build_model`: the paper's models by name, with the norm swapped by name."""
+
+from __future__ import annotations
+
+import keras
+from keras_norms.models._norm import check_norm
+from keras_norms.models.cnn import lenet, paper_cnn, resnet
+from keras_norms.models.sequence import sequence
+
+_FACTORIES = {"paper_cnn": paper_cnn, "lenet": lenet, "resnet": resnet, "sequence": sequence}
+
+#: The input shape each model is built for when `input_shape` is None.
+DEFAULT_INPUT_SHAPES = {
+    "paper_cnn": (32, 32, 3),
+    "lenet": (32, 32, 1),
+    "resnet": (32, 32, 3),
+    "sequence": (28, 28),
+}
+
+
+def model_names() -> list[str]:
+    """The names `build_model` knows."""
+    return list(_FACTORIES)
+
+
+def build_model(name: str, norm="batch", input_shape=None, num_classes: int = 10, **options) -> keras.Model:
+    """Returns a new, uncompiled classifier (logits) with `norm` at each normalization position.
+
+    Args:
+        name: `"paper_cnn"`, `"lenet"`, `"resnet"` or `"sequence"` (see the
+            functions of the same name for the architectures and their options).
+        norm: A registry name (`"batch"`, `"layer"`, `"group"`, `"instance"`,
+            `"rms"`, `"none"`, ...), a layer class, or a callable returning a new
+            layer. A group norm without `groups=` gets, at each layer, the
+            largest divisor of its channels up to 32 that leaves 2+ channels per group.
+        input_shape: The shape of one example; None for the model's default
+            (`DEFAULT_INPUT_SHAPES`).
+        num_classes: Number of output logits.
+        **options: The model's own options (`width=`, `depth=`, `units=`) and,
+            for the rest, constructor arguments of every norm layer
+            (`groups=8`, `momentum=0.9`, `epsilon=1e-5`, ...).
+
+    Returns:
+        A `keras.Sequential` (a functional `keras.Model` for `"resnet"`).
+
+    Raises:
+        ValueError: An unknown model or norm name (the message lists the valid
+            ones), or options the model or norm rejects.
+        TypeError: A `norm` that is a layer instance or not callable.
+
+    Example:
+
+    >>> from keras_norms.models import build_model
+    >>> model = build_model("lenet", norm="group", groups=2)
+    >>> model.input_shape, model.output_shape
+    ((None, 32, 32, 1), (None, 10))
+    """
+    if name not in _FACTORIES:
+        raise ValueError(
+            f"Unknown model {name!r}. Valid names: {', '.join(_FACTORIES)}. Received: name={name!r}"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"Argument `num_classes` must be a positive int. Received: num_classes={num_classes!r}"
+        )
+    check_norm(norm)
+    shape = DEFAULT_INPUT_SHAPES[name] if input_shape is None else tuple(input_shape)
+    return _FACTORIES[name](norm, shape, num_classes, **options)

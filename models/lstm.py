@@ -1,0 +1,112 @@
+"""An LSTM cell with layer normalization inside: the paper's "layer norm for RNNs"."""
+
+from __future__ import annotations
+
+import keras
+from keras import initializers, ops
+
+from keras_norms._base import check_epsilon
+from keras_norms.layer import LayerNormalization
+
+
+def _single_mask(mask):
+    # Keras' LSTMCell caches four masks (one per gate) when recurrent_dropout is set; this cell
+    # computes the four gates in one product, so it uses one mask for all of them.
+    return mask[0] if isinstance(mask, (list, tuple)) else mask
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class LayerNormLSTMCell(keras.layers.LSTMCell):
+    """LSTM cell with layer normalization of the gate pre-activations and of the cell state.
+
+    The successor of tensorflow-addons' `LayerNormLSTMCell` (same arguments,
+    config keys and weights). With `LN(v) = gamma * (v - mean(v)) / sqrt(var(v)
+    + norm_epsilon) + beta` over the last axis and the gates in Keras' order
+    (input, forget, candidate, output):
+
+        z = LN_kernel(x W) + LN_recurrent(h U) + b       # 4 * units pre-activations
+        i, f, g, o = split(z, 4)
+        c = LN_state(sigmoid(f) * c_prev + sigmoid(i) * tanh(g))
+        h = sigmoid(o) * tanh(c)
+
+    As in tensorflow-addons (and TensorFlow 1's `LayerNormBasicLSTMCell`), the
+    normalized cell state is the one carried to the next step. Use it in
+    `keras.layers.RNN`.
+
+    Args:
+        units: Positive int, size of the output and of both states.
+        activation, recurrent_activation, use_bias, kernel_initializer,
+            recurrent_initializer, bias_initializer, unit_forget_bias,
+            kernel_regularizer, recurrent_regularizer, bias_regularizer,
+            kernel_constraint, recurrent_constraint, bias_constraint, dropout,
+            recurrent_dropout, seed: As in `keras.layers.LSTMCell`.
+        norm_gamma_initializer: Initializer of the three norms' gamma.
+        norm_beta_initializer: Initializer of the three norms' beta.
+        norm_epsilon: Small float added to the variances, > 0.
+        **kwargs: Base layer arguments.
+
+    Call arguments:
+        inputs: `(batch, features)`, one time step.
+        states: `[h, c]`, each `(batch, units)`.
+        training: Python bool; only dropout looks at it.
+
+    Reference:
+        Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+
+    Example:
+
+    >>> import keras
+    >>> from keras_norms.models import LayerNormLSTMCell
+    >>> rnn = keras.layers.RNN(LayerNormLSTMCell(16))
+    >>> tuple(rnn(keras.random.normal((4, 7, 3))).shape)
+    (4, 16)
+    """
+
+    def __init__(self, units: int, *, norm_gamma_initializer="ones", norm_beta_initializer="zeros",
+                 norm_epsilon: float = 1e-3, **kwargs):
+        super().__init__(units, **kwargs)
+        self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)
+        self.norm_beta_initializer = initializers.get(norm_beta_initializer)
+        self.norm_epsilon = check_epsilon(norm_epsilon)
+        self.kernel_norm = self._norm_layer("kernel_norm")
+        self.recurrent_norm = self._norm_layer("recurrent_norm")
+        self.state_norm = self._norm_layer("state_norm")
+
+    def _norm_layer(self, name: str) -> LayerNormalization:
+        return LayerNormalization(
+            epsilon=self.norm_epsilon,
+            gamma_initializer=initializers.serialize(self.norm_gamma_initializer),
+            beta_initializer=initializers.serialize(self.norm_beta_initializer),
+            name=name,
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        batch = input_shape[0]
+        self.kernel_norm.build((batch, 4 * self.units))
+        self.recurrent_norm.build((batch, 4 * self.units))
+        self.state_norm.build((batch, self.units))
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states[0], states[1]
+        if training and 0.0 < self.dropout < 1.0:
+            inputs = inputs * _single_mask(self.get_dropout_mask(inputs))
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            h_prev = h_prev * _single_mask(self.get_recurrent_dropout_mask(h_prev))
+        z = self.kernel_norm(ops.matmul(inputs, self.kernel))
+        z = z + self.recurrent_norm(ops.matmul(h_prev, self.recurrent_kernel))
+        if self.use_bias:
+            z = z + self.bias
+        c, o = self._compute_carry_and_output_fused(ops.split(z, 4, axis=-1), c_prev)
+        c = self.state_norm(c)
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def get_config(self):
+        config = {
+            "norm_gamma_initializer": initializers.serialize(self.norm_gamma_initializer),
+            "norm_beta_initializer": initializers.serialize(self.norm_beta_initializer),
+            "norm_epsilon": self.norm_epsilon,
+        }
+        return {**super().get_config(), **config}
