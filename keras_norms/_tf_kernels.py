@@ -12,20 +12,25 @@ XLA every op over a full-size tensor is at least one pass.
   MUL and ADD). Rank 5+ is viewed as rank 4. Not `FusedBatchNormV3` (one of its
   outputs has an unknown rank) nor V2 in inference (no TFLite builtin); not
   channels first (on CPU the kernel transposes NCHW internally, which costs more
-  than it saves), nor under XLA (which expands it into slow code).
-- Everything else (group, instance, layer and RMS norm, ghost batch norm, batch
-  norm channels first or under XLA) is a closed-form gradient
+  than it saves), nor under XLA (which expands it into slow code). Instance norm
+  (channels last) and ghost batch norm in training are batch norms of slices of
+  the batch: one fused call per example or virtual batch.
+- Everything else (group norm, layer and RMS norm, batch norm channels first
+  or under XLA, and the cases above when the batch size is not static) is a
+  closed-form gradient
   (`tf.custom_gradient`): backward is the two sums and one expression for dx,
   not the autodiff chain through every op; scale and shift are folded into one
   per-(sample, channel) multiply-add. Sums over an axis that is not the
   innermost are products with a vector of ones (a GEMV is several times faster
   than TensorFlow's column reduction on CPU), and a sum of squares is one
   `EuclideanNorm` reduction.
-- Layer and RMS norm of large tensors in training run two XLA-compiled
+- The closed forms of large tensors in training run as two XLA-compiled
   functions (forward, backward) even in a graph without XLA: XLA fuses their
-  element-wise work, which TensorFlow would run op by op.
-- Under XLA (`jit_compile=True`), moments are one pass, each (sample, channel)
-  or row shifted by one of its own values so that a large mean does not cancel.
+  element-wise work, which TensorFlow would run op by op (small tensors take
+  TensorFlow ops, which need no compilation).
+- Moments are two passes (the mean, then squared deviations from it), exact
+  for a large mean. The one-pass alternative that stays exact (each slice
+  shifted by one of its values) was measured: on CPU, XLA runs it no faster.
 - When no gradient tape records (inference, export), short forward graphs of
   TFLite builtin ops (and XNNPACK-friendly: no BROADCAST_TO), on `x` itself.
 
@@ -234,6 +239,27 @@ def folded_batch_norm(x, mean, variance, scale, offset, *, epsilon: float, shape
     return _float32(x) * inverse + shift
 
 
+# ----------------------------------------------------------------------------- compiled kernels
+
+# Below this many elements the compiled kernels do not pay for their compilation.
+_COMPILE_MIN_ELEMENTS = 1 << 18
+_compiled_functions: dict = {}
+
+
+def _compiled(function, **options):
+    """`function` with `options` bound, XLA-compiled once per process (and per input shape)."""
+    key = (function.__name__, tuple(sorted(options.items())))
+    if key not in _compiled_functions:
+        _compiled_functions[key] = tf.function(functools.partial(function, **options), jit_compile=True,
+                                               autograph=False)
+    return _compiled_functions[key]
+
+
+def _worth_compiling(view) -> bool:
+    size = _product(_dims(view))
+    return not isinstance(size, int) or size >= _COMPILE_MIN_ELEMENTS
+
+
 # ----------------------------------------------------------------------------- per-channel statistics
 # A view is (batch, positions, channels) "nsc", (batch, channels, positions) "ncs" or
 # (rows, channels) "sc". Statistics are per (batch, group of channels), or per channel over
@@ -308,30 +334,59 @@ def _param_shape(layout: str, channels: int):
     return {"nsc": [1, 1, channels], "ncs": [1, channels, 1], "sc": [1, channels]}[layout]
 
 
-def _shifted_sums(x, layout: str, pooling: _Pooling):
-    """One-pass mean and centred sum of squares per statistic, for XLA to fuse into one read.
+def _channel_forward(x, *params, layout: str, groups: int, pool_batch: bool, epsilon: float,
+                     has_scale: bool, has_offset: bool, xla: bool):
+    """`(outputs, mean, variance, centered)` of a view; `params` are gamma and/or beta, broadcastable."""
+    x = _float32(x)
+    pooling = _Pooling(layout, x.shape[1 if layout == "ncs" else -1], groups, pool_batch)
+    count = _count(x, pooling.slots(x))
+    mean = pooling.over_groups(pooling.over_batch(_sum_positions(x, layout, xla))) / count
+    centered = x - mean
+    variance = pooling.over_groups(pooling.over_batch(_sum_squares_positions(centered, layout, xla))) / count
+    gain = tf.math.rsqrt(variance + epsilon)
+    gain = gain * params[0] if has_scale else gain
+    outputs = centered * gain
+    return (outputs + params[-1] if has_offset else outputs), mean, variance, centered
 
-    Each (sample, channel) is shifted by one of its own values before summing,
-    so a large common offset does not cancel; the channels (and samples) of a
-    statistic are then combined exactly: ``M2 = sum(M2_c) + sum(n_c (mean_c - mean)^2)``.
-    """
-    axis = {"nsc": 1, "ncs": 2, "sc": 0}[layout]
-    shift = tf.gather(x, [0], axis=axis)
-    shifted = x - shift
-    positions = _dims(x)[axis]
-    count = tf.cast(positions, tf.float32)  # elements per (sample, channel)
-    channel_mean = tf.reduce_sum(shifted, axis=axis, keepdims=True) / count
-    channel_m2 = tf.reduce_sum(tf.square(shifted), axis=axis, keepdims=True) - count * tf.square(channel_mean)
-    channel_mean = channel_mean + shift
-    members = _count(x, pooling.slots(x)) / count  # (sample, channel) pairs per statistic
-    mean = pooling.over_groups(pooling.over_batch(channel_mean)) / members
-    spread = count * pooling.over_groups(pooling.over_batch(tf.square(channel_mean - mean)))
-    return mean, pooling.over_groups(pooling.over_batch(channel_m2)) + spread
+
+def _channel_backward(upstream, centered, variance, *params, layout: str, groups: int, pool_batch: bool,
+                      epsilon: float, has_scale: bool, has_offset: bool, xla: bool):
+    """The gradients of `_channel_forward`'s outputs: input (float32), then gamma and beta."""
+    upstream = _float32(upstream)
+    pooling = _Pooling(layout, centered.shape[1 if layout == "ncs" else -1], groups, pool_batch)
+    count = _count(centered, pooling.slots(centered))
+    inverse = tf.math.rsqrt(variance + epsilon)
+    gamma = params[0] if has_scale else None
+    sum_up = pooling.over_batch(_sum_positions(upstream, layout, xla))
+    sum_up_centered = pooling.over_batch(_sum_positions(upstream * centered, layout, xla))
+    weighted_up = sum_up if gamma is None else sum_up * gamma
+    weighted_up_centered = sum_up_centered if gamma is None else sum_up_centered * gamma
+    coefficient = inverse ** 3 * pooling.over_groups(weighted_up_centered) / count
+    bias = inverse * pooling.over_groups(weighted_up) / count
+    gain = inverse if gamma is None else inverse * gamma
+    grads = [upstream * gain - (centered * coefficient + bias)]
+    param_shape = _param_shape(layout, pooling.channels)
+    if has_scale:
+        grads.append(tf.reshape(pooling.per_channel(inverse * sum_up_centered), param_shape))
+    if has_offset:
+        grads.append(tf.reshape(pooling.per_channel(sum_up), param_shape))
+    return grads
+
+
+def _fused_channel_forward(x, *params, **options):
+    return _channel_forward(x, *params, **options)[:3]  # centered is recomputed in backward, not kept
+
+
+def _fused_channel_backward(upstream, x, mean, variance, *params, **options):
+    return _channel_backward(upstream, _float32(x) - mean, variance, *params, **options)
 
 
 def channel_standardize(view, layout: str, scale, offset, *, groups: int, epsilon: float,
                         pool_batch: bool = False):
     """Normalizes `view` per (sample, group of channels), or per channel with `pool_batch`.
+
+    Large channels-last tensors in training run XLA-compiled forward and
+    backward functions (as layer norm does), the others TensorFlow ops.
 
     Args:
         view: `(batch, positions, channels)` ("nsc"), `(batch, channels,
@@ -348,69 +403,38 @@ def channel_standardize(view, layout: str, scale, offset, *, groups: int, epsilo
         the channels of each group.
     """
     channels = view.shape[1 if layout == "ncs" else -1]
-    pooling = _Pooling(layout, channels, groups, pool_batch)
     param_shape = _param_shape(layout, channels)
-    xla = in_xla_context()
-    count = _count(view, pooling.slots(view))
-
-    def statistics(x):
-        if xla:
-            mean, m2 = _shifted_sums(x, layout, pooling)
-            return mean, m2 / count, x - mean
-        mean = pooling.over_groups(pooling.over_batch(_sum_positions(x, layout, xla))) / count
-        centered = x - mean
-        squares = _sum_squares_positions(centered, layout, xla)
-        return mean, pooling.over_groups(pooling.over_batch(squares)) / count, centered
-
     gamma = None if scale is None else tf.reshape(_float32(scale), param_shape)
     beta = None if offset is None else tf.reshape(_float32(offset), param_shape)
-    if not gradient_may_be_recorded():
-        # Builtin TFLite ops only (SUM, SQUARED_DIFFERENCE, ...), no intermediate kept.
-        x = _float32(view)
-        if xla:
-            mean, variance, _ = statistics(x)
-        else:
-            axis = {"nsc": 1, "ncs": 2, "sc": 0}[layout]
-
-            def pooled_mean(t):
-                sums = tf.reduce_sum(t, axis=axis, keepdims=True)
-                return pooling.over_groups(pooling.over_batch(sums)) / count
-
-            mean = pooled_mean(x)
-            variance = pooled_mean(tf.math.squared_difference(x, mean))
-        gain = tf.math.rsqrt(variance + epsilon)
-        gain = gain if gamma is None else gain * gamma
-        shift = -mean * gain if beta is None else beta - mean * gain
-        return x * gain + shift, mean, variance
-
     params = [p for p in (gamma, beta) if p is not None]
+    xla = in_xla_context()
+    options = {"layout": layout, "groups": groups, "pool_batch": pool_batch, "epsilon": epsilon,
+               "has_scale": gamma is not None, "has_offset": beta is not None}
+    if not gradient_may_be_recorded():
+        # Forward only, in TFLite builtin ops (SUM, not MatMul or EuclideanNorm).
+        outputs, mean, variance, _ = _channel_forward(view, *params, **options, xla=True)
+        return outputs, mean, variance
+    # Channels first, the sums run over the innermost axis, which TensorFlow's reductions do at full
+    # speed: the compiled kernels win only for channels last (measured on CPU).
+    compiled = xla or (layout == "nsc" and _worth_compiling(view))
 
     @tf.custom_gradient
     def standardize(x, *params):
-        mean, variance, centered = statistics(_float32(x))
-        inverse = tf.math.rsqrt(variance + epsilon)
-        gain = inverse if gamma is None else inverse * params[0]
-        outputs = centered * gain
-        if beta is not None:
-            outputs = outputs + params[-1]
+        if compiled:
+            outputs, mean, variance = _compiled(_fused_channel_forward, **options, xla=True)(x, *params)
+
+            def backward(upstream):
+                return _compiled(_fused_channel_backward, **options, xla=True)(upstream, x, mean, variance,
+                                                                               *params)
+        else:
+            outputs, mean, variance, centered = _channel_forward(x, *params, **options, xla=False)
+
+            def backward(upstream):
+                return _channel_backward(upstream, centered, variance, *params, **options, xla=False)
 
         def grad(upstream, *_):
-            upstream = _float32(upstream)
-            sum_up = pooling.over_batch(_sum_positions(upstream, layout, xla))
-            sum_up_centered = pooling.over_batch(_sum_positions(upstream * centered, layout, xla))
-            if gamma is not None:
-                weighted_up, weighted_up_centered = sum_up * params[0], sum_up_centered * params[0]
-            else:
-                weighted_up, weighted_up_centered = sum_up, sum_up_centered
-            coefficient = inverse ** 3 * pooling.over_groups(weighted_up_centered) / count
-            bias = inverse * pooling.over_groups(weighted_up) / count
-            grad_x = upstream * gain - (centered * coefficient + bias)
-            grads = [tf.cast(grad_x, x.dtype)]
-            if gamma is not None:
-                grads.append(tf.reshape(pooling.per_channel(inverse * sum_up_centered), param_shape))
-            if beta is not None:
-                grads.append(tf.reshape(pooling.per_channel(sum_up), param_shape))
-            return grads
+            grads = backward(upstream)
+            return [tf.cast(grads[0], x.dtype), *grads[1:]]
 
         return (outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)), grad
 
@@ -418,28 +442,10 @@ def channel_standardize(view, layout: str, scale, offset, *, groups: int, epsilo
 
 
 # ----------------------------------------------------------------------------- per-row statistics
-# Layer and RMS norm over (rows, features). Small tensors: TensorFlow ops, kept few. Large
-# ones in training: two XLA-compiled functions, forward and backward, whose element-wise work
-# XLA fuses (the normalized tensor is recomputed in backward, not stored); their row sums are
-# matrix-vector products, which XLA on CPU runs several times faster than fused reductions.
-
-# Below this many elements the compiled kernels do not pay for their compilation.
-_COMPILE_MIN_ELEMENTS = 1 << 18
-_compiled_functions: dict = {}
-
-
-def _compiled(function, **options):
-    """`function` with `options` bound, XLA-compiled once per process (and per input shape)."""
-    key = (function.__name__, tuple(sorted(options.items())))
-    if key not in _compiled_functions:
-        _compiled_functions[key] = tf.function(functools.partial(function, **options), jit_compile=True,
-                                               autograph=False)
-    return _compiled_functions[key]
-
-
-def _worth_compiling(view) -> bool:
-    size = _product(_dims(view))
-    return not isinstance(size, int) or size >= _COMPILE_MIN_ELEMENTS
+# Layer and RMS norm over (rows, features), as the channel kernels: TensorFlow ops for small
+# tensors, two XLA-compiled functions for large ones in training (the normalized tensor is
+# recomputed in backward, not stored). Their row sums are matrix-vector products, which XLA
+# on CPU runs several times faster than reductions with element-wise work fused into them.
 
 
 def _row_mean(t, weights=None):
@@ -456,45 +462,38 @@ def _column_sum(t):
     return tf.reshape(tf.matmul(tf.ones([1, _dims(t)[0]], t.dtype), t), [-1])
 
 
-def _fused_row_forward(x, *params, epsilon: float, center: bool, scaled: bool, shifted: bool):
+def _fused_row_forward(x, *params, epsilon: float, center: bool, has_scale: bool, has_offset: bool):
     x = _float32(x)
-    if center:
-        shift = x[:, :1]  # one value of each row: a large common offset does not cancel below
-        deviation = x - shift
-        mean_deviation = _row_mean(deviation)
-        variance = tf.maximum(_row_mean(tf.square(deviation)) - tf.square(mean_deviation), 0.0)
-        mean = shift + mean_deviation
-    else:
-        variance = _row_mean(tf.square(x))
-        mean = tf.zeros_like(variance)
-    inverse = tf.math.rsqrt(variance + epsilon)
+    mean = _row_mean(x) if center else tf.zeros_like(x[:, :1])
+    inverse = tf.math.rsqrt(_row_mean(tf.square(x - mean)) + epsilon)
     outputs = (x - mean) * inverse
-    if scaled:
+    if has_scale:
         outputs = outputs * params[0]
-    if shifted:
+    if has_offset:
         outputs = outputs + params[-1]
     return outputs, mean, inverse
 
 
-def _fused_row_backward(upstream, x, mean, inverse, *params, center: bool, scaled: bool, shifted: bool):
+def _fused_row_backward(upstream, x, mean, inverse, *params, center: bool, has_scale: bool,
+                        has_offset: bool):
     upstream = _float32(upstream)
     normalized = (_float32(x) - mean) * inverse
     up_normalized = upstream * normalized
-    gamma = params[0] if scaled else None
+    gamma = params[0] if has_scale else None
     correction = normalized * _row_mean(up_normalized, gamma)
     if center:
         correction = correction + _row_mean(upstream, gamma)
     scaled_up = upstream if gamma is None else upstream * gamma
     grads = [tf.cast((scaled_up - correction) * inverse, x.dtype)]
-    if scaled:
+    if has_scale:
         grads.append(_column_sum(up_normalized))
-    if shifted:
+    if has_offset:
         grads.append(_column_sum(upstream))
     return grads
 
 
-def _row_standardize_fused(view, params, *, epsilon: float, center: bool, scaled: bool, shifted: bool):
-    options = {"center": center, "scaled": scaled, "shifted": shifted}
+def _row_standardize_fused(view, params, *, epsilon: float, center: bool, has_scale: bool, has_offset: bool):
+    options = {"center": center, "has_scale": has_scale, "has_offset": has_offset}
     forward = _compiled(_fused_row_forward, epsilon=epsilon, **options)
     backward = _compiled(_fused_row_backward, **options)
 
@@ -521,8 +520,8 @@ def row_standardize(view, scale, offset, *, epsilon: float, center: bool = True)
     beta = None if offset is None else tf.reshape(_float32(offset), [features])
     params = [p for p in (gamma, beta) if p is not None]
     if in_xla_context() or _worth_compiling(view):
-        return _row_standardize_fused(view, params, epsilon=epsilon, center=center, scaled=gamma is not None,
-                                      shifted=beta is not None)
+        return _row_standardize_fused(view, params, epsilon=epsilon, center=center,
+                                      has_scale=gamma is not None, has_offset=beta is not None)
 
     @tf.custom_gradient
     def standardize(x, *params):
@@ -602,9 +601,10 @@ def _param(param, shape):
 def _group_norm_inference(x, groups: int, scale, offset, *, axis: int, epsilon: float):
     """Forward-only group norm on `x` itself: per-channel means over the other axes, pooled per group.
 
-    Two reductions and three full-size ops (SQUARED_DIFFERENCE, MUL, ADD), the
-    normalization folded into ``x * gain + shift``; no view of `x`, so an
-    exported graph has no reshapes of the full tensor.
+    Two reductions and four full-size ops (SUB, SQUARE, MUL, ADD) on `x`
+    itself, so an exported graph has no reshape of the full tensor. `x` is
+    centred before it is scaled: ``x * gain + shift`` saves a pass but loses
+    digits when the mean is large next to the spread.
     """
     rank = x.shape.rank
     channels = x.shape[axis]
@@ -616,13 +616,12 @@ def _group_norm_inference(x, groups: int, scale, offset, *, axis: int, epsilon: 
         mean = tf.reduce_mean(t, axis=spatial, keepdims=True) if spatial else t
         return _repeat_over_groups(mean, channels, groups, tf.reduce_mean)
 
-    x = _float32(x)
-    mean = pooled_mean(x)
-    gain = tf.math.rsqrt(pooled_mean(tf.math.squared_difference(x, mean)) + epsilon)
+    centered = _float32(x) - pooled_mean(_float32(x))
+    gain = tf.math.rsqrt(pooled_mean(tf.square(centered)) + epsilon)
     if scale is not None:
         gain = gain * _param(scale, shape)
-    shift = -mean * gain if offset is None else _param(offset, shape) - mean * gain
-    return x * gain + shift
+    outputs = centered * gain
+    return outputs if offset is None else outputs + _param(offset, shape)
 
 
 def _axes_norm_inference(x, scale, offset, *, axes, epsilon: float, center: bool):

@@ -6,6 +6,12 @@ to their compute dtype. Statistics are computed in two passes (the mean, then
 the mean of squared deviations from it), which stays accurate when the data
 has a large mean, where ``E[x^2] - E[x]^2`` loses every significant digit.
 
+With the TensorFlow backend, batch, group, instance, layer and RMS norm take
+fast paths (keras_norms/_tf_kernels.py: TensorFlow's fused batch norm kernel,
+closed-form gradients) that compute the same values in fewer passes over
+memory; `use_fast_paths(False)` runs the plain `keras.ops` math below instead,
+which is also what every other backend runs.
+
 Example:
 
 >>> import numpy as np

@@ -1,0 +1,186 @@
+"""The issue's targets checked against a run's results, and the BENCHMARKS.md text."""
+
+from __future__ import annotations
+
+TARGETS_NOTE = (
+    "Targets are ratios within this run, float32, on the reference shapes; "
+    "`Keras/ours` > 1 means keras-norms is faster."
+)
+
+
+def _ratio(row, other: str) -> float | None:
+    ms = row["ms"]
+    return ms[other] / ms["keras-norms"] if ms.get(other) else None
+
+
+def _rows(rows, **match):
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _check(targets, text, values, minimum=None, maximum=None):
+    values = [(label, v) for label, v in values if v is not None]
+    if not values:
+        return
+    met = all((minimum is None or v >= minimum) and (maximum is None or v <= maximum) for _, v in values)
+    measured = ", ".join(f"{label} {v:.2f}x" for label, v in values)
+    targets.append({"target": text, "measured": measured, "met": met})
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target of the issue with what this run measured and whether it is met."""
+    main, variants, found = results.get("main", []), results.get("variants", []), []
+    f32 = {"dtype": "float32"}
+
+    def label(row):
+        return row.get("variant") or "NHWC rank 4"
+
+    batch_train = _rows(main, norm="batch", mode="train", xla=False, **f32) + [
+        r for r in _rows(variants, mode="train") if r["variant"] in ("rank 2", "rank 3", "rank 5", "NCHW")]
+    _check(found, "BatchNormalization training step >= 2.5x Keras (every rank)",
+           [(label(r), _ratio(r, "keras")) for r in batch_train], minimum=2.5)
+    batch_inference = _rows(main, norm="batch", mode="inference", xla=False, **f32) + _rows(
+        variants, mode="inference")
+    _check(found, "BatchNormalization inference >= 2x Keras (every rank)",
+           [(label(r), _ratio(r, "keras")) for r in batch_inference], minimum=2.0)
+    _check(found, "virtual_batch_size and renorm training not slower than Keras",
+           [(r["variant"], _ratio(r, "keras")) for r in variants if r["variant"] in ("virtual 8", "renorm")],
+           minimum=1.0)
+    for norm in ("group", "instance"):
+        _check(found, f"{norm} norm training step >= 2x Keras' GroupNormalization (graph)",
+               [(norm, _ratio(r, "keras")) for r in _rows(main, norm=norm, mode="train", xla=False, **f32)],
+               minimum=2.0)
+        _check(found, f"{norm} norm training step >= 1.3x Keras' GroupNormalization (XLA)",
+               [(norm, _ratio(r, "keras")) for r in _rows(main, norm=norm, mode="train", xla=True, **f32)],
+               minimum=1.3)
+        _check(found, f"{norm} norm training step not slower than PyTorch (graph / XLA)",
+               [(f"{norm} {'XLA' if r['xla'] else 'graph'}", _ratio(r, "torch"))
+                for r in _rows(main, norm=norm, mode="train", **f32)], minimum=1.0)
+    for norm in ("layer", "rms"):
+        _check(found, f"{norm} norm training step >= 2x Keras (graph)",
+               [(norm, _ratio(r, "keras")) for r in _rows(main, norm=norm, mode="train", xla=False, **f32)],
+               minimum=2.0)
+    _check(found, "every training step within 3x of the memory floor (graph)",
+           [(r["norm"], r["ms"]["keras-norms"] / r["floor_ms"])
+            for r in _rows(main, mode="train", xla=False, **f32)], maximum=3.0)
+    tflite = results.get("tflite", {})
+    if "batch" in tflite and "median_ms" in tflite["batch"]:
+        _check(found, "TFLite paper CNN with group/instance norm within 1.3x of folded batch norm",
+               [(norm, tflite[norm]["median_ms"] / tflite["batch"]["median_ms"])
+                for norm in ("group", "instance") if norm in tflite], maximum=1.3)
+    return found
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _x(value) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _contender_columns(rows):
+    names = []
+    for row in rows:
+        names += [n for n in row["ms"] if n not in names]
+    return names
+
+
+def _timing_table(rows, *, variant: bool) -> list[str]:
+    names = _contender_columns(rows)
+    others = [n for n in names if n != "keras-norms"]
+    head = (["variant"] if variant else ["norm", "dtype", "XLA"]) + ["mode", "shape"]
+    head += [f"{n} ms" for n in names] + ["floor ms"] + [f"{n} / ours" for n in others] + ["ours / floor"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["variant"]] if variant else [row["norm"], row["dtype"], "on" if row["xla"] else "off"]
+        cells += [row["mode"], "x".join(map(str, row["shape"]))]
+        cells += [_ms(row["ms"].get(n)) for n in names] + [_ms(row["floor_ms"])]
+        cells += [_x(_ratio(row, n)) for n in others] + [_x(row["ms"]["keras-norms"] / row["floor_ms"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    machine, bandwidth = results["machine"], results["bandwidth"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Made by `{results['command'].strip()}` (`make bench`) on {machine['date']}. Every time is the "
+        f"median of {results['repeats']} runs, interleaved with the other contenders of its row so that the "
+        "noise of this shared machine hits all of them alike; only ratios within this run are compared.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['usable_cores']} usable cores of {machine['logical_cores']}, "
+        f"{machine['memory_gib']} GiB memory; {machine['platform']}, Python {machine['python']}",
+        f"- Versions: {versions}; oneDNN: {machine['onednn']}",
+        f"- Load average (1, 5, 15 min) at start {machine['load_average_start']}, "
+        f"at end {machine.get('load_average_end')} (other jobs share the machine)",
+        f"- Large-copy bandwidth: {bandwidth['gb_per_s']:.1f} GB/s read + write ({bandwidth['method']}; "
+        f"{bandwidth['by_method_gb_per_s']}). The floor of a row is the bytes that must move over it: "
+        "forward 3 passes over the tensor (read for the statistics, read and write to normalize), "
+        "inference 2, training step 8 (forward, then read dy and x for the two sums, and read dy and x and "
+        "write dx).",
+        "",
+        "## Targets",
+        "",
+        TARGETS_NOTE,
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |"
+              for t in results.get("targets", [])]
+    if results.get("main"):
+        lines += ["", "## Time per call", "",
+                  "`keras-norms` takes the TensorFlow fast paths, `keras-norms plain` the `keras.ops` path "
+                  "(`functional.use_fast_paths(False)`), `keras` is `keras.layers.*` (instance norm: "
+                  "`GroupNormalization(groups=-1)`), `torch` is `torch.nn.functional` on channels-last "
+                  "tensors in its own process (instance norm: `group_norm` with one channel per group). "
+                  "forward: training-mode forward; inference: batch norm with moving statistics; train: "
+                  "forward and the gradients of the input and the weights. bfloat16 is the "
+                  "`mixed_bfloat16` policy (float32 weights).", ""]
+        lines += _timing_table(results["main"], variant=False)
+    if results.get("variants"):
+        lines += ["", "## Batch norm variants (float32, graph mode)", "",
+                  "Other ranks (the same number of elements), channels first (`axis=1`), ghost batches "
+                  "(`virtual_batch_size=8`; Keras has none, its anchor is its plain batch norm) and batch "
+                  "renormalization (Keras' `renorm=True`).", ""]
+        lines += _timing_table(results["variants"], variant=True)
+    if results.get("memory"):
+        names = _contender_columns([{"ms": r["peak_bytes"]} for r in results["memory"]])
+        lines += ["", "## Peak memory of a training step (float32, graph mode)", "",
+                  "Bytes allocated at the peak of one step above what was live before it, in units of "
+                  "the input's size (the floor is 2: the output and the input's gradient). TensorFlow: "
+                  "its CPU allocator's statistics; PyTorch: the resident set's high-water mark in its "
+                  "process (every large block mapped on its own).", "",
+                  "| norm | input MB | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
+        for row in results["memory"]:
+            size = row["input_bytes"]
+            cells = [_x(row["peak_bytes"][n] / size) if row["peak_bytes"].get(n) is not None else ""
+                     for n in names]
+            lines.append(f"| {row['norm']} | {size / 2**20:.0f} | " + " | ".join(cells) + " |")
+    tflite = results.get("tflite")
+    if tflite and "batch" in tflite:
+        lines += ["", "## TFLite: the paper's CNN (32x32x3, batch 1), LiteRT with XNNPACK", "",
+                  "Exported by `keras_norms.export.export_model` (batch norm folded); median latency of "
+                  "interleaved blocks of invocations.", "",
+                  "| norm | latency ms | vs batch norm | ops |", "|---|---|---|---|"]
+        base = tflite["batch"]["median_ms"]
+        for norm, row in tflite.items():
+            ops = ", ".join(f"{k} {v}" for k, v in sorted(row["ops"].items()))
+            lines.append(f"| {norm} | {row['median_ms']:.3f} | {row['median_ms'] / base:.2f}x | {ops} |")
+    lines += ["", "## Notes", "",
+              "- The floor assumes that each pass streams the whole tensor from memory. A kernel that "
+              "keeps a row (layer norm) or an example in cache between its passes can beat it.",
+              "- Batch norm inference with moving statistics is one multiply-add per element: Keras' "
+              "layer runs it as two ops, the fused kernel as one, near the floor. At ranks 2 and 3 "
+              "an inference graph may not grow to the kernel's rank 4, and keras-norms runs the same "
+              "folded multiply-add as Keras.",
+              "- PyTorch's times depend on where its tensors land in memory (it maps fresh memory for "
+              "large blocks, TensorFlow keeps a pool): the same kernel, set up twice in one run (the "
+              "graph and XLA rows), can differ by 2x.",
+              "- Under XLA, batch norm runs the closed form (XLA expands TensorFlow's fused kernel "
+              "into slow code), so keras-norms' batch norm is fastest without XLA."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,224 @@
+"""Runs the benchmarks and writes BENCHMARKS.md and BENCHMARKS.json (`python -m benchmarks --help`).
+
+For batch, group, instance, layer and RMS norm on the reference shapes
+(images (32, 56, 56, 128) with groups=32, sequences (32, 512, 768) for layer
+and RMS norm): the forward pass and the training step (forward, then the
+gradients with respect to the input and the weights), traced by `tf.function`,
+with and without XLA, in float32 and bfloat16 (mixed precision). Each row
+interleaves keras-norms (fast paths, and the plain `keras.ops` path), the
+Keras built-in layer, PyTorch (when importable; channels last) and reports the
+memory floor: the bytes that must move over the measured large-copy bandwidth.
+Then batch norm variants (other ranks, channels first, ghost batches, renorm),
+the peak memory of a training step, and TFLite latency of the paper's CNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("main", "variants", "memory", "tflite")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run to iterate: 3 repeats, float32, no XLA, main section only, "
+                             "no files unless --out is given")
+    parser.add_argument("--norms", default="batch,group,instance,layer,rms")
+    parser.add_argument("--modes", default="forward,train,inference",
+                        help="forward, train (forward + backward), inference (batch norm only)")
+    parser.add_argument("--xla", choices=("off", "on", "both"), default=None)
+    parser.add_argument("--dtypes", default=None, help="float32,bfloat16")
+    parser.add_argument("--sections", default=None, help=f"any of {','.join(SECTIONS)}")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per row (default 15)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser.add_argument("--no-plain", action="store_true", help="leave keras-norms' plain path out")
+    parser.add_argument("--out", default=None,
+                        help="file prefix for .md and .json (default: BENCHMARKS in the repository root)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.xla = args.xla or ("off" if quick else "both")
+    args.dtypes = (args.dtypes or ("float32" if quick else "float32,bfloat16")).split(",")
+    args.sections = (args.sections or ("main" if quick else ",".join(SECTIONS))).split(",")
+    args.repeats = args.repeats or (3 if quick else 15)
+    args.norms = args.norms.split(",")
+    args.modes = args.modes.split(",")
+    if args.out is None and not quick:
+        args.out = str(ROOT / "BENCHMARKS")
+    return args
+
+
+def _xla_values(choice: str):
+    return {"off": [False], "on": [True], "both": [False, True]}[choice]
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _torch_worker(args, **kwargs):
+    if args.no_torch or importlib.util.find_spec("torch") is None:
+        return None
+    from benchmarks.torch_worker import TorchWorker
+
+    return TorchWorker(_threads(), **kwargs)
+
+
+def _row(label: dict, timings: dict, floor_ms: float) -> dict:
+    row = {**label, "floor_ms": floor_ms, "ms": {name: t["median_ms"] for name, t in timings.items()},
+           "min_ms": {name: t["min_ms"] for name, t in timings.items()},
+           "samples_ms": {name: t["samples_ms"] for name, t in timings.items()}}
+    ours = row["ms"]["keras-norms"]
+    print("  ".join([f"{label['norm']:>8} {label.get('variant', ''):>14} {label['mode']:>9} "
+                     f"{'xla' if label['xla'] else 'graph':>5} {label['dtype']:>8}"]
+                    + [f"{name} {ms:7.1f}" for name, ms in row["ms"].items()]
+                    + [f"floor {floor_ms:5.1f}", f"keras/ours {row['ms']['keras'] / ours:4.2f}"]), flush=True)
+    return row
+
+
+def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, torch_spec=None,
+                 ours_kwargs=None, keras_kwargs=None):
+    from benchmarks import tf_workloads as W
+    from benchmarks.timing import interleaved
+
+    common = {"mode": label["mode"], "xla": label["xla"], "dtype": label["dtype"]}
+    contenders = {"keras-norms": W.step(ours, shape, **common, layer_kwargs=ours_kwargs)}
+    if not args.no_plain:
+        contenders["keras-norms plain"] = W.step(ours, shape, **common, fast=False, layer_kwargs=ours_kwargs)
+    contenders["keras"] = W.step(keras_layer, shape, **common, layer_kwargs=keras_kwargs)
+    key = None
+    if torch is not None and torch_spec is not None:
+        key = json.dumps(torch_spec, sort_keys=True)
+        torch.setup(key, torch_spec)
+        contenders["torch"] = torch.timed(key)
+    timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
+    floor_ms = 1e3 * W.PASSES[label["mode"]] * W.tensor_bytes(shape, label["dtype"]) / (bandwidth * 1e9)
+    row = _row(label, timings, floor_ms)
+    del contenders
+    if key is not None:
+        torch.drop(key)
+    gc.collect()
+    return row
+
+
+def run_main(args, bandwidth, torch) -> list[dict]:
+    from benchmarks import tf_workloads as W
+
+    rows = []
+    for name in args.norms:
+        norm = W.NORMS[name]
+        for dtype in args.dtypes:
+            for xla in _xla_values(args.xla):
+                for mode in args.modes:
+                    if mode == "inference" and name != "batch":
+                        continue
+                    label = {"norm": name, "shape": list(norm.shape), "mode": mode, "xla": xla,
+                             "dtype": dtype}
+                    spec = {"norm": name, "shape": list(norm.shape), "dtype": dtype, "mode": mode,
+                            "groups": norm.groups}
+                    rows.append(_measure_row(label, norm.ours, norm.keras, norm.shape, args=args,
+                                             bandwidth=bandwidth, torch=torch, torch_spec=spec))
+    return rows
+
+
+def run_variants(args, bandwidth) -> list[dict]:
+    """Batch norm at other ranks, channels first, with ghost batches and with renorm (float32, graph mode)."""
+    from benchmarks import tf_workloads as W
+
+    norm = W.NORMS["batch"]
+    variants = [
+        ("rank 2", (32 * 56 * 56, 128), {}, {}, ("train", "inference")),
+        ("rank 3", (32, 56 * 56, 128), {}, {}, ("train", "inference")),
+        ("rank 5", (32, 4, 14, 56, 128), {}, {}, ("train", "inference")),
+        ("NCHW", (32, 128, 56, 56), {"axis": 1}, {"axis": 1}, ("train", "inference")),
+        # Keras has no ghost batch norm: the anchor is its plain batch norm.
+        ("virtual 8", W.IMAGES, {"virtual_batch_size": 8}, {}, ("train",)),
+        ("renorm", W.IMAGES, {"renorm": True}, {"renorm": True}, ("train",)),
+    ]
+    rows = []
+    for variant, shape, ours_kwargs, keras_kwargs, modes in variants:
+        for mode in modes:
+            label = {"norm": "batch", "variant": variant, "shape": list(shape), "mode": mode, "xla": False,
+                     "dtype": "float32"}
+            rows.append(_measure_row(label, norm.ours, norm.keras, shape, args=args, bandwidth=bandwidth,
+                                     torch=None, ours_kwargs=ours_kwargs, keras_kwargs=keras_kwargs))
+    return rows
+
+
+def run_memory(args) -> list[dict]:
+    """Peak memory of one training step (float32, graph mode), in bytes and in units of the input's size."""
+    from benchmarks import tf_workloads as W
+
+    torch = _torch_worker(args, for_memory=True)
+    rows = []
+    try:
+        for name in args.norms:
+            norm = W.NORMS[name]
+            size = W.tensor_bytes(norm.shape, "float32")
+            common = {"mode": "train", "xla": False, "dtype": "float32"}
+            peaks = {"keras-norms": W.peak_memory(W.step(norm.ours, norm.shape, **common))}
+            if not args.no_plain:
+                plain = W.step(norm.ours, norm.shape, **common, fast=False)
+                peaks["keras-norms plain"] = W.peak_memory(plain)
+            peaks["keras"] = W.peak_memory(W.step(norm.keras, norm.shape, **common))
+            if torch is not None:
+                spec = {"norm": name, "shape": list(norm.shape), "dtype": "float32", "mode": "train",
+                        "groups": norm.groups}
+                torch.setup(name, spec)
+                peaks["torch"] = torch.peak_memory(name)
+                torch.drop(name)
+            gc.collect()
+            row = {"norm": name, "input_bytes": size, "peak_bytes": peaks}
+            print(f"memory {name:>8} " + "  ".join(f"{k} {v / size:4.2f}x" for k, v in peaks.items() if v),
+                  flush=True)
+            rows.append(row)
+    finally:
+        if torch is not None:
+            torch.close()
+    return rows
+
+
+def main(argv=None) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(ROOT))  # keras_norms from this checkout even where it is not installed
+    args = _parse(argv)
+
+    from benchmarks import machine, report, tflite_latency
+    from benchmarks import tf_workloads as W
+
+    results = {"command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+               "machine": machine.describe(), "repeats": args.repeats}
+    results["bandwidth"] = machine.copy_bandwidth(W.tensor_bytes(W.IMAGES, "float32"), repeats=args.repeats)
+    bandwidth = results["bandwidth"]["gb_per_s"]
+    print(f"copy bandwidth {bandwidth:.1f} GB/s ({results['bandwidth']['method']})", flush=True)
+    if "main" in args.sections:
+        torch = _torch_worker(args)
+        try:
+            results["main"] = run_main(args, bandwidth, torch)
+        finally:
+            if torch is not None:
+                torch.close()
+    if "variants" in args.sections and "batch" in args.norms:
+        results["variants"] = run_variants(args, bandwidth)
+    if "memory" in args.sections:
+        results["memory"] = run_memory(args)
+    if "tflite" in args.sections:
+        results["tflite"] = tflite_latency.measure(repeats=args.repeats, threads=_threads())
+        latencies = {k: round(v["median_ms"], 3) for k, v in results["tflite"].items() if "median_ms" in v}
+        print("tflite", latencies)
+    results["machine"]["load_average_end"] = machine.load_average()
+    results["targets"] = report.targets(results)
+    for target in results["targets"]:
+        print(f"{'MET ' if target['met'] else 'MISS'} {target['target']}: {target['measured']}")
+    if args.out:
+        Path(args.out + ".json").write_text(json.dumps(results, indent=1) + "\n")
+        Path(args.out + ".md").write_text(report.markdown(results))
+        print(f"wrote {args.out}.md and {args.out}.json")

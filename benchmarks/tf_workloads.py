@@ -1,0 +1,98 @@
+"""TensorFlow contenders: keras-norms' layers (fast and plain paths) and `keras.layers.*`, as traced steps."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+import keras_norms
+from keras_norms import functional as F
+
+IMAGES = (32, 56, 56, 128)  # NHWC, groups=32: DESIGN.md's reference shapes
+SEQUENCES = (32, 512, 768)
+
+
+@dataclasses.dataclass(frozen=True)
+class Norm:
+    """A norm as both contenders build it: ours and the Keras built-in it is compared with."""
+
+    name: str
+    shape: tuple[int, ...]
+    ours: Callable[..., keras.layers.Layer]
+    keras: Callable[..., keras.layers.Layer]
+    groups: int | None = None
+
+
+NORMS = {
+    "batch": Norm("batch", IMAGES, keras_norms.BatchNormalization, keras.layers.BatchNormalization),
+    "group": Norm("group", IMAGES, lambda **kw: keras_norms.GroupNormalization(groups=32, **kw),
+                  lambda **kw: keras.layers.GroupNormalization(groups=32, **kw), groups=32),
+    # Keras has no instance norm layer; its group norm with one channel per group is one.
+    "instance": Norm("instance", IMAGES, keras_norms.InstanceNormalization,
+                     lambda **kw: keras.layers.GroupNormalization(groups=-1, **kw)),
+    "layer": Norm("layer", SEQUENCES, keras_norms.LayerNormalization, keras.layers.LayerNormalization),
+    "rms": Norm("rms", SEQUENCES, keras_norms.RMSNormalization, keras.layers.RMSNormalization),
+}
+
+# Full-size tensors that must be read or written, per element of the input: statistics need a
+# read before the output can be written (forward: read, read, write); backward needs the two
+# sums over dy and x (read, read) before dx (read, read, write).
+PASSES = {"forward": 3, "inference": 2, "train": 8}
+
+
+def policy(dtype: str) -> str:
+    return "mixed_bfloat16" if dtype == "bfloat16" else "float32"
+
+
+def tensor_bytes(shape, dtype: str) -> int:
+    size = 1
+    for n in shape:
+        size *= n
+    return size * (2 if dtype == "bfloat16" else 4)
+
+
+def step(make_layer: Callable[..., keras.layers.Layer], shape, *, mode: str, xla: bool, dtype: str,
+         fast: bool = True, layer_kwargs: dict | None = None):
+    """A traced `tf.function` doing one forward (`mode` "forward"/"inference") or training step.
+
+    "forward" calls the layer with `training=True` (batch statistics for batch
+    norm), "inference" with `training=False`. "train" returns the output and
+    the gradients with respect to the input and every trainable weight, for a
+    fixed upstream gradient. The function is traced (with the fast paths on
+    or off as asked) before it is returned.
+    """
+    with F.use_fast_paths(fast):
+        layer = make_layer(dtype=policy(dtype), **(layer_kwargs or {}))
+        layer.build(shape)
+        generator = tf.random.Generator.from_seed(0)
+        x = tf.cast(generator.normal(shape), dtype)
+        upstream = tf.cast(generator.normal(shape), dtype)
+
+        if mode == "train":
+            def body():
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    outputs = layer(x, training=True)
+                sources = [x, *layer.trainable_weights]
+                return outputs, tape.gradient(outputs, sources, output_gradients=upstream)
+        else:
+            def body():
+                return layer(x, training=mode == "forward")
+
+        function = tf.function(body, jit_compile=xla)
+        function()
+    return function
+
+
+def peak_memory(function) -> int:
+    """Peak bytes TensorFlow's CPU allocator held above what was live before one call of `function`."""
+    function()
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    outputs = function()
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    del outputs
+    return peak - before
