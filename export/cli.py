@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from keras_norms.cli import _positive_int
+
 QUANTIZE_CHOICES = ("int8", "float16", "dynamic")
 
 
@@ -13,12 +15,9 @@ def _batch_size(text: str) -> int | None:
     if text.lower() == "none":
         return None
     try:
-        value = int(text)
-    except ValueError:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
