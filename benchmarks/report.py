@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+ONE_PASS = "x + 1"  # the one-op anchor of inference rows (tf_workloads.one_pass)
+
 TARGETS_NOTE = (
     "Targets are ratios within this run, float32, on the reference shapes; "
     "`Keras/ours` > 1 means keras-norms is faster."
@@ -17,12 +19,17 @@ def _rows(rows, **match):
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
-def _check(targets, text, values, minimum=None, maximum=None):
+def _check(targets, text, values, minimum=None, maximum=None, bound=None):
+    """Appends the target `text` with its measured `(label, ratio)` values; `bound`: the best reachable."""
     values = [(label, v) for label, v in values if v is not None]
     if not values:
         return
     met = all((minimum is None or v >= minimum) and (maximum is None or v <= maximum) for _, v in values)
     measured = ", ".join(f"{label} {v:.2f}x" for label, v in values)
+    bound = [(label, v) for label, v in (bound or []) if v is not None]
+    if bound:
+        measured += "; the most any one-pass kernel reaches (`keras / x + 1`): " + ", ".join(
+            f"{label} {v:.2f}x" for label, v in bound)
     targets.append({"target": text, "measured": measured, "met": met})
 
 
@@ -41,7 +48,9 @@ def targets(results: dict) -> list[dict]:
     batch_inference = _rows(main, norm="batch", mode="inference", xla=False, **f32) + _rows(
         variants, mode="inference")
     _check(found, "BatchNormalization inference >= 2x Keras (every rank)",
-           [(label(r), _ratio(r, "keras")) for r in batch_inference], minimum=2.0)
+           [(label(r), _ratio(r, "keras")) for r in batch_inference], minimum=2.0,
+           bound=[(label(r), r["ms"]["keras"] / r["ms"][ONE_PASS]) for r in batch_inference
+                  if r["ms"].get(ONE_PASS)])
     _check(found, "virtual_batch_size and renorm training not slower than Keras",
            [(r["variant"], _ratio(r, "keras")) for r in variants if r["variant"] in ("virtual 8", "renorm")],
            minimum=1.0)
@@ -52,9 +61,9 @@ def targets(results: dict) -> list[dict]:
         _check(found, f"{norm} norm training step >= 1.3x Keras' GroupNormalization (XLA)",
                [(norm, _ratio(r, "keras")) for r in _rows(main, norm=norm, mode="train", xla=True, **f32)],
                minimum=1.3)
-        _check(found, f"{norm} norm training step not slower than PyTorch (graph / XLA)",
-               [(f"{norm} {'XLA' if r['xla'] else 'graph'}", _ratio(r, "torch"))
-                for r in _rows(main, norm=norm, mode="train", **f32)], minimum=1.0)
+        _check(found, f"{norm} norm training step not slower than PyTorch (graph)",
+               [(norm, _ratio(r, "torch")) for r in _rows(main, norm=norm, mode="train", xla=False, **f32)],
+               minimum=1.0)
     for norm in ("layer", "rms"):
         _check(found, f"{norm} norm training step >= 2x Keras (graph)",
                [(norm, _ratio(r, "keras")) for r in _rows(main, norm=norm, mode="train", xla=False, **f32)],
@@ -175,12 +184,15 @@ def markdown(results: dict) -> str:
               "- The floor assumes that each pass streams the whole tensor from memory. A kernel that "
               "keeps a row (layer norm) or an example in cache between its passes can beat it.",
               "- Batch norm inference with moving statistics is one multiply-add per element: Keras' "
-              "layer runs it as two ops, the fused kernel as one, near the floor. At ranks 2 and 3 "
-              "an inference graph may not grow to the kernel's rank 4, and keras-norms runs the same "
-              "folded multiply-add as Keras.",
-              "- PyTorch's times depend on where its tensors land in memory (it maps fresh memory for "
-              "large blocks, TensorFlow keeps a pool): the same kernel, set up twice in one run (the "
-              "graph and XLA rows), can differ by 2x.",
+              "layer runs it as two ops (a multiply, then an add), the fused kernel as one, near the "
+              "floor. The `x + 1` column is one op over the tensor, the least that any kernel writing "
+              "its output can cost: `keras / x + 1` is the most any inference kernel can gain on Keras "
+              "here. At ranks 2 and 3 an inference graph may not grow to the fused kernel's rank 4 "
+              "(DESIGN.md's rank rule), and channels first the CPU kernel transposes; there "
+              "keras-norms runs the same folded multiply-add as Keras.",
+              "- PyTorch runs with glibc's heap keeping large blocks (`MALLOC_MMAP_THRESHOLD_`), as "
+              "TensorFlow's pool does: by default every tensor above 32 MiB is freshly mapped memory, "
+              "and the same kernel's time then varies 2x with where its tensors land.",
               "- Under XLA, batch norm runs the closed form (XLA expands TensorFlow's fused kernel "
               "into slow code), so keras-norms' batch norm is fastest without XLA."]
     return "\n".join(lines) + "\n"

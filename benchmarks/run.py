@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from benchmarks.report import ONE_PASS
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("main", "variants", "memory", "tflite")
 
@@ -94,6 +96,8 @@ def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, tor
     if not args.no_plain:
         contenders["keras-norms plain"] = W.step(ours, shape, **common, fast=False, layer_kwargs=ours_kwargs)
     contenders["keras"] = W.step(keras_layer, shape, **common, layer_kwargs=keras_kwargs)
+    if label["mode"] == "inference":
+        contenders[ONE_PASS] = W.one_pass(shape, xla=label["xla"], dtype=label["dtype"])
     key = None
     if torch is not None and torch_spec is not None:
         key = json.dumps(torch_spec, sort_keys=True)

@@ -87,6 +87,19 @@ def step(make_layer: Callable[..., keras.layers.Layer], shape, *, mode: str, xla
     return function
 
 
+def one_pass(shape, *, xla: bool, dtype: str):
+    """A traced `x + 1`: one read and one write of the tensor, the least any op producing a new one costs.
+
+    The anchor that bounds batch norm inference: no kernel that writes its
+    output to new memory can be faster, so `keras / (x + 1)` is the largest
+    ratio any inference kernel can reach against Keras on this machine.
+    """
+    x = tf.cast(tf.random.Generator.from_seed(0).normal(shape), dtype)
+    function = tf.function(lambda: x + tf.constant(1, x.dtype), jit_compile=xla)
+    function()
+    return function
+
+
 def peak_memory(function) -> int:
     """Peak bytes TensorFlow's CPU allocator held above what was live before one call of `function`."""
     function()

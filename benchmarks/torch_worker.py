@@ -148,6 +148,12 @@ class TorchWorker:
                "OMP_WAIT_POLICY": "PASSIVE"}
         if for_memory:
             env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 17)
+        else:
+            # Large blocks come from the heap and stay there, as in TensorFlow's pool: glibc would
+            # otherwise map fresh (page-faulting) memory for every tensor above 32 MiB, and the
+            # time of one kernel would depend on where the kernel's tensors land (2x apart).
+            env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 30)
+            env["MALLOC_TRIM_THRESHOLD_"] = str(1 << 34)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.torch_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, env=env,

@@ -14,8 +14,11 @@ XLA every op over a full-size tensor is at least one pass.
   channels first (on CPU the kernel transposes NCHW internally, which costs more
   than it saves), nor under XLA (which expands it into slow code). Instance norm
   (channels last) and ghost batch norm in training are batch norms of slices of
-  the batch: one fused call per example or virtual batch.
-- Everything else (group norm, layer and RMS norm, batch norm channels first
+  the batch: one fused call per example or virtual batch. Group norm (channels
+  last) in training takes its statistics from the same kernel per example (the
+  moments, and in backward the sums of its inference-mode gradient), pooled
+  into groups.
+- Everything else (group norm otherwise, layer and RMS norm, batch norm channels first
   or under XLA, and the cases above when the batch size is not static) is a
   closed-form gradient
   (`tf.custom_gradient`): backward is the two sums and one expression for dx,
@@ -559,6 +562,97 @@ def row_standardize(view, scale, offset, *, epsilon: float, center: bool = True)
     return standardize(view, *params)
 
 
+# ----------------------------------------------------------------------------- group norm by examples
+# Group norm (channels last, groups < channels) in training: the fused kernel, run on each
+# example, gives exact per-(sample, channel) moments and, in backward, the per-(sample, channel)
+# sums of dy and dy * x_hat, each in one sweep over the example while it is in cache. Those are
+# pooled into groups (the law of total variance for the variance), and the two element-wise
+# passes (the output, the input's gradient) run as XLA-compiled functions, which fuse them
+# into one loop each, or as TensorFlow ops for small tensors.
+
+
+def _shift_and_scale(x, mean, gain, *offset):
+    """``(x - mean) * gain (+ offset)`` in float32, rounded once to the dtype of `x`."""
+    outputs = (_float32(x) - mean) * gain
+    return tf.cast(outputs + offset[0] if offset else outputs, x.dtype)
+
+
+def _group_input_gradient(upstream, x, mean, gain, slope, bias):
+    """``upstream * gain + (x - mean) * slope + bias``, in the dtype of `x`."""
+    return tf.cast(_float32(upstream) * gain + (_float32(x) - mean) * slope + bias, x.dtype)
+
+
+def _per_example(function, *tensors, outputs: tuple[int, ...]):
+    """Calls `function` on each example's slices of `tensors`; stacks the `outputs` picked from each call."""
+    slices = [tf.split(t, t.shape[0], axis=0) for t in tensors]
+    results = [function(*parts) for parts in zip(*slices, strict=True)]
+    return [tf.stack([result[i] for result in results]) for i in outputs]
+
+
+def fused_group_norm_train(x, groups: int, scale, offset, *, epsilon: float):
+    """Training group norm of channels-last `x` from per-example fused statistics; or None.
+
+    Applies under a gradient tape, without XLA, to a static shape of at most
+    `_SLICES_MAX` examples of at least `_SLICE_MIN_ELEMENTS` elements and two
+    positions each. Returns the outputs in the dtype of `x`.
+    """
+    batch, channels = x.shape[0], x.shape[-1]
+    if (not x.shape.is_fully_defined() or x.shape.rank < 3 or not 1 <= batch <= _SLICES_MAX
+            or groups >= channels or not gradient_may_be_recorded() or not _fused_applies(x, -1, epsilon)):
+        return None
+    positions = x.shape.num_elements() // (batch * channels)
+    if positions < 2 or x.shape.num_elements() // batch < _SLICE_MIN_ELEMENTS:
+        return None
+    view = tf.reshape(x, [batch, positions, channels])
+    gamma = tf.ones([channels]) if scale is None else tf.reshape(_float32(scale), [channels])
+    params = [gamma] if offset is None else [gamma, tf.reshape(_float32(offset), [channels])]
+    ones, zeros, empty = tf.ones([channels]), tf.zeros([channels]), tf.zeros([0])
+    compiled = _worth_compiling(view)
+
+    def group_mean(per_channel):
+        return _repeat_over_groups(per_channel, channels, groups, tf.reduce_mean)
+
+    def moments(part):
+        return tf.raw_ops.FusedBatchNormV2(x=_fused_view(part), scale=ones, offset=zeros, mean=empty,
+                                           variance=empty, epsilon=epsilon, data_format="NHWC",
+                                           is_training=True)
+
+    @tf.custom_gradient
+    def standardize(x, gamma, *beta):
+        channel_mean, channel_variance = _per_example(moments, x, outputs=(1, 2))
+        channel_variance = channel_variance * ((positions - 1) / positions)  # the kernel's is unbiased
+        mean = group_mean(channel_mean)
+        variance = group_mean(channel_variance) + group_mean(tf.square(channel_mean - mean))
+        inverse = tf.math.rsqrt(variance + epsilon)
+        mean, gain = mean[:, None], (inverse * gamma)[:, None]
+        shift_and_scale = _compiled(_shift_and_scale) if compiled else _shift_and_scale
+        outputs = shift_and_scale(x, mean, gain, *beta)
+
+        def sums(upstream, part, part_mean, part_variance):
+            # The inference-mode gradient: sums of dy and dy * x_hat, x_hat from the given statistics.
+            return tf.raw_ops.FusedBatchNormGradV2(
+                y_backprop=_fused_view(upstream), x=_fused_view(part), scale=ones,
+                reserve_space_1=tf.reshape(part_mean, [channels]),
+                reserve_space_2=tf.reshape(part_variance, [channels]), epsilon=epsilon,
+                data_format="NHWC", is_training=False,
+            )
+
+        def grad(upstream):
+            sum_up_normalized, sum_up = _per_example(sums, upstream, x, mean[:, 0], variance, outputs=(1, 2))
+            # Means over each group's elements of the gradient of x_hat, and of its product with x_hat.
+            mean_up = group_mean(sum_up * gamma) / positions
+            mean_up_normalized = group_mean(sum_up_normalized * gamma) / positions
+            slope = -inverse * inverse * mean_up_normalized
+            input_gradient = _compiled(_group_input_gradient) if compiled else _group_input_gradient
+            grads = [input_gradient(upstream, x, mean, gain, slope[:, None], (-inverse * mean_up)[:, None]),
+                     tf.reduce_sum(sum_up_normalized, axis=0)]
+            return grads + ([tf.reduce_sum(sum_up, axis=0)] if beta else [])
+
+        return outputs, grad
+
+    return tf.reshape(standardize(view, *params), _dims(x))
+
+
 # ----------------------------------------------------------------------------- entry points
 # Called by keras_norms.functional with the same arguments as its functions of the same name;
 # each returns None when its fast path does not apply to the input.
@@ -654,6 +748,10 @@ def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
         fused = fused_batch_norm_slices(x, x.shape[0], scale, offset, epsilon=epsilon)
         if fused is not None:
             return fused[0]
+    if groups < channels and axis == rank - 1:
+        fused = fused_group_norm_train(x, groups, scale, offset, epsilon=epsilon)
+        if fused is not None:
+            return fused
     view, layout = _channel_view(x, axis)
     if view is None:
         return None  # rank 2 (no positions) or a middle channel axis: tiny or rare

@@ -55,6 +55,12 @@ CASES = [
     ("group-nchw", lambda: keras_norms.GroupNormalization(groups=2, axis=1), (3, 6, 4, 5), False),
     ("group-rank3", lambda: keras_norms.GroupNormalization(groups=2), (3, 7, 6), False),
     ("group-rank5", lambda: keras_norms.GroupNormalization(groups=2, center=False), (2, 3, 2, 4, 6), False),
+    # Large enough for statistics by the fused kernel per example (fused_group_norm_train).
+    ("group-sliced", lambda: keras_norms.GroupNormalization(groups=4), (3, 16, 16, 16), False),
+    ("group-sliced-rank3-noscale", lambda: keras_norms.GroupNormalization(groups=2, scale=False), (2, 512, 8),
+     False),
+    ("group-sliced-rank5-nocenter", lambda: keras_norms.GroupNormalization(groups=2, center=False),
+     (2, 4, 8, 16, 8), False),
     ("instance-nhwc", lambda: keras_norms.InstanceNormalization(), (3, 4, 5, 6), False),
     ("instance-sliced", lambda: keras_norms.InstanceNormalization(), (3, 16, 16, 16), False),
     ("instance-sliced-rank3", lambda: keras_norms.InstanceNormalization(center=False), (2, 512, 8), False),
@@ -158,10 +164,52 @@ def test_compiled_row_kernel_matches_float64(center, monkeypatch):
         np.testing.assert_allclose(np.asarray(grads[index]), expected, atol=1e-5, err_msg=f"input {index}")
 
 
+@pytest.mark.parametrize("jit_kernels", [False, True], ids=["tf-ops", "jit-kernels"])
+def test_group_norm_from_per_example_statistics_matches_float64(jit_kernels, monkeypatch):
+    # Statistics pooled from the fused kernel's per-(example, channel) moments, the law of total
+    # variance, and the per-(example, channel) sums of its inference-mode gradient.
+    if jit_kernels:
+        monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(5)
+    x = rng.normal(3.0, 2.0, (2, 8, 8, 64)).astype("float32")
+    x[1, ..., :16] *= 20.0  # groups whose channels have different means and spreads
+    x[1, ..., 16:32] += np.linspace(-40.0, 40.0, 16, dtype="float32")
+    upstream = rng.normal(size=x.shape)
+    gamma = rng.normal(1.0, 0.5, 64).astype("float32")
+    beta = rng.normal(0.0, 0.5, 64).astype("float32")
+    inputs = [tf.constant(v) for v in (x, gamma, beta)]
+
+    @tf.function
+    def step(x, gamma, beta):
+        with tf.GradientTape() as tape:
+            tape.watch([x, gamma, beta])
+            outputs = F.group_norm(x, 8, gamma, beta, epsilon=1e-3)
+        return outputs, tape.gradient(outputs, [x, gamma, beta], output_gradients=tf.constant(upstream,
+                                                                                              tf.float32))
+
+    outputs, grads = step(*inputs)
+    ops = [op.type for op in step.get_concrete_function(*inputs).graph.get_operations()]
+    assert ops.count("FusedBatchNormV2") == 2, "the per-example statistics did not run"
+    values = [x, gamma, beta]
+
+    def reference(x, gamma, beta):
+        return R.group_norm(x, 8, gamma, beta, epsilon=1e-3)
+
+    np.testing.assert_allclose(np.asarray(outputs), reference(*values), atol=1e-5)
+    for index in range(3):
+        def perturbed(v, index=index):
+            return reference(*[v if i == index else w for i, w in enumerate(values)])
+
+        expected = R.numerical_gradient(perturbed, values[index], upstream)
+        atol = 1e-5 * max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(np.asarray(grads[index]), expected, atol=atol, err_msg=f"input {index}")
+
+
 LARGE_MEAN_CASES = {
     "batch-rank4": (lambda: keras_norms.BatchNormalization(), lambda x: R.batch_norm_train(x), True),
     "batch-rank3": (lambda: keras_norms.BatchNormalization(), lambda x: R.batch_norm_train(x), True),
     "group": (lambda: keras_norms.GroupNormalization(groups=4), lambda x: R.group_norm(x, 4), False),
+    "group-sliced": (lambda: keras_norms.GroupNormalization(groups=4), lambda x: R.group_norm(x, 4), False),
     "instance": (lambda: keras_norms.InstanceNormalization(), R.instance_norm, False),
     "layer": (lambda: keras_norms.LayerNormalization(), R.layer_norm, False),
 }
@@ -172,7 +220,7 @@ LARGE_MEAN_CASES = {
 def test_training_kernels_are_accurate_for_inputs_with_a_large_mean(name, compiled, monkeypatch):
     monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
     make_layer, reference, training = LARGE_MEAN_CASES[name]
-    shape = (4, 36, 16) if name == "batch-rank3" else (4, 6, 6, 16)
+    shape = {"batch-rank3": (4, 36, 16), "group-sliced": (2, 16, 16, 16)}.get(name, (4, 6, 6, 16))
     x = (1e4 + np.random.default_rng(2).normal(size=shape)).astype("float32")
     layer = make_layer()
 
@@ -189,7 +237,8 @@ def test_training_kernels_are_accurate_for_inputs_with_a_large_mean(name, compil
 
 
 HALF_CASES = [c for c in CASES if c[0] in ("batch-rank4", "batch-rank3", "batch-nchw", "batch-virtual",
-                                            "batch-virtual-sliced", "group-nhwc", "instance-sliced",
+                                            "batch-virtual-sliced", "group-nhwc", "group-sliced",
+                                            "instance-sliced",
                                             "layer-last", "rms-last")]
 
 
@@ -307,10 +356,12 @@ def test_environment_variable_turns_the_fast_paths_off():
     [
         (keras_norms.InstanceNormalization, (3, 16, 16, 16), False, 3),
         (lambda: keras_norms.BatchNormalization(virtual_batch_size=2), (4, 16, 16, 8), True, 2),
+        (lambda: keras_norms.GroupNormalization(groups=4), (3, 16, 16, 16), False, 3),
+        (lambda: keras_norms.GroupNormalization(groups=2), (2, 512, 8), False, 2),
     ],
-    ids=["instance", "ghost-batch"],
+    ids=["instance", "ghost-batch", "group", "group-rank3"],
 )
-def test_instance_and_ghost_batch_norm_run_the_fused_kernel_per_slice(make_layer, shape, training, slices):
+def test_sliced_norms_run_the_fused_kernel_and_its_gradient_per_slice(make_layer, shape, training, slices):
     layer = make_layer()
     layer.build(shape)
 
@@ -323,4 +374,5 @@ def test_instance_and_ghost_batch_norm_run_the_fused_kernel_per_slice(make_layer
     graph = tf.function(train, input_signature=[tf.TensorSpec(shape)]).get_concrete_function().graph
     types = [op.type for op in graph.get_operations()]
     assert types.count("FusedBatchNormV2") == slices
-    assert max_rank(graph) == len(shape)
+    assert types.count("FusedBatchNormGradV2") == slices
+    assert len(shape) <= max_rank(graph) <= max(len(shape), 4)  # a training graph grows to rank 4 at most
