@@ -9,17 +9,18 @@ XLA every op over a full-size tensor is at least one pass.
 - Batch norm, channels last: TensorFlow's fused kernel and its fused gradient,
   in training (`FusedBatchNormV2`, which reads float16 and bfloat16 directly)
   and inference (`FusedBatchNorm`, which the TFLite converter turns into builtin
-  MUL and ADD). Rank 5+ is viewed as rank 4. Not `FusedBatchNormV3` (one of its
-  outputs has an unknown rank) nor V2 in inference (no TFLite builtin); not
-  channels first (on CPU the kernel transposes NCHW internally, which costs more
-  than it saves), nor under XLA (which expands it into slow code). Instance norm
+  MUL and ADD; V2, which it does not convert, only for bfloat16, which TFLite
+  does not take). Rank 5+ is viewed as rank 4. Not `FusedBatchNormV3` (one of
+  its outputs has an unknown rank); not channels first (on CPU the kernel
+  transposes NCHW internally, which costs more than it saves), nor under XLA
+  (which expands it into slow code). Instance norm
   (channels last) and ghost batch norm in training are batch norms of slices of
   the batch: one fused call per example or virtual batch. Group norm (channels
   last) in training takes its statistics from the same kernel per example (the
   moments, and in backward the sums of its inference-mode gradient), pooled
   into groups.
-- Everything else (group norm otherwise, layer and RMS norm, batch norm channels first
-  or under XLA, and the cases above when the batch size is not static) is a
+- Everything else (other group norms, layer and RMS norm, batch norm channels
+  first or under XLA, and the cases above when the batch size is not static) is a
   closed-form gradient
   (`tf.custom_gradient`): backward is the two sums and one expression for dx,
   not the autodiff chain through every op; scale and shift are folded into one
@@ -210,12 +211,19 @@ def fused_batch_norm_slices(x, slices: int, scale, offset, *, epsilon: float):
 
 
 def fused_batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
-    """Inference batch norm (given statistics) with the fused kernel, in float32; or None."""
+    """Inference batch norm (given statistics) with the fused kernel; or None.
+
+    bfloat16 (which TFLite does not take) is read and written as it is by
+    `FusedBatchNormV2`, without a cast over the tensor on each side; other
+    dtypes run as float32 in `FusedBatchNorm`, which the TFLite converter turns
+    into builtin ops.
+    """
     if not _fused_applies(x, axis, epsilon):
         return None
     channels = x.shape[-1]
-    outputs = tf.raw_ops.FusedBatchNorm(
-        x=_fused_view(_float32(x)),
+    kernel = tf.raw_ops.FusedBatchNormV2 if x.dtype == tf.bfloat16 else tf.raw_ops.FusedBatchNorm
+    outputs = kernel(
+        x=_fused_view(x if x.dtype == tf.bfloat16 else _float32(x)),
         scale=_affine_or_default(scale, channels, 1.0),
         offset=_affine_or_default(offset, channels, 0.0),
         mean=_float32(mean),

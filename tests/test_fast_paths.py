@@ -376,3 +376,33 @@ def test_sliced_norms_run_the_fused_kernel_and_its_gradient_per_slice(make_layer
     assert types.count("FusedBatchNormV2") == slices
     assert types.count("FusedBatchNormGradV2") == slices
     assert len(shape) <= max_rank(graph) <= max(len(shape), 4)  # a training graph grows to rank 4 at most
+
+
+@pytest.mark.parametrize("dtype, kernel", [("bfloat16", "FusedBatchNormV2"), ("float16", "FusedBatchNorm")])
+def test_half_precision_inference_batch_norm(dtype, kernel):
+    # bfloat16 is read and written by the kernel itself, with no cast over the tensor; float16 runs in
+    # float32 in the kernel the TFLite converter takes (TFLite cannot convert V2).
+    rng = np.random.default_rng(6)
+    x = rng.normal(1e3, 50.0, (4, 6, 6, 8))
+    mean, variance = rng.normal(1e3, 5.0, 8), rng.uniform(1e3, 4e3, 8)
+    gamma, beta = rng.normal(1.0, 0.5, 8), rng.normal(0.0, 0.5, 8)
+    statistics = [tf.constant(v, tf.float32) for v in (mean, variance, gamma, beta)]
+
+    @tf.function
+    def infer(inputs):
+        return F.batch_norm(inputs, *statistics, epsilon=1e-3, dtype=dtype)
+
+    inputs = tf.constant(x, dtype)
+    outputs = infer(inputs)
+    graph = infer.get_concrete_function(inputs).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count(kernel) == 1
+    full_size_casts = [op for op in graph.get_operations()
+                       if op.type == "Cast" and op.outputs[0].shape.num_elements() == x.size]
+    assert len(full_size_casts) == (0 if dtype == "bfloat16" else 2)
+    assert outputs.dtype == dtype
+    rounded = np.asarray(tf.cast(inputs, tf.float64))  # the input as the layer sees it
+    expected = R.batch_norm(rounded, mean, variance, gamma, beta, epsilon=1e-3)
+    tolerance = 2.0 ** -7 if dtype == "bfloat16" else 2.0 ** -10  # one rounding of the output
+    np.testing.assert_allclose(np.asarray(tf.cast(outputs, tf.float64)), expected,
+                               atol=tolerance * np.abs(expected).max())
