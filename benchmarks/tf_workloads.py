@@ -56,7 +56,7 @@ def tensor_bytes(shape, dtype: str) -> int:
 
 def step(make_layer: Callable[..., keras.layers.Layer], shape, *, mode: str, xla: bool, dtype: str,
          fast: bool = True, layer_kwargs: dict | None = None):
-    """A traced `tf.function` doing one forward (`mode` "forward"/"inference") or training step.
+    """A traced `tf.function` doing one forward (`mode` "forward"/"inference") or training step, as a thunk.
 
     "forward" calls the layer with `training=True` (batch statistics for batch
     norm), "inference" with `training=False`. "train" returns the output and
@@ -72,19 +72,21 @@ def step(make_layer: Callable[..., keras.layers.Layer], shape, *, mode: str, xla
         upstream = tf.cast(generator.normal(shape), dtype)
 
         if mode == "train":
-            def body():
+            def body(inputs):
                 with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    outputs = layer(x, training=True)
-                sources = [x, *layer.trainable_weights]
+                    tape.watch(inputs)
+                    outputs = layer(inputs, training=True)
+                sources = [inputs, *layer.trainable_weights]
                 return outputs, tape.gradient(outputs, sources, output_gradients=upstream)
         else:
-            def body():
-                return layer(x, training=mode == "forward")
+            def body(inputs):
+                return layer(inputs, training=mode == "forward")
 
-        function = tf.function(body, jit_compile=xla)
-        function()
-    return function
+        # The batch size is left unknown, as `model.fit` traces its steps.
+        signature = [tf.TensorSpec([None, *shape[1:]], x.dtype)]
+        function = tf.function(body, jit_compile=xla, input_signature=signature)
+        function(x)
+    return lambda: function(x)
 
 
 def one_pass(shape, *, xla: bool, dtype: str):

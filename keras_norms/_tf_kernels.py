@@ -13,12 +13,10 @@ XLA every op over a full-size tensor is at least one pass.
   does not take). Rank 5+ is viewed as rank 4. Not `FusedBatchNormV3` (one of
   its outputs has an unknown rank); not channels first (on CPU the kernel
   transposes NCHW internally, which costs more than it saves), nor under XLA
-  (which expands it into slow code). Instance norm
-  (channels last) and ghost batch norm in training are batch norms of slices of
-  the batch: one fused call per example or virtual batch. Group norm (channels
-  last) in training takes its statistics from the same kernel per example (the
-  moments, and in backward the sums of its inference-mode gradient), pooled
-  into groups.
+  (which expands it into slow code). Group and instance norm and ghost batch
+  norm (channels last) in training take their statistics from the same kernel
+  run on each example (or virtual batch): the moments, and in backward the
+  sums of its inference-mode gradient, pooled into groups.
 - Everything else (other group norms, layer and RMS norm, batch norm channels
   first or under XLA, and the cases above when the batch size is not static) is a
   closed-form gradient
@@ -166,48 +164,6 @@ def fused_batch_norm_train(x, scale, offset, *, axis: int, epsilon: float):
     count = _count(x, channels)
     variance = variance * ((count - 1.0) / count)
     return tf.reshape(outputs, _dims(x)), tf.stop_gradient(mean), tf.stop_gradient(variance)
-
-
-# A batch split into this many slices or fewer, each of at least this many elements, runs the
-# fused kernel once per slice; beyond, the graph grows large and the calls small.
-_SLICES_MAX = 256
-_SLICE_MIN_ELEMENTS = 1 << 12
-
-
-def fused_batch_norm_slices(x, slices: int, scale, offset, *, epsilon: float):
-    """Batch norm of each of `slices` consecutive runs of the batch, by the fused kernel; or None.
-
-    Instance norm (channels last) is batch norm of each example on its own, and
-    ghost batch norm of each virtual batch: one fused call per slice (the
-    slices of the first axis are views of the input, not copies) and one copy
-    to concatenate the outputs, instead of the closed form's element-wise
-    passes. Training graphs only (`FusedBatchNormV2`), with a static batch size.
-
-    Returns:
-        `(outputs, mean, variance)`: outputs in the dtype of `x`, and the biased
-        statistics of each slice, shape `(slices, channels)`, without gradient.
-    """
-    batch, channels = x.shape[0], x.shape[-1]
-    if (batch is None or not 1 <= slices <= _SLICES_MAX or batch % slices or not gradient_may_be_recorded()
-            or not _fused_applies(x, -1, epsilon) or not x.shape.is_fully_defined()):
-        return None
-    size = x.shape.num_elements() // slices
-    if size < _SLICE_MIN_ELEMENTS:
-        return None
-    scale = _affine_or_default(scale, channels, 1.0)
-    offset = _affine_or_default(offset, channels, 0.0)
-    outputs, means, variances = [], [], []
-    for part in tf.split(x, slices, axis=0):
-        normalized, mean, variance, _, _ = tf.raw_ops.FusedBatchNormV2(
-            x=_fused_view(part), scale=scale, offset=offset, mean=tf.zeros([0]), variance=tf.zeros([0]),
-            epsilon=epsilon, data_format="NHWC", is_training=True,
-        )
-        outputs.append(tf.reshape(normalized, part.shape))
-        means.append(mean)
-        variances.append(variance)
-    count = size // channels
-    variance = tf.stack(variances) * ((count - 1) / count if count > 1 else 0.0)
-    return tf.concat(outputs, axis=0), tf.stop_gradient(tf.stack(means)), tf.stop_gradient(variance)
 
 
 def fused_batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
@@ -570,13 +526,19 @@ def row_standardize(view, scale, offset, *, epsilon: float, center: bool = True)
     return standardize(view, *params)
 
 
-# ----------------------------------------------------------------------------- group norm by examples
-# Group norm (channels last, groups < channels) in training: the fused kernel, run on each
-# example, gives exact per-(sample, channel) moments and, in backward, the per-(sample, channel)
-# sums of dy and dy * x_hat, each in one sweep over the example while it is in cache. Those are
+# ----------------------------------------------------------------------------- statistics by examples
+# Group and instance norm (channels last) in training: the fused kernel, run on each example,
+# gives exact per-(example, channel) moments and, in backward, the per-(example, channel) sums
+# of dy and dy * x_hat, each in one sweep over the example while it is in cache. Those are
 # pooled into groups (the law of total variance for the variance), and the two element-wise
-# passes (the output, the input's gradient) run as XLA-compiled functions, which fuse them
-# into one loop each, or as TensorFlow ops for small tensors.
+# passes (the output, the input's gradient) run as XLA-compiled functions, which fuse each into
+# one loop, or as TensorFlow ops for small tensors.
+
+
+# At most this many examples are unrolled into the graph (a batch of unknown size, or more, runs
+# in a loop); examples smaller than this many elements take the closed form.
+_UNROLL_MAX_EXAMPLES = 256
+_EXAMPLE_MIN_ELEMENTS = 1 << 12
 
 
 def _shift_and_scale(x, mean, gain, *offset):
@@ -585,80 +547,97 @@ def _shift_and_scale(x, mean, gain, *offset):
     return tf.cast(outputs + offset[0] if offset else outputs, x.dtype)
 
 
-def _group_input_gradient(upstream, x, mean, gain, slope, bias):
+def _standardize_input_gradient(upstream, x, mean, gain, slope, bias):
     """``upstream * gain + (x - mean) * slope + bias``, in the dtype of `x`."""
     return tf.cast(_float32(upstream) * gain + (_float32(x) - mean) * slope + bias, x.dtype)
 
 
-def _per_example(function, *tensors, outputs: tuple[int, ...]):
-    """Calls `function` on each example's slices of `tensors`; stacks the `outputs` picked from each call."""
-    slices = [tf.split(t, t.shape[0], axis=0) for t in tensors]
-    results = [function(*parts) for parts in zip(*slices, strict=True)]
-    return [tf.stack([result[i] for result in results]) for i in outputs]
+def _per_example(function, tensors, outputs: tuple[int, ...], size: int):
+    """Calls `function` on each example of `tensors`; stacks the `outputs` it returns, `size` values each.
 
-
-def fused_group_norm_train(x, groups: int, scale, offset, *, epsilon: float):
-    """Training group norm of channels-last `x` from per-example fused statistics; or None.
-
-    Applies under a gradient tape, without XLA, to a static shape of at most
-    `_SLICES_MAX` examples of at least `_SLICE_MIN_ELEMENTS` elements and two
-    positions each. Returns the outputs in the dtype of `x`.
+    A static batch of at most `_UNROLL_MAX_EXAMPLES` examples is unrolled (slices of
+    the first axis are views, not copies); any other runs in a `tf.while_loop`.
     """
-    batch, channels = x.shape[0], x.shape[-1]
-    if (not x.shape.is_fully_defined() or x.shape.rank < 3 or not 1 <= batch <= _SLICES_MAX
-            or groups >= channels or not gradient_may_be_recorded() or not _fused_applies(x, -1, epsilon)):
+    batch = tensors[0].shape[0]
+    if batch is not None and batch <= _UNROLL_MAX_EXAMPLES:
+        slices = [tf.split(t, batch, axis=0) for t in tensors]
+        results = [function(*parts) for parts in zip(*slices, strict=True)]
+        return [tf.stack([result[i] for result in results]) for i in outputs]
+    count = tf.shape(tensors[0])[0]
+
+    def body(index, *arrays):
+        result = function(*(t[index:index + 1] for t in tensors))
+        return (index + 1, *(array.write(index, result[i]) for array, i in zip(arrays, outputs, strict=True)))
+
+    arrays = [tf.TensorArray(tf.float32, size=count, element_shape=[size]) for _ in outputs]
+    _, *arrays = tf.while_loop(lambda index, *_: index < count, body, [0, *arrays], parallel_iterations=10)
+    return [array.stack() for array in arrays]
+
+
+def example_standardize(view, groups: int, scale, offset, *, epsilon: float):
+    """Normalizes `view` `(batch, positions, channels)` per (example, group) with fused statistics; or None.
+
+    Applies under a gradient tape, without XLA, to static positions and
+    channels, examples of at least two positions and `_EXAMPLE_MIN_ELEMENTS`
+    elements, in a dtype and with an epsilon the fused kernel takes.
+
+    Returns:
+        `(outputs, mean, variance)`: outputs in the dtype of `view`, and the
+        biased statistics of each group repeated over its channels, shape
+        `(batch, channels)`, without gradient.
+    """
+    positions, channels = view.shape[1], view.shape[2]
+    if (positions is None or channels is None or positions < 2 or positions * channels < _EXAMPLE_MIN_ELEMENTS
+            or (view.shape[0] is not None and view.shape[0] < 1) or not gradient_may_be_recorded()
+            or not _fused_applies(view, -1, epsilon)):
         return None
-    positions = x.shape.num_elements() // (batch * channels)
-    if positions < 2 or x.shape.num_elements() // batch < _SLICE_MIN_ELEMENTS:
-        return None
-    view = tf.reshape(x, [batch, positions, channels])
     gamma = tf.ones([channels]) if scale is None else tf.reshape(_float32(scale), [channels])
     params = [gamma] if offset is None else [gamma, tf.reshape(_float32(offset), [channels])]
     ones, zeros, empty = tf.ones([channels]), tf.zeros([channels]), tf.zeros([0])
     compiled = _worth_compiling(view)
+    shift_and_scale = _compiled(_shift_and_scale) if compiled else _shift_and_scale
+    input_gradient = _compiled(_standardize_input_gradient) if compiled else _standardize_input_gradient
 
     def group_mean(per_channel):
         return _repeat_over_groups(per_channel, channels, groups, tf.reduce_mean)
 
-    def moments(part):
-        return tf.raw_ops.FusedBatchNormV2(x=_fused_view(part), scale=ones, offset=zeros, mean=empty,
+    def moments(example):
+        return tf.raw_ops.FusedBatchNormV2(x=_fused_view(example), scale=ones, offset=zeros, mean=empty,
                                            variance=empty, epsilon=epsilon, data_format="NHWC",
                                            is_training=True)
 
+    def sums(upstream, example, mean, variance):
+        # The inference-mode gradient: sums of dy and dy * x_hat, x_hat from the given statistics.
+        return tf.raw_ops.FusedBatchNormGradV2(
+            y_backprop=_fused_view(upstream), x=_fused_view(example), scale=ones,
+            reserve_space_1=tf.reshape(mean, [channels]), reserve_space_2=tf.reshape(variance, [channels]),
+            epsilon=epsilon, data_format="NHWC", is_training=False,
+        )
+
     @tf.custom_gradient
     def standardize(x, gamma, *beta):
-        channel_mean, channel_variance = _per_example(moments, x, outputs=(1, 2))
+        channel_mean, channel_variance = _per_example(moments, [x], outputs=(1, 2), size=channels)
         channel_variance = channel_variance * ((positions - 1) / positions)  # the kernel's is unbiased
         mean = group_mean(channel_mean)
         variance = group_mean(channel_variance) + group_mean(tf.square(channel_mean - mean))
         inverse = tf.math.rsqrt(variance + epsilon)
-        mean, gain = mean[:, None], (inverse * gamma)[:, None]
-        shift_and_scale = _compiled(_shift_and_scale) if compiled else _shift_and_scale
-        outputs = shift_and_scale(x, mean, gain, *beta)
+        gain = (inverse * gamma)[:, None]
+        outputs = shift_and_scale(x, mean[:, None], gain, *beta)
 
-        def sums(upstream, part, part_mean, part_variance):
-            # The inference-mode gradient: sums of dy and dy * x_hat, x_hat from the given statistics.
-            return tf.raw_ops.FusedBatchNormGradV2(
-                y_backprop=_fused_view(upstream), x=_fused_view(part), scale=ones,
-                reserve_space_1=tf.reshape(part_mean, [channels]),
-                reserve_space_2=tf.reshape(part_variance, [channels]), epsilon=epsilon,
-                data_format="NHWC", is_training=False,
-            )
-
-        def grad(upstream):
-            sum_up_normalized, sum_up = _per_example(sums, upstream, x, mean[:, 0], variance, outputs=(1, 2))
+        def grad(upstream, *_):
+            sum_up_normalized, sum_up = _per_example(sums, [upstream, x, mean, variance], outputs=(1, 2),
+                                                     size=channels)
             # Means over each group's elements of the gradient of x_hat, and of its product with x_hat.
             mean_up = group_mean(sum_up * gamma) / positions
             mean_up_normalized = group_mean(sum_up_normalized * gamma) / positions
-            slope = -inverse * inverse * mean_up_normalized
-            input_gradient = _compiled(_group_input_gradient) if compiled else _group_input_gradient
-            grads = [input_gradient(upstream, x, mean, gain, slope[:, None], (-inverse * mean_up)[:, None]),
+            slope, bias = -inverse * inverse * mean_up_normalized, -inverse * mean_up
+            grads = [input_gradient(upstream, x, mean[:, None], gain, slope[:, None], bias[:, None]),
                      tf.reduce_sum(sum_up_normalized, axis=0)]
             return grads + ([tf.reduce_sum(sum_up, axis=0)] if beta else [])
 
-        return outputs, grad
+        return (outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)), grad
 
-    return tf.reshape(standardize(view, *params), _dims(x))
+    return standardize(view, *params)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -752,17 +731,13 @@ def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
         return _group_norm_inference(x, groups, scale, offset, axis=axis, epsilon=epsilon)
     channels = x.shape[axis]
     groups = channels if groups == -1 else groups
-    if groups == channels and axis == rank - 1 and rank >= 3 and x.shape[0] is not None:
-        fused = fused_batch_norm_slices(x, x.shape[0], scale, offset, epsilon=epsilon)
-        if fused is not None:
-            return fused[0]
-    if groups < channels and axis == rank - 1:
-        fused = fused_group_norm_train(x, groups, scale, offset, epsilon=epsilon)
-        if fused is not None:
-            return fused
     view, layout = _channel_view(x, axis)
     if view is None:
         return None  # rank 2 (no positions) or a middle channel axis: tiny or rare
+    if layout == "nsc":
+        fused = example_standardize(view, groups, scale, offset, epsilon=epsilon)
+        if fused is not None:
+            return tf.reshape(fused[0], _dims(x))
     outputs, _, _ = channel_standardize(view, layout, scale, offset, groups=groups, epsilon=epsilon)
     return tf.reshape(outputs, _dims(x))
 
@@ -834,21 +809,22 @@ def batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
 def virtual_batch_norm(x, virtual_batch_size: int, scale, offset, *, axis: int, epsilon: float):
     """Ghost batch norm, channels last: `(outputs, mean, variance)`, or None.
 
-    The statistics have shape `(num_virtual, channels)`. The fused kernel per
-    virtual batch when the batch size is static, else the closed form (rank >= 3).
+    Each virtual batch is one example of `example_standardize` (fused
+    statistics per virtual batch), or of the closed form (rank >= 3). The
+    statistics have shape `(num_virtual, channels)`.
     """
     rank = x.shape.rank
     if rank is None or axis % rank != rank - 1 or x.shape[-1] is None:
         return None
-    if x.shape[0] is not None and x.shape[0] % virtual_batch_size == 0:
-        fused = fused_batch_norm_slices(x, x.shape[0] // virtual_batch_size, scale, offset, epsilon=epsilon)
-        if fused is not None:
-            return fused
-    if rank < 3:
-        return None
     dims = _dims(x)
     channels = dims[-1]
     view = tf.reshape(x, [-1, _product([virtual_batch_size, *dims[1:-1]]), channels])
+    fused = example_standardize(view, channels, scale, offset, epsilon=epsilon)
+    if fused is not None:
+        outputs, mean, variance = fused
+        return tf.reshape(outputs, dims), mean, variance
+    if rank < 3:
+        return None
     outputs, mean, variance = channel_standardize(view, "nsc", scale, offset, groups=channels,
                                                   epsilon=epsilon)
     return tf.reshape(outputs, dims), mean[:, 0], variance[:, 0]

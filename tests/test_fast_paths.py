@@ -41,7 +41,7 @@ CASES = [
     ("batch-axis2", lambda: keras_norms.BatchNormalization(axis=2, momentum=0.5), (3, 4, 6, 5), True),
     ("batch-nchw-rank3", lambda: keras_norms.BatchNormalization(axis=1), (4, 6, 7), True),
     ("batch-virtual", lambda: keras_norms.BatchNormalization(virtual_batch_size=2), (6, 3, 4, 5), True),
-    # Large enough for the fused kernel per virtual batch / per example (fused_batch_norm_slices).
+    # Large enough for fused statistics per virtual batch / per example (example_standardize).
     ("batch-virtual-sliced", lambda: keras_norms.BatchNormalization(virtual_batch_size=2, momentum=0.5),
      (4, 16, 16, 8), True),
     ("batch-virtual-sliced-rank2", lambda: keras_norms.BatchNormalization(virtual_batch_size=512),
@@ -55,7 +55,7 @@ CASES = [
     ("group-nchw", lambda: keras_norms.GroupNormalization(groups=2, axis=1), (3, 6, 4, 5), False),
     ("group-rank3", lambda: keras_norms.GroupNormalization(groups=2), (3, 7, 6), False),
     ("group-rank5", lambda: keras_norms.GroupNormalization(groups=2, center=False), (2, 3, 2, 4, 6), False),
-    # Large enough for statistics by the fused kernel per example (fused_group_norm_train).
+    # Large enough for fused statistics per example (example_standardize).
     ("group-sliced", lambda: keras_norms.GroupNormalization(groups=4), (3, 16, 16, 16), False),
     ("group-sliced-rank3-noscale", lambda: keras_norms.GroupNormalization(groups=2, scale=False), (2, 512, 8),
      False),
@@ -96,7 +96,9 @@ def _training_step(layer, x, upstream, training, *, compiled=None):
         grads = tape.gradient(outputs, [inputs, *layer.trainable_weights], output_gradients=upstream)
         return outputs, grads
 
-    if compiled is not None:
+    if compiled == "graph-unknown-batch":  # as model.fit traces its steps
+        step = tf.function(step, input_signature=[tf.TensorSpec((None, *x.shape[1:]), x.dtype)])
+    elif compiled is not None:
         step = tf.function(step, jit_compile=compiled == "xla")
     outputs, grads = step(tf.constant(x))
     return [np.asarray(outputs), *[np.asarray(g) for g in grads], *[w.numpy() for w in layer.weights]]
@@ -113,8 +115,8 @@ def _run(make_layer, shape, training, *, fast, compiled=None, dtype="float32", l
         return _training_step(layer, x, upstream, training, compiled=compiled)
 
 
-@pytest.mark.parametrize("compiled", [None, "graph", "graph-jit-kernels", "xla"],
-                         ids=["eager", "graph", "graph-jit-kernels", "xla"])
+@pytest.mark.parametrize("compiled", [None, "graph", "graph-unknown-batch", "graph-jit-kernels", "xla"],
+                         ids=["eager", "graph", "graph-unknown-batch", "graph-jit-kernels", "xla"])
 @pytest.mark.parametrize(("case_id", "make_layer", "shape", "training"), CASES, ids=[c[0] for c in CASES])
 def test_training_matches_plain_path(case_id, make_layer, shape, training, compiled, monkeypatch):
     if compiled == "graph-jit-kernels":
@@ -277,6 +279,37 @@ def test_empty_batch_with_a_tape_leaves_statistics_unchanged(shape, mode):
     assert tuple(outputs.shape) == shape and tuple(grads.shape) == shape
     for old, weight in zip(before, layer.non_trainable_weights, strict=True):
         np.testing.assert_array_equal(weight.numpy(), old, err_msg=weight.name)
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [lambda: keras_norms.GroupNormalization(groups=4), keras_norms.InstanceNormalization,
+     lambda: keras_norms.BatchNormalization(virtual_batch_size=2)],
+    ids=["group", "instance", "ghost-batch"],
+)
+def test_statistics_by_examples_loop_over_a_batch_of_unknown_size(make_layer):
+    # Traced for any batch size, the per-example kernels run in a loop; an empty batch runs it no times.
+    layer = make_layer()
+    layer.build((None, 16, 16, 16))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 16, 16, 16))])
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, training=True)
+        return outputs, tape.gradient(outputs, x)
+
+    ops = op_tensors(step.get_concrete_function().graph)
+    assert "While" in {t.op_type for t in ops} or "StatelessWhile" in {t.op_type for t in ops}
+    assert "FusedBatchNormV2" in {t.op_type for t in ops}
+    for batch in (0, 4):
+        x = np.random.default_rng(batch).normal(2.0, 3.0, (batch, 16, 16, 16)).astype("float32")
+        outputs, grads = step(tf.constant(x))
+        assert outputs.shape == x.shape and grads.shape == x.shape
+        assert np.all(np.isfinite(grads.numpy()))
+        if batch and not isinstance(layer, keras_norms.BatchNormalization):
+            groups = 4 if type(layer) is keras_norms.GroupNormalization else -1
+            np.testing.assert_allclose(outputs.numpy(), R.group_norm(x, groups), atol=1e-5)
 
 
 def test_batch_norm_with_computed_statistics_differentiates_through_them():
