@@ -233,21 +233,22 @@ def _worth_compiling(view) -> bool:
 # the whole view with `pool_batch` (batch norm; "sc" always pools its rows).
 
 
-def _sum_positions(t, layout: str, xla: bool):
-    """Sum over the positions (rows for "sc"), keeping the axis."""
+def _sum_positions(t, layout: str, xla: bool, computed: bool = False):
+    """Sum over the positions (rows for "sc"), keeping the axis; `computed`: `t` is an expression."""
     if layout == "ncs":
         return tf.reduce_sum(t, axis=2, keepdims=True)  # innermost: Eigen's fast reduction
     axis = 1 if layout == "nsc" else 0
-    if xla:
+    if xla and computed:
         return tf.reduce_sum(t, axis=axis, keepdims=True)
-    positions = _dims(t)[axis]
-    ones = tf.ones([1, positions] if layout == "sc" else [1, 1, positions], t.dtype)
-    return tf.matmul(ones, t)
+    dims = _dims(t)
+    if layout == "sc":
+        return tf.matmul(tf.ones([1, dims[0]], t.dtype), t)
+    return tf.matmul(tf.ones([dims[0], 1, dims[1]], t.dtype), t)
 
 
 def _sum_squares_positions(t, layout: str, xla: bool):
     if xla:
-        return _sum_positions(tf.square(t), layout, xla)
+        return _sum_positions(tf.square(t), layout, xla, computed=True)
     axis = {"nsc": 1, "ncs": 2, "sc": 0}[layout]
     return tf.square(tf.math.reduce_euclidean_norm(t, axis=axis, keepdims=True))
 
@@ -325,7 +326,7 @@ def _channel_backward(upstream, centered, variance, *params, layout: str, groups
     inverse = tf.math.rsqrt(variance + epsilon)
     gamma = params[0] if has_scale else None
     sum_up = pooling.over_batch(_sum_positions(upstream, layout, xla))
-    sum_up_centered = pooling.over_batch(_sum_positions(upstream * centered, layout, xla))
+    sum_up_centered = pooling.over_batch(_sum_positions(upstream * centered, layout, xla, computed=True))
     weighted_up = sum_up if gamma is None else sum_up * gamma
     weighted_up_centered = sum_up_centered if gamma is None else sum_up_centered * gamma
     coefficient = inverse ** 3 * pooling.over_groups(weighted_up_centered) / count
