@@ -29,7 +29,8 @@ XLA every op over a full-size tensor is at least one pass.
 - The closed forms of large tensors in training run as two XLA-compiled
   functions (forward, backward) even in a graph without XLA: XLA fuses their
   element-wise work, which TensorFlow would run op by op (small tensors take
-  TensorFlow ops, which need no compilation).
+  TensorFlow ops, which need no compilation). Layer and RMS norm's backward
+  loops over chunks of rows small enough to stay in cache between its passes.
 - Moments are two passes (the mean, then squared deviations from it), exact
   for a large mean. The one-pass alternative that stays exact (each slice
   shifted by one of its values) was measured: on CPU, XLA runs it no faster.
@@ -412,8 +413,9 @@ def channel_standardize(view, layout: str, scale, offset, *, groups: int, epsilo
 # ----------------------------------------------------------------------------- per-row statistics
 # Layer and RMS norm over (rows, features), as the channel kernels: TensorFlow ops for small
 # tensors, two XLA-compiled functions for large ones in training (the normalized tensor is
-# recomputed in backward, not stored). Their row sums are matrix-vector products, which XLA
-# on CPU runs several times faster than reductions with element-wise work fused into them.
+# recomputed in backward, not stored; backward runs chunk by chunk of rows, each in cache
+# across its passes). Their row sums are matrix-vector products, which XLA on CPU runs
+# several times faster than reductions with element-wise work fused into them.
 
 
 def _row_mean(t, weights=None):
@@ -442,8 +444,53 @@ def _fused_row_forward(x, *params, epsilon: float, center: bool, has_scale: bool
     return outputs, mean, inverse
 
 
-def _fused_row_backward(upstream, x, mean, inverse, *params, center: bool, has_scale: bool,
-                        has_offset: bool):
+# The compiled backward runs over chunks of about this many bytes per operand, so that the passes
+# after a chunk's first read find it in cache.
+_ROW_CHUNK_BYTES = 3 << 20
+
+
+def _dynamic_update_slice():
+    """XLA's in-place `DynamicUpdateSlice` (from TensorFlow's XLA helpers), or None where absent."""
+    try:
+        from tensorflow.compiler.tf2xla.python import xla
+    except ImportError:
+        return None
+    return getattr(xla, "dynamic_update_slice", None)
+
+
+def _fused_row_backward(upstream, x, mean, inverse, *params, **options):
+    """The compiled backward: a loop over chunks of rows (see `_ROW_CHUNK_BYTES`), then the rows left."""
+    update = _dynamic_update_slice()
+    features = x.shape[1]
+    chunk = max(1, _ROW_CHUNK_BYTES // (4 * features))
+    if update is None:
+        return _row_backward(upstream, x, mean, inverse, *params, **options)
+
+    def chunk_rows():
+        # Computed where it is used: XLA needs slice sizes as constants of the function it compiles, and
+        # the number of rows is one (the graph traced may not know it). Never more rows than there are.
+        return tf.minimum(chunk, tf.shape(x)[0])
+
+    def block(start, size, input_grad, *param_grads):
+        parts = [tf.slice(t, tf.stack([start, 0]), tf.stack([size, t.shape[1]])) for t in (upstream, x, mean,
+                                                                                             inverse)]
+        grads = _row_backward(*parts, *params, **options)
+        sums = [total + grad for total, grad in zip(param_grads, grads[1:], strict=True)]
+        return update(input_grad, grads[0], tf.stack([start, 0])), *sums
+
+    def body(index, *grads):
+        size = chunk_rows()
+        return index + 1, *block(index * size, size, *grads)
+
+    rows = tf.shape(x)[0]
+    chunks = rows // tf.maximum(chunk_rows(), 1)
+    grads = [tf.zeros(tf.shape(x), x.dtype), *[tf.zeros([features]) for _ in params]]
+    _, *grads = tf.while_loop(lambda index, *_: index < chunks, body, [0, *grads])
+    start = chunks * chunk_rows()
+    return list(block(start, rows - start, *grads))
+
+
+def _row_backward(upstream, x, mean, inverse, *params, center: bool, has_scale: bool, has_offset: bool):
     upstream = _float32(upstream)
     normalized = (_float32(x) - mean) * inverse
     up_normalized = upstream * normalized

@@ -131,24 +131,36 @@ def test_training_matches_plain_path(case_id, make_layer, shape, training, compi
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol, err_msg=f"{case_id}: item {index}")
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "graph-unknown-batch"])
+@pytest.mark.parametrize("chunk_rows", [None, 5], ids=["one-block", "chunks-of-5-rows"])
 @pytest.mark.parametrize("center", [True, False], ids=["layer", "rms"])
-def test_compiled_row_kernel_matches_float64(center, monkeypatch):
-    # Large tensors run XLA-compiled forward and backward functions; force them on a small one.
+def test_compiled_row_kernel_matches_float64(center, chunk_rows, traced, monkeypatch):
+    # Large tensors run XLA-compiled forward and backward functions; force them on a small one. Its
+    # backward loops over chunks of rows that stay in cache: 24 rows are 4 chunks of 5 and 4 left.
     monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
     monkeypatch.setattr(_tf_kernels, "_compiled_functions", {})
+    if chunk_rows:
+        monkeypatch.setattr(_tf_kernels, "_ROW_CHUNK_BYTES", 4 * 16 * chunk_rows)
     rng = np.random.default_rng(1)
     x = rng.normal(5.0, 2.0, (4, 6, 16)).astype("float32")
     upstream = rng.normal(size=x.shape)
     gamma = rng.normal(1.0, 0.5, 16).astype("float32")
     beta = rng.normal(0.0, 0.5, 16).astype("float32")
     inputs = [tf.constant(v) for v in (x, gamma, beta)]
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        if center:
-            outputs = F.layer_norm(inputs[0], inputs[1], inputs[2], epsilon=1e-3)
-        else:
-            outputs = F.rms_norm(inputs[0], inputs[1], epsilon=1e-3)
-    grads = tape.gradient(outputs, inputs, output_gradients=tf.constant(upstream, tf.float32))
+
+    def step(*inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            if center:
+                outputs = F.layer_norm(inputs[0], inputs[1], inputs[2], epsilon=1e-3)
+            else:
+                outputs = F.rms_norm(inputs[0], inputs[1], epsilon=1e-3)
+        return outputs, tape.gradient(outputs, inputs, output_gradients=tf.constant(upstream, tf.float32))
+
+    if traced:
+        step = tf.function(step, input_signature=[tf.TensorSpec((None, 6, 16)), tf.TensorSpec((16,)),
+                                                  tf.TensorSpec((16,))])
+    outputs, grads = step(*inputs)
     assert _tf_kernels._compiled_functions, "the compiled kernels did not run"
 
     def reference(x, gamma, beta):
