@@ -223,6 +223,69 @@ def _compiled(function, **options):
     return _compiled_functions[key]
 
 
+# Compiled kernels run over chunks of about this many bytes per operand (whole examples, or rows),
+# so that the passes after a chunk's first read find it in cache instead of memory.
+_CHUNK_BYTES = 4 << 20
+
+
+def _chunk_entries(entry_bytes: int, minimum: int) -> int:
+    return max(minimum, _CHUNK_BYTES // entry_bytes)
+
+
+def _dynamic_update_slice():
+    """XLA's in-place `DynamicUpdateSlice` (from TensorFlow's XLA helpers), or None where absent."""
+    try:
+        from tensorflow.compiler.tf2xla.python import xla
+    except ImportError:
+        return None
+    return getattr(xla, "dynamic_update_slice", None)
+
+
+def _in_chunks(block, sliced, shared, *, entries: int, summed: int = 0):
+    """`block(*sliced, *shared)`, computed `entries` entries of the first axis at a time, in an XLA loop.
+
+    For XLA-compiled functions. `block` returns tensors with the first axis of
+    `sliced`, assembled in place from the chunks, then `summed` tensors that
+    are summed over the chunks. The entries left after the whole chunks are a
+    last, smaller block. Without XLA's update op, one block.
+    """
+    update = _dynamic_update_slice()
+    if update is None:
+        return block(*sliced, *shared)
+
+    def chunk_size():
+        # Computed where it is used: XLA needs slice sizes as constants of the function it compiles,
+        # which the number of entries is (even where the traced graph does not know it).
+        return tf.minimum(entries, tf.shape(sliced[0])[0])
+
+    def run(start, size):
+        parts = [tf.slice(t, _first_axis_at(t, start), tf.concat([[size], tf.shape(t)[1:]], 0))
+                 for t in sliced]
+        results = block(*parts, *shared)
+        return results[:len(results) - summed], results[len(results) - summed:]
+
+    def body(index, *state):
+        size = chunk_size()
+        pieces, sums = run(index * size, size)
+        wholes, totals = state[:len(pieces)], state[len(pieces):]
+        assembled = [update(whole, piece, _first_axis_at(whole, index * size))
+                     for whole, piece in zip(wholes, pieces, strict=True)]
+        return index + 1, *assembled, *[total + part for total, part in zip(totals, sums, strict=True)]
+
+    total = tf.shape(sliced[0])[0]
+    chunks = total // tf.maximum(chunk_size(), 1)
+    start = chunks * chunk_size()
+    pieces, sums = run(start, total - start)  # the entries after the whole chunks, first: their shapes
+    wholes = [update(tf.zeros(tf.concat([[total], tf.shape(p)[1:]], 0), p.dtype), p, _first_axis_at(p, start))
+              for p in pieces]
+    _, *state = tf.while_loop(lambda index, *_: index < chunks, body, [0, *wholes, *sums])
+    return state
+
+
+def _first_axis_at(t, start):
+    return tf.stack([start] + [0] * (t.shape.rank - 1))
+
+
 def _worth_compiling(view) -> bool:
     size = _product(_dims(view))
     return not isinstance(size, int) or size >= _COMPILE_MIN_ELEMENTS
@@ -343,11 +406,31 @@ def _channel_backward(upstream, centered, variance, *params, layout: str, groups
 
 
 def _fused_channel_forward(x, *params, **options):
-    return _channel_forward(x, *params, **options)[:3]  # centered is recomputed in backward, not kept
+    """The compiled forward, chunk by chunk of examples unless the statistics pool the batch."""
+    def block(x):
+        return _channel_forward(x, *params, **options)[:3]  # centered is recomputed in backward, not kept
+
+    chunk = _example_chunk(x, options)
+    return block(x) if chunk is None else _in_chunks(block, [x], [], entries=chunk)
 
 
 def _fused_channel_backward(upstream, x, mean, variance, *params, **options):
-    return _channel_backward(upstream, _float32(x) - mean, variance, *params, **options)
+    """The compiled backward, chunk by chunk of examples unless the statistics pool the batch."""
+    def block(upstream, x, mean, variance):
+        return _channel_backward(upstream, _float32(x) - mean, variance, *params, **options)
+
+    chunk = _example_chunk(x, options)
+    if chunk is None:
+        return block(upstream, x, mean, variance)
+    return _in_chunks(block, [upstream, x, mean, variance], [], entries=chunk, summed=len(params))
+
+
+def _example_chunk(x, options) -> int | None:
+    """Examples per chunk; None where statistics pool the batch or an example's size is unknown."""
+    if options["pool_batch"] or options["layout"] == "sc" or not x.shape[1:].is_fully_defined():
+        return None
+    # At least two examples: one example per chunk ran slower than no chunks (measured on CPU).
+    return _chunk_entries(4 * math.prod(x.shape[1:]), minimum=2)
 
 
 def channel_standardize(view, layout: str, scale, offset, *, groups: int, epsilon: float,
@@ -444,50 +527,11 @@ def _fused_row_forward(x, *params, epsilon: float, center: bool, has_scale: bool
     return outputs, mean, inverse
 
 
-# The compiled backward runs over chunks of about this many bytes per operand, so that the passes
-# after a chunk's first read find it in cache.
-_ROW_CHUNK_BYTES = 3 << 20
-
-
-def _dynamic_update_slice():
-    """XLA's in-place `DynamicUpdateSlice` (from TensorFlow's XLA helpers), or None where absent."""
-    try:
-        from tensorflow.compiler.tf2xla.python import xla
-    except ImportError:
-        return None
-    return getattr(xla, "dynamic_update_slice", None)
-
-
 def _fused_row_backward(upstream, x, mean, inverse, *params, **options):
-    """The compiled backward: a loop over chunks of rows (see `_ROW_CHUNK_BYTES`), then the rows left."""
-    update = _dynamic_update_slice()
-    features = x.shape[1]
-    chunk = max(1, _ROW_CHUNK_BYTES // (4 * features))
-    if update is None:
-        return _row_backward(upstream, x, mean, inverse, *params, **options)
-
-    def chunk_rows():
-        # Computed where it is used: XLA needs slice sizes as constants of the function it compiles, and
-        # the number of rows is one (the graph traced may not know it). Never more rows than there are.
-        return tf.minimum(chunk, tf.shape(x)[0])
-
-    def block(start, size, input_grad, *param_grads):
-        parts = [tf.slice(t, tf.stack([start, 0]), tf.stack([size, t.shape[1]])) for t in (upstream, x, mean,
-                                                                                             inverse)]
-        grads = _row_backward(*parts, *params, **options)
-        sums = [total + grad for total, grad in zip(param_grads, grads[1:], strict=True)]
-        return update(input_grad, grads[0], tf.stack([start, 0])), *sums
-
-    def body(index, *grads):
-        size = chunk_rows()
-        return index + 1, *block(index * size, size, *grads)
-
-    rows = tf.shape(x)[0]
-    chunks = rows // tf.maximum(chunk_rows(), 1)
-    grads = [tf.zeros(tf.shape(x), x.dtype), *[tf.zeros([features]) for _ in params]]
-    _, *grads = tf.while_loop(lambda index, *_: index < chunks, body, [0, *grads])
-    start = chunks * chunk_rows()
-    return list(block(start, rows - start, *grads))
+    """The compiled backward, chunk by chunk of rows (see `_in_chunks`)."""
+    rows = _chunk_entries(x.shape[1] * 4, minimum=1)
+    return _in_chunks(functools.partial(_row_backward, **options), [upstream, x, mean, inverse], params,
+                      entries=rows, summed=len(params))
 
 
 def _row_backward(upstream, x, mean, inverse, *params, center: bool, has_scale: bool, has_offset: bool):

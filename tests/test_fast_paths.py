@@ -115,14 +115,21 @@ def _run(make_layer, shape, training, *, fast, compiled=None, dtype="float32", l
         return _training_step(layer, x, upstream, training, compiled=compiled)
 
 
-@pytest.mark.parametrize("compiled", [None, "graph", "graph-unknown-batch", "graph-jit-kernels", "xla"],
-                         ids=["eager", "graph", "graph-unknown-batch", "graph-jit-kernels", "xla"])
+COMPILED = ["eager", "graph", "graph-unknown-batch", "graph-jit-kernels", "graph-jit-kernels-in-chunks", "xla"]
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
 @pytest.mark.parametrize(("case_id", "make_layer", "shape", "training"), CASES, ids=[c[0] for c in CASES])
 def test_training_matches_plain_path(case_id, make_layer, shape, training, compiled, monkeypatch):
-    if compiled == "graph-jit-kernels":
-        # The XLA-compiled kernels that large tensors get in a graph without XLA.
+    if compiled.startswith("graph-jit-kernels"):
+        # The XLA-compiled kernels that large tensors get in a graph without XLA; in chunks of the
+        # fewest examples (2) or rows (1) that they take, so that their loops run.
         monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(_tf_kernels, "_compiled_functions", {})  # traced anew, with this chunk size
+        if compiled.endswith("chunks"):
+            monkeypatch.setattr(_tf_kernels, "_CHUNK_BYTES", 1)
         compiled = "graph"
+    compiled = None if compiled == "eager" else compiled
     fast = _run(make_layer, shape, training, fast=True, compiled=compiled)
     plain = _run(make_layer, shape, training, fast=False, compiled=compiled)
     for index, (a, b) in enumerate(zip(fast, plain, strict=True)):
@@ -140,7 +147,7 @@ def test_compiled_row_kernel_matches_float64(center, chunk_rows, traced, monkeyp
     monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
     monkeypatch.setattr(_tf_kernels, "_compiled_functions", {})
     if chunk_rows:
-        monkeypatch.setattr(_tf_kernels, "_ROW_CHUNK_BYTES", 4 * 16 * chunk_rows)
+        monkeypatch.setattr(_tf_kernels, "_CHUNK_BYTES", 4 * 16 * chunk_rows)
     rng = np.random.default_rng(1)
     x = rng.normal(5.0, 2.0, (4, 6, 16)).astype("float32")
     upstream = rng.normal(size=x.shape)
