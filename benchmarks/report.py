@@ -149,7 +149,8 @@ def markdown(results: dict) -> str:
                   "tensors in its own process (instance norm: `group_norm` with one channel per group). "
                   "forward: training-mode forward; inference: batch norm with moving statistics; train: "
                   "forward and the gradients of the input and the weights. bfloat16 is the "
-                  "`mixed_bfloat16` policy (float32 weights).", ""]
+                  "`mixed_bfloat16` policy (float32 weights). Steps are traced for a batch of unknown "
+                  "size, as `model.fit` traces them.", ""]
         lines += _timing_table(results["main"], variant=False)
     if results.get("variants"):
         lines += ["", "## Batch norm variants (float32, graph mode)", "",

@@ -115,7 +115,8 @@ def _run(make_layer, shape, training, *, fast, compiled=None, dtype="float32", l
         return _training_step(layer, x, upstream, training, compiled=compiled)
 
 
-COMPILED = ["eager", "graph", "graph-unknown-batch", "graph-jit-kernels", "graph-jit-kernels-in-chunks", "xla"]
+COMPILED = ["eager", "graph", "graph-unknown-batch", "graph-jit-kernels", "graph-jit-kernels-in-chunks",
+            "xla"]
 
 
 @pytest.mark.parametrize("compiled", COMPILED)
