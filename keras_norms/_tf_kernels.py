@@ -628,9 +628,10 @@ def row_standardize(view, scale, offset, *, epsilon: float, center: bool = True)
 
 
 # At most this many examples are unrolled into the graph (a batch of unknown size, or more, runs
-# in a loop); examples smaller than this many elements take the closed form.
+# in a loop); examples smaller than this many elements take the closed form, which is faster
+# than a loop of small kernels (measured on CPU: the loop wins from about 2**17 elements).
 _UNROLL_MAX_EXAMPLES = 256
-_EXAMPLE_MIN_ELEMENTS = 1 << 12
+_EXAMPLE_MIN_ELEMENTS = 1 << 17
 
 
 def _shift_and_scale(x, mean, gain, *offset):
