@@ -17,10 +17,9 @@ XLA every op over a full-size tensor is at least one pass.
   norm (channels last) in training take their statistics from the same kernel
   run on each example (or virtual batch): the moments, and in backward the
   sums of its inference-mode gradient, pooled into groups.
-- Everything else (other group norms, layer and RMS norm, batch norm channels
-  first or under XLA, and the cases above when the batch size is not static) is a
-  closed-form gradient
-  (`tf.custom_gradient`): backward is the two sums and one expression for dx,
+- Everything else (layer and RMS norm, batch norm channels first or under XLA,
+  group norms of small examples, channels first or under XLA) is a closed-form
+  gradient (`tf.custom_gradient`): backward is the two sums and one expression for dx,
   not the autodiff chain through every op; scale and shift are folded into one
   per-(sample, channel) multiply-add. Sums over an axis that is not the
   innermost are products with a vector of ones (a GEMV is several times faster
@@ -29,8 +28,9 @@ XLA every op over a full-size tensor is at least one pass.
 - The closed forms of large tensors in training run as two XLA-compiled
   functions (forward, backward) even in a graph without XLA: XLA fuses their
   element-wise work, which TensorFlow would run op by op (small tensors take
-  TensorFlow ops, which need no compilation). Layer and RMS norm's backward
-  loops over chunks of rows small enough to stay in cache between its passes.
+  TensorFlow ops, which need no compilation). They loop over chunks of
+  examples (of rows, for layer and RMS norm's backward) small enough to stay
+  in cache between their passes.
 - Moments are two passes (the mean, then squared deviations from it), exact
   for a large mean. The one-pass alternative that stays exact (each slice
   shifted by one of its values) was measured: on CPU, XLA runs it no faster.
