@@ -6,7 +6,7 @@ import numbers
 from collections.abc import Sequence
 
 import keras
-from keras import constraints, initializers, regularizers
+from keras import constraints, initializers, ops, regularizers
 
 
 def check_epsilon(epsilon) -> float:
@@ -87,13 +87,80 @@ def check_rank(layer_name: str, input_shape, min_rank: int, max_rank: int | None
         )
 
 
-class AffineNormalization(keras.layers.Layer):
+def shape_fits(shape, expected, *, broadcast: bool = False) -> bool:
+    """Whether `shape` has the rank of `expected` and its sizes (None: any; with `broadcast`, also 1)."""
+    if len(shape) != len(expected):
+        return False
+    sizes = (1, None) if broadcast else (None,)
+    return all(e is None or s in sizes or s == e for s, e in zip(shape, expected, strict=True))
+
+
+class NormalizationLayer(keras.layers.Layer):
+    """Base of every layer of the package: the dtypes it computes in, and the input shapes it accepts.
+
+    - Inputs are not autocast to the compute dtype. Under a mixed policy a
+      float32 input reaches the statistics unrounded (float16 holds nothing
+      above 65504), and a float16/bfloat16 input is read as it is; the math in
+      `functional.py` runs in float32 either way. A float64 layer computes in
+      float64. Statistics never run in less than float32, the weights are
+      never autocast, and the output has the compute dtype.
+    - A built layer accepts inputs of the rank it was built for, with the
+      sizes it was built for on the axes that carry its weights
+      (`expect_input_shape` in `build`, `prepare` in `call`).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.autocast = False
+        self.supports_masking = True
+        self._expected_input_shape = None
+
+    @property
+    def statistics_dtype(self) -> str:
+        """The dtype of the math: float64 for a float64 layer, float32 otherwise."""
+        return "float64" if self.compute_dtype == "float64" else "float32"
+
+    def expect_input_shape(self, input_shape, fixed_axes) -> None:
+        """Records the rank of `input_shape` and its sizes on `fixed_axes` as the accepted inputs."""
+        fixed = {a % len(input_shape) for a in fixed_axes}
+        self._expected_input_shape = tuple(
+            size if axis in fixed else None for axis, size in enumerate(input_shape)
+        )
+
+    def prepare(self, inputs):
+        """Checks `inputs` against the built shape; returns them in the dtype the math reads.
+
+        Raises:
+            ValueError: `inputs` has another rank, or another size on an axis
+                that carries weights, than the layer was built for.
+        """
+        expected = self._expected_input_shape
+        received = tuple(inputs.shape)
+        if expected is not None and not shape_fits(received, expected):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} was built for inputs of shape {expected} "
+                f"(rank {len(expected)}; None: any size) and cannot take another shape; use a new "
+                f"layer for these inputs. Received: inputs.shape={received}"
+            )
+        return self.cast_for_math(inputs)
+
+    def cast_for_math(self, tensor):
+        """`tensor` as the math reads it: float64 in a float64 layer, never float64 in another.
+
+        Other dtypes pass unchanged (the math upcasts float16 and bfloat16 to
+        float32 itself, so a float32 input is never rounded to them).
+        """
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        if dtype != self.statistics_dtype and "float64" in (dtype, self.statistics_dtype):
+            return ops.cast(tensor, self.statistics_dtype)
+        return tensor
+
+
+class AffineNormalization(NormalizationLayer):
     """Base of the layers with an optional learned scale (gamma) and offset (beta).
 
     It stores and serializes the shared arguments; subclasses add their own,
     say which axes carry the parameters (`build`) and call `functional.py`.
-    Statistics and normalization run in float32 whatever the dtype policy; the
-    weights are never autocast and the output has the compute dtype.
     """
 
     def __init__(
@@ -120,12 +187,11 @@ class AffineNormalization(keras.layers.Layer):
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
-        self.supports_masking = True
         self.gamma = None
         self.beta = None
 
     def add_affine_weights(self, shape: tuple[int, ...]) -> None:
-        """Creates `gamma` (if `scale`) and `beta` (if `center`) of `shape`, in float32."""
+        """Creates `gamma` (if `scale`) and `beta` (if `center`) of `shape`, never autocast."""
         if self.scale:
             self.gamma = self.add_weight(
                 name="gamma",

@@ -935,11 +935,11 @@ def cross_replica_moments(x, axes: tuple[int, ...], *, keepdims: bool = False, m
     accuracy of the two-pass formula (the one-pass `E[x^2] - E[x]^2` of
     `keras.ops.moments(synchronized=True)` does not).
     """
-    x = tf.cast(x, tf.float32)
+    x = tf.cast(x, tf.float64 if x.dtype == tf.float64 else tf.float32)
     if mask is None:
         weights = tf.ones_like(x)
     else:
-        weights = tf.cast(tf.broadcast_to(mask, tf.shape(x)), tf.float32)
+        weights = tf.cast(tf.broadcast_to(mask, tf.shape(x)), x.dtype)
     context = tf.distribute.get_replica_context()
     in_sync = context is not None and context.num_replicas_in_sync > 1
 

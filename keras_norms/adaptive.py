@@ -12,19 +12,19 @@ import keras
 from keras import activations, initializers, ops, regularizers
 
 from keras_norms import functional as F
-from keras_norms._base import check_epsilon, check_fraction, check_rank
+from keras_norms._base import NormalizationLayer, check_epsilon, check_fraction, check_rank
 
 
 def _shape(shape) -> tuple:
     return tuple(shape)
 
 
-class _ConditionedNormalization(keras.layers.Layer):
+class _ConditionedNormalization(NormalizationLayer):
     """Shared by the layers called as `layer(inputs, condition)` with a condition vector.
 
     Holds the projection of the condition to per-channel parameters
-    (``activation(condition) @ kernel + bias``, weights `kernel` and `bias` in
-    float32) and the checks that the condition fits the input.
+    (``activation(condition) @ kernel + bias``, weights `kernel` and `bias`,
+    never autocast) and the checks that the condition fits the input.
     """
 
     condition_name = "condition"
@@ -189,14 +189,17 @@ class AdaptiveInstanceNormalization(_ConditionedNormalization):
 
     def build(self, inputs_shape, style_shape):
         channels = self._check(inputs_shape, style_shape)
+        self.expect_input_shape(inputs_shape, [-1])
         if self.mode == "vector":
             self._add_projection(style_shape[-1], 2 * channels)
 
     def call(self, inputs, style, alpha=None):
+        inputs = self.prepare(inputs)
         self._check(inputs.shape, style.shape)
         alpha = self.alpha if alpha is None else check_fraction("alpha", alpha)
         if self.mode == "features":
-            outputs = F.adaptive_instance_norm(inputs, style, alpha=alpha, epsilon=self.epsilon)
+            outputs = F.adaptive_instance_norm(inputs, self.cast_for_math(style), alpha=alpha,
+                                               epsilon=self.epsilon)
         else:
             scale, shift = self._parameters(style, 2)
             outputs = F.modulated_instance_norm(inputs, scale, shift, alpha=alpha, epsilon=self.epsilon)
@@ -278,10 +281,12 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
 
     def build(self, inputs_shape, condition_shape):
         channels = self._check_channels(inputs_shape, condition_shape, 2, None)
+        self.expect_input_shape(inputs_shape, [-1])
         self._check_vector(inputs_shape, condition_shape)
         self._add_projection(condition_shape[-1], (3 if self.zero else 2) * channels)
 
     def call(self, inputs, condition):
+        inputs = self.prepare(inputs)
         self._check_vector(inputs.shape, condition.shape)
         rank = len(inputs.shape)
         parameters = self._parameters(condition, 3 if self.zero else 2)
@@ -357,6 +362,7 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
 
     def build(self, inputs_shape, condition_shape):
         channels = self._check_channels(inputs_shape, condition_shape, 3, 5)
+        self.expect_input_shape(inputs_shape, [-1])
         if self.groups != -1 and (self.groups > channels or channels % self.groups):
             raise ValueError(
                 f"{type(self).__name__}: the number of groups must divide the number of channels "
@@ -366,6 +372,7 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
         self._add_projection(condition_shape[-1], 2 * channels)
 
     def call(self, inputs, condition):
+        inputs = self.prepare(inputs)
         self._check_vector(inputs.shape, condition.shape)
         scale, shift = self._parameters(condition, 2)
         normalized = F.group_norm(inputs, self.groups, epsilon=self.epsilon)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import keras
@@ -14,6 +15,7 @@ from keras_norms._base import (
     check_fraction,
     check_rank,
     resolve_axes,
+    shape_fits,
 )
 
 _RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
@@ -95,8 +97,11 @@ class BatchNormalization(AffineNormalization):
         inputs: Tensor of rank 2 or more, batch first.
         training: Python bool; `True` uses batch statistics and updates the
             moving ones (unless frozen).
-        mask: Optional boolean tensor of the input's shape without the channel
-            axis; masked positions do not count in the batch statistics.
+        mask: Optional boolean tensor, as Keras' `Masking` and
+            `Embedding(mask_zero=True)` produce it: the input's shape without
+            its last axis (each entry masks the positions along that axis), or
+            the input's full shape. Masked positions do not count in the batch
+            statistics; all positions are normalized. Inference ignores it.
 
     Reference:
         Ioffe and Szegedy, 2015, https://arxiv.org/abs/1502.03167;
@@ -197,7 +202,7 @@ class BatchNormalization(AffineNormalization):
                 f"{name}: the batch size ({batch}) must be a multiple of virtual_batch_size. "
                 f"Received: virtual_batch_size={self.virtual_batch_size}"
             )
-        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={self._axis: channels})
+        self.expect_input_shape(input_shape, [self._axis])
         shape = (channels,)
         self.add_affine_weights(shape)
 
@@ -222,6 +227,7 @@ class BatchNormalization(AffineNormalization):
             self.renorm_stddev = statistic("renorm_stddev", stddev_initializer)
 
     def call(self, inputs, training=None, mask=None):
+        inputs = self.prepare(inputs)
         use_batch_statistics = bool(training) and self.trainable and not self.freeze_statistics
         if not use_batch_statistics:
             outputs = F.batch_norm(
@@ -229,6 +235,8 @@ class BatchNormalization(AffineNormalization):
                 axis=self._axis, epsilon=self.epsilon, dtype=self.compute_dtype,
             )
             return ops.cast(outputs, self.compute_dtype)
+        if mask is not None:
+            mask = self._broadcastable_mask(inputs, mask)
         if self.virtual_batch_size is not None:
             outputs = self._virtual_batch_norm(inputs, mask)
         elif mask is None and not self.synchronized and not self.renorm:
@@ -239,8 +247,6 @@ class BatchNormalization(AffineNormalization):
             )
             self._update_statistics(mean, variance, inputs)
         else:
-            if mask is not None:
-                mask = self._expand_mask(inputs, mask)
             mean, variance = F.moments(
                 inputs, self._reduction_axes, mask=mask, synchronized=self.synchronized
             )
@@ -259,22 +265,18 @@ class BatchNormalization(AffineNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
     def _virtual_batch_norm(self, inputs, mask):
-        if mask is not None:
-            raise ValueError(
-                "BatchNormalization: a mask cannot be combined with virtual_batch_size. "
-                f"Received: virtual_batch_size={self.virtual_batch_size} and a mask of shape {mask.shape}"
-            )
         self._check_virtual_batch(inputs)
         if not self.renorm:
             outputs, mean, variance = F.virtual_batch_norm(
-                inputs, self.virtual_batch_size, self.gamma, self.beta, axis=self._axis, epsilon=self.epsilon
+                inputs, self.virtual_batch_size, self.gamma, self.beta, axis=self._axis,
+                epsilon=self.epsilon, mask=mask,
             )
             # The moving averages follow the average statistics of the virtual batches.
             self._update_statistics(ops.mean(mean, axis=0), ops.mean(variance, axis=0), inputs)
             return outputs
         # With renorm, r and d (and so gamma and beta) differ from one virtual batch to the next.
         grouped, mean, variance = F.virtual_batch_moments(
-            inputs, self.virtual_batch_size, axis=self._axis
+            inputs, self.virtual_batch_size, axis=self._axis, mask=mask
         )
         gamma, beta = self._training_affine(mean, variance)
         # The moving averages follow the average statistics of the virtual batches.
@@ -301,22 +303,32 @@ class BatchNormalization(AffineNormalization):
                 ),
             )
 
-    def _expand_mask(self, inputs, mask):
-        if len(mask.shape) != len(inputs.shape) - 1:
+    def _broadcastable_mask(self, inputs, mask):
+        """A Keras mask as a boolean tensor of the input's rank that broadcasts against it."""
+        inputs_shape, mask_shape = tuple(inputs.shape), tuple(mask.shape)
+        mask = ops.cast(mask, "bool")
+        if len(mask_shape) == len(inputs_shape) - 1:
+            # Masking and Embedding(mask_zero=True): one entry per position along the last axis.
+            fits = shape_fits(mask_shape, inputs_shape[:-1])
+            mask = ops.expand_dims(mask, -1)
+        else:
+            fits = shape_fits(mask_shape, inputs_shape, broadcast=True)
+        if not fits:
             raise ValueError(
-                "BatchNormalization: the mask must have the input's shape without the channel axis. "
-                f"Received: mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
+                f"{type(self).__name__}: the mask must have the input's shape without its last axis (as "
+                "keras.layers.Masking and Embedding(mask_zero=True) make it) or the input's full shape. "
+                f"Received: mask.shape={mask_shape}, inputs.shape={inputs_shape}"
             )
-        return ops.expand_dims(ops.cast(mask, "bool"), self._axis)
+        return mask
 
     def _training_affine(self, mean, variance):
         """gamma and beta for training; with renorm, they absorb the corrections r and d."""
         if not self.renorm:
             return self.gamma, self.beta
         stddev = ops.sqrt(variance + self.epsilon)
-        renorm_stddev = ops.maximum(self.renorm_stddev, ops.sqrt(self.epsilon))
+        renorm_stddev = ops.maximum(ops.cast(self.renorm_stddev, stddev.dtype), math.sqrt(self.epsilon))
         r = stddev / renorm_stddev
-        d = (mean - self.renorm_mean) / renorm_stddev
+        d = (mean - ops.cast(self.renorm_mean, mean.dtype)) / renorm_stddev
         clip = self.renorm_clipping
         if clip.get("rmin") is not None:
             r = ops.maximum(r, clip["rmin"])
@@ -326,11 +338,11 @@ class BatchNormalization(AffineNormalization):
             d = ops.clip(d, -clip["dmax"], clip["dmax"])
         r, d = ops.stop_gradient(r), ops.stop_gradient(d)
         # (x_hat * r + d) * gamma + beta == x_hat * (r * gamma) + (d * gamma + beta)
-        gamma = r if self.gamma is None else r * self.gamma
-        beta = d if self.gamma is None else d * self.gamma
-        if self.beta is not None:
-            beta = beta + self.beta
-        return gamma, beta
+        gamma = None if self.gamma is None else ops.cast(self.gamma, r.dtype)
+        beta = None if self.beta is None else ops.cast(self.beta, d.dtype)
+        if gamma is not None:
+            r, d = r * gamma, d * gamma
+        return r, d if beta is None else d + beta
 
     def _update_statistics(self, mean, variance, inputs):
         # An empty batch has no statistics: keep the moving averages as they are.
@@ -339,7 +351,8 @@ class BatchNormalization(AffineNormalization):
         variance = ops.reshape(variance, (-1,))
 
         def update(variable, value, momentum):
-            averaged = variable * momentum + value * (1.0 - momentum)
+            # The statistics are float32 (float64 in a float64 layer); the variables have the variable dtype.
+            averaged = variable * momentum + ops.cast(value, variable.dtype) * (1.0 - momentum)
             variable.assign(ops.where(nonempty, averaged, variable))
             return averaged
 

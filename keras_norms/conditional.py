@@ -3,11 +3,12 @@
 The layers take two inputs, `layer(inputs, condition)`, so they have no
 registry name. Their math is in `keras_norms.functional` (`modulate`,
 `select_rows`, `linear`, `resize_nearest`, `conv2d` over the existing norms),
-in float32 whatever the dtype policy; the weights stay float32 and the output
-has the compute dtype. A condition whose rank, channel count or batch size
-does not fit the input raises a `ValueError` naming both shapes. Values are
-not checked: a class or style id outside its range selects no row (gamma and
-beta 0), since an id is only known when the model runs.
+in float32 under every policy but float64 (which computes in float64); the
+weights are never autocast and the output has the compute dtype. A condition
+whose rank, channel count or batch size does not fit the input raises a
+`ValueError` naming both shapes. Values are not checked: a class or style id
+outside its range selects no row (gamma and beta 0), since an id is only known
+when the model runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from keras import initializers, ops, regularizers
 
 from keras_norms import functional as F
 from keras_norms._base import (
+    NormalizationLayer,
     check_axis_argument,
     check_epsilon,
     check_fraction,
@@ -64,8 +66,8 @@ def _vector_problem(condition_shape, features: int | None) -> str | None:
     return None
 
 
-class _ConditionalLayer(keras.layers.Layer):
-    """Shared by the layers called as `layer(inputs, condition)`: float32 weights, the condition check."""
+class _ConditionalLayer(NormalizationLayer):
+    """Shared by the layers called as `layer(inputs, condition)`: the weights, the condition check."""
 
     def _weight(self, name, shape, initializer, regularizer=None):
         return self.add_weight(
@@ -135,6 +137,10 @@ class ConditionalBatchNormalization(_ConditionalLayer):
         condition: Class ids `(batch,)`/`(batch, 1)`, or vectors `(batch, features)`.
         training: Python bool: batch statistics (and moving-average updates)
             when `True`, moving statistics otherwise.
+        inputs_mask: Optional mask of `inputs`, as `BatchNormalization`'s
+            `mask` (Keras passes the mask of `Masking` or
+            `Embedding(mask_zero=True)` here by itself): masked positions do
+            not count in the batch statistics.
 
     Reference:
         de Vries et al., 2017, "Modulating early visual processing by language",
@@ -176,15 +182,15 @@ class ConditionalBatchNormalization(_ConditionalLayer):
     ):
         super().__init__(**kwargs)
         self.num_classes = None if num_classes is None else _check_count("num_classes", num_classes)
-        # BatchNormalization checks these arguments and computes the statistics. Its float32 policy
-        # hands the modulation below its unrounded output under mixed precision.
+        # BatchNormalization checks these arguments and computes the statistics. Its policy (float32,
+        # or float64 in a float64 layer) hands the modulation below its unrounded output.
         self.normalization = BatchNormalization(
             axis=axis, momentum=momentum, epsilon=epsilon, center=False, scale=False,
             moving_mean_initializer=moving_mean_initializer,
             moving_variance_initializer=moving_variance_initializer,
             renorm=renorm, renorm_clipping=renorm_clipping, renorm_momentum=renorm_momentum,
             synchronized=synchronized, virtual_batch_size=virtual_batch_size,
-            freeze_statistics=freeze_statistics, dtype="float32", name="batch_normalization",
+            freeze_statistics=freeze_statistics, dtype=self.statistics_dtype, name="batch_normalization",
         )
         self.normalization.trainable = self.trainable
         self.gamma_initializer = initializers.get(gamma_initializer)
@@ -216,6 +222,7 @@ class ConditionalBatchNormalization(_ConditionalLayer):
         check_rank(name, inputs_shape, 2)
         (self._axis,) = resolve_axes(name, self.normalization.axis, inputs_shape)
         self._check_condition(inputs_shape, condition_shape)
+        self.expect_input_shape(inputs_shape, [self._axis])
         self.normalization.build(inputs_shape)
         channels = inputs_shape[self._axis]
         if self.num_classes is not None:
@@ -232,9 +239,10 @@ class ConditionalBatchNormalization(_ConditionalLayer):
                                             self.kernel_regularizer)
             self.beta_bias = self._weight("beta_bias", (channels,), self.bias_initializer)
 
-    def call(self, inputs, condition, training=None):
+    def call(self, inputs, condition, training=None, inputs_mask=None):
+        inputs = self.prepare(inputs)
         self._check_condition(inputs.shape, condition.shape)
-        normalized = self.normalization(inputs, training=training)
+        normalized = self.normalization(inputs, training=training, mask=inputs_mask)
         if self.num_classes is not None:
             ids = ops.reshape(ops.cast(condition, "int32"), (-1,))
             gamma, beta = F.select_rows(self.gamma, ids), F.select_rows(self.beta, ids)
@@ -335,11 +343,13 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         check_rank(name, inputs_shape, 3, 5)
         (self._axis,) = resolve_axes(name, self.axis, inputs_shape)
         self._check_condition(inputs_shape, condition_shape)
+        self.expect_input_shape(inputs_shape, [self._axis])
         shape = (self.num_styles, inputs_shape[self._axis])
         self.gamma = self._weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
         self.beta = self._weight("beta", shape, self.beta_initializer, self.beta_regularizer)
 
     def call(self, inputs, condition):
+        inputs = self.prepare(inputs)
         integer = _is_integer(condition)
         self._check_condition(inputs.shape, condition.shape, integer)
         if integer:
@@ -414,6 +424,7 @@ class FiLM(_ConditionalLayer):
         check_rank(name, inputs_shape, 2)
         (self._axis,) = resolve_axes(name, self.axis, inputs_shape)
         self._check_condition(inputs_shape, condition_shape)
+        self.expect_input_shape(inputs_shape, [self._axis])
         self._features = condition_shape[-1]
         channels = inputs_shape[self._axis]
         kernel = (self._features, channels)
@@ -425,6 +436,7 @@ class FiLM(_ConditionalLayer):
         self.beta_bias = self._weight("beta_bias", (channels,), self.bias_initializer)
 
     def call(self, inputs, condition):
+        inputs = self.prepare(inputs)
         self._check_condition(inputs.shape, condition.shape)
         gamma = 1.0 + F.linear(condition, self.gamma_kernel, self.gamma_bias)
         beta = F.linear(condition, self.beta_kernel, self.beta_bias)
@@ -511,7 +523,7 @@ class SPADE(_ConditionalLayer):
         if param_free_norm == "batch":
             self.normalization = BatchNormalization(
                 momentum=momentum, epsilon=epsilon, center=False, scale=False,
-                synchronized=synchronized, dtype="float32", name="batch_normalization",
+                synchronized=synchronized, dtype=self.statistics_dtype, name="batch_normalization",
             )
             self.normalization.trainable = self.trainable
         self.momentum = check_fraction("momentum", momentum)
@@ -535,6 +547,7 @@ class SPADE(_ConditionalLayer):
         check_rank(name, inputs_shape, 4, 4)
         (axis,) = resolve_axes(name, -1, inputs_shape)
         self._check_condition(inputs_shape, condition_shape)
+        self.expect_input_shape(inputs_shape, [axis])
         if self.normalization is not None:
             self.normalization.build(inputs_shape)
         self._map_channels = condition_shape[-1]
@@ -550,6 +563,7 @@ class SPADE(_ConditionalLayer):
         self.beta_kernel, self.beta_bias = convolution("beta", hidden, channels)
 
     def call(self, inputs, condition, training=None):
+        inputs = self.prepare(inputs)
         self._check_condition(inputs.shape, condition.shape)
         if self.normalization is not None:
             normalized = self.normalization(inputs, training=training)
@@ -558,7 +572,7 @@ class SPADE(_ConditionalLayer):
         height, width = inputs.shape[1:3]
         dynamic = ops.shape(inputs)
         size = (dynamic[1] if height is None else height, dynamic[2] if width is None else width)
-        segmentation = F.resize_nearest(ops.cast(condition, "float32"), size)
+        segmentation = F.resize_nearest(ops.cast(condition, self.statistics_dtype), size)
         hidden = ops.relu(F.conv2d(segmentation, self.shared_kernel, self.shared_bias))
         gamma = F.conv2d(hidden, self.gamma_kernel, self.gamma_bias)
         beta = F.conv2d(hidden, self.beta_kernel, self.beta_bias)

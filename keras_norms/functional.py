@@ -1,10 +1,12 @@
 """The normalization math, written once and shared by every layer.
 
-Every function computes its statistics and the normalization in float32,
-whatever the dtype of ``x``, and returns float32; the layers cast the result
-to their compute dtype. Statistics are computed in two passes (the mean, then
-the mean of squared deviations from it), which stays accurate when the data
-has a large mean, where ``E[x^2] - E[x]^2`` loses every significant digit.
+Every function computes its statistics and the normalization in float32
+(float16 and bfloat16 inputs are read as they are and upcast), or in float64
+when ``x`` is float64, and returns that dtype: statistics never run in less
+than float32. The layers cast the result to their compute dtype. Statistics
+are computed in two passes (the mean, then the mean of squared deviations
+from it), which stays accurate when the data has a large mean, where
+``E[x^2] - E[x]^2`` loses every significant digit.
 
 With the TensorFlow backend, batch, group, instance, layer and RMS norm take
 fast paths (keras_norms/_tf_kernels.py: TensorFlow's fused batch norm kernel,
@@ -60,8 +62,22 @@ __all__ = [
 ]
 
 
-def _float32(x):
-    return ops.cast(x, "float32")
+def _upcast(x):
+    """`x` in the dtype the math runs in: float64 when it is float64, else float32."""
+    dtype = "float64" if backend.standardize_dtype(x.dtype) == "float64" else "float32"
+    return ops.cast(x, dtype)
+
+
+def _upcast_all(*tensors):
+    """`tensors` (None passes) in one dtype: float64 when any of them is float64, else float32."""
+    wide = any(t is not None and backend.standardize_dtype(t.dtype) == "float64" for t in tensors)
+    dtype = "float64" if wide else "float32"
+    return [None if t is None else ops.cast(t, dtype) for t in tensors]
+
+
+def _like(param, x):
+    """`param` (a weight, a statistic; None passes) cast to the dtype of the upcast tensor `x`."""
+    return None if param is None else ops.cast(param, x.dtype)
 
 
 # ----------------------------------------------------------------------------- fast paths
@@ -105,9 +121,12 @@ def fast_paths_enabled() -> bool:
     return _fast_paths and backend.backend() == "tensorflow"
 
 
-def _kernels():
-    """`keras_norms._tf_kernels` when the fast paths apply, else None."""
-    if not fast_paths_enabled():
+def _kernels(x):
+    """`keras_norms._tf_kernels` when the fast paths apply to `x`, else None.
+
+    The fast paths compute in float32; float64 inputs take the plain path.
+    """
+    if not fast_paths_enabled() or backend.standardize_dtype(x.dtype) == "float64":
         return None
     from keras_norms import _tf_kernels
 
@@ -132,17 +151,19 @@ def broadcast_shape(rank: int, axes: int | Sequence[int], sizes: Sequence[int]):
     return shape
 
 
-def _broadcast(param, rank: int, axes: int | Sequence[int]):
-    """Reshapes a per-feature parameter (gamma, beta, a moving statistic) to broadcast."""
+def _broadcast(param, like, axes: int | Sequence[int]):
+    """Reshapes a per-feature parameter (gamma, beta, a moving statistic) to broadcast against `like`.
+
+    The parameter is cast to the dtype of `like`, an upcast tensor.
+    """
     if param is None:
         return None
-    param = _float32(param)
-    return ops.reshape(param, broadcast_shape(rank, axes, param.shape))
+    return ops.reshape(_like(param, like), broadcast_shape(len(like.shape), axes, param.shape))
 
 
 def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
             synchronized: bool = False):
-    """Mean and (biased) variance of `x` over `axes`, in float32.
+    """Mean and (biased) variance of `x` over `axes`, in float32 (float64 for float64 `x`).
 
     Args:
         x: Input tensor of any float dtype.
@@ -154,9 +175,9 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
             global batch of all replicas (TensorFlow backend only).
 
     Returns:
-        `(mean, variance)`, float32 tensors.
+        `(mean, variance)`, float32 tensors (float64 for float64 `x`).
     """
-    x = _float32(x)
+    x = _upcast(x)
     axes = _as_axes(axes, len(x.shape))
     if synchronized:
         from keras_norms import _tf_kernels
@@ -166,7 +187,7 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
         mean = ops.mean(x, axis=axes, keepdims=True)
         variance = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
     else:
-        weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), "float32")
+        weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), x.dtype)
         count = ops.sum(weights, axis=axes, keepdims=True)
         safe_count = ops.maximum(count, 1.0)
         mean = ops.sum(x * weights, axis=axes, keepdims=True) / safe_count
@@ -178,17 +199,18 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
 
 
 def normalize(x, mean, variance, scale=None, offset=None, *, epsilon: float):
-    """``(x - mean) / sqrt(variance + epsilon) * scale + offset``, in float32.
+    """``(x - mean) / sqrt(variance + epsilon) * scale + offset``, in float32 (float64 for float64 `x`).
 
     All arguments must already broadcast against `x`. `scale` and `offset`
     may be `None` (no scale, no shift).
     """
-    inverse = ops.rsqrt(_float32(variance) + epsilon)
+    x = _upcast(x)
+    inverse = ops.rsqrt(_like(variance, x) + epsilon)
     if scale is not None:
-        inverse = inverse * _float32(scale)
-    outputs = (_float32(x) - _float32(mean)) * inverse
+        inverse = inverse * _like(scale, x)
+    outputs = (x - _like(mean, x)) * inverse
     if offset is not None:
-        outputs = outputs + _float32(offset)
+        outputs = outputs + _like(offset, x)
     return outputs
 
 
@@ -199,7 +221,14 @@ def _fused_source(x, dtype: str):
     (statistics in float32 inside), which saves two casts over the tensor.
     """
     x = ops.convert_to_tensor(x)
-    return x if backend.standardize_dtype(x.dtype) == dtype else _float32(x)
+    return x if backend.standardize_dtype(x.dtype) == dtype else ops.cast(x, "float32")
+
+
+def _result_dtype(x, dtype) -> str:
+    """`dtype` standardized, or the dtype the math runs in for `x` when None."""
+    if dtype is None:
+        return "float64" if backend.standardize_dtype(x.dtype) == "float64" else "float32"
+    return backend.standardize_dtype(dtype)
 
 
 def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
@@ -212,25 +241,25 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
         scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
-        dtype: The dtype of the result; float32 when None.
+        dtype: The dtype of the result; when None, the dtype the math runs in.
 
     Returns:
-        The normalized tensor (computed in float32).
+        The normalized tensor (computed in float32, or float64 for float64 `x`).
     """
-    dtype = "float32" if dtype is None else backend.standardize_dtype(dtype)
-    kernels = _kernels()
+    kernels = _kernels(x)
+    dtype = _result_dtype(x, dtype)
     if kernels is not None:
         outputs = kernels.batch_norm(_fused_source(x, dtype), mean, variance, scale, offset,
                                      axis=axis, epsilon=epsilon)
         if outputs is not None:
             return ops.cast(outputs, dtype)
-    rank = len(x.shape)
+    x = _upcast(x)
     outputs = normalize(
         x,
-        _broadcast(mean, rank, axis),
-        _broadcast(variance, rank, axis),
-        _broadcast(scale, rank, axis),
-        _broadcast(offset, rank, axis),
+        _broadcast(mean, x, axis),
+        _broadcast(variance, x, axis),
+        _broadcast(scale, x, axis),
+        _broadcast(offset, x, axis),
         epsilon=epsilon,
     )
     return ops.cast(outputs, dtype)
@@ -248,12 +277,12 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
         scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
-        dtype: The dtype of `outputs`; float32 when None.
+        dtype: The dtype of `outputs`; when None, the dtype the math runs in.
 
     Returns:
         `(outputs, mean, variance)`: the normalized tensor, and the float32
-        per-channel batch mean and biased variance, shape `(channels,)`,
-        without gradient (they feed moving averages).
+        (float64 for float64 `x`) per-channel batch mean and biased variance,
+        shape `(channels,)`, without gradient (they feed moving averages).
 
     Example:
 
@@ -264,8 +293,8 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
     >>> tuple(outputs.shape), tuple(mean.shape)
     ((8, 4, 4, 3), (3,))
     """
-    dtype = "float32" if dtype is None else backend.standardize_dtype(dtype)
-    kernels = _kernels()
+    kernels = _kernels(x)
+    dtype = _result_dtype(x, dtype)
     if kernels is not None:
         result = kernels.batch_norm_train(_fused_source(x, dtype), scale, offset, axis=axis, epsilon=epsilon)
         if result is not None:
@@ -278,7 +307,7 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
     return outputs, ops.stop_gradient(mean), ops.stop_gradient(variance)
 
 
-def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1):
+def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1, mask=None):
     """Per-virtual-batch statistics for ghost batch normalization.
 
     The batch is cut into consecutive virtual batches of `virtual_batch_size`
@@ -290,17 +319,25 @@ def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1):
         x: Input tensor; its batch size must be a multiple of `virtual_batch_size`.
         virtual_batch_size: Examples per virtual batch.
         axis: The channel axis.
+        mask: Optional boolean tensor broadcastable to `x`; only `True`
+            positions count in the statistics.
 
     Returns:
-        `(grouped, mean, variance)`: the float32 view of `x` of shape
-        `(num_virtual, -1, channels)` and its statistics of shape
-        `(num_virtual, 1, channels)`. Undo the view with
+        `(grouped, mean, variance)`: the float32 (float64 for float64 `x`)
+        view of `x` of shape `(num_virtual, -1, channels)` and its statistics
+        of shape `(num_virtual, 1, channels)`. Undo the view with
         `ungroup_virtual_batches`.
     """
-    grouped = _float32(_channels_last(x, axis))
-    num_virtual = ops.shape(grouped)[0] // virtual_batch_size
-    grouped = ops.reshape(grouped, (num_virtual, -1, grouped.shape[-1]))
-    mean, variance = moments(grouped, 1, keepdims=True)
+    x = _upcast(x)
+
+    def group(t):
+        t = _channels_last(t, axis)
+        return ops.reshape(t, (ops.shape(t)[0] // virtual_batch_size, -1, t.shape[-1]))
+
+    grouped = group(x)
+    if mask is not None:
+        mask = group(ops.broadcast_to(mask, ops.shape(x)))
+    mean, variance = moments(grouped, 1, keepdims=True, mask=mask)
     return grouped, mean, variance
 
 
@@ -312,7 +349,7 @@ def ungroup_virtual_batches(grouped, like, *, axis: int = -1):
 
 
 def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, axis: int = -1,
-                       epsilon: float = 1e-3):
+                       epsilon: float = 1e-3, mask=None):
     """Ghost batch normalization: each run of `virtual_batch_size` examples normalized on its own statistics.
 
     Args:
@@ -321,21 +358,23 @@ def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, a
         scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
+        mask: Optional boolean tensor broadcastable to `x`; only `True`
+            positions count in the statistics (all are normalized).
 
     Returns:
-        `(outputs, mean, variance)`: the normalized float32 tensor, and the
-        float32 statistics of each virtual batch, shape `(num_virtual,
-        channels)`, without gradient.
+        `(outputs, mean, variance)`: the normalized tensor, and the statistics
+        of each virtual batch, shape `(num_virtual, channels)`, without
+        gradient; float32 (float64 for float64 `x`).
     """
-    kernels = _kernels()
+    kernels = None if mask is not None else _kernels(x)
     if kernels is not None:
         result = kernels.virtual_batch_norm(ops.convert_to_tensor(x), virtual_batch_size, scale, offset,
                                             axis=axis, epsilon=epsilon)
         if result is not None:
             return result
-    grouped, mean, variance = virtual_batch_moments(x, virtual_batch_size, axis=axis)
-    outputs = normalize(grouped, mean, variance, _broadcast(scale, 3, -1), _broadcast(offset, 3, -1),
-                        epsilon=epsilon)
+    grouped, mean, variance = virtual_batch_moments(x, virtual_batch_size, axis=axis, mask=mask)
+    outputs = normalize(grouped, mean, variance, _broadcast(scale, grouped, -1),
+                        _broadcast(offset, grouped, -1), epsilon=epsilon)
     outputs = ungroup_virtual_batches(outputs, x, axis=axis)
     return outputs, ops.stop_gradient(mean[:, 0]), ops.stop_gradient(variance[:, 0])
 
@@ -369,21 +408,21 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
         epsilon: Added to the variance.
 
     Returns:
-        The normalized float32 tensor.
+        The normalized tensor, float32 (float64 for float64 `x`).
 
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
     """
-    kernels = _kernels()
+    kernels = _kernels(x)
     if kernels is not None:
         outputs = kernels.layer_norm(ops.convert_to_tensor(x), scale, offset, axis=axis, epsilon=epsilon)
         if outputs is not None:
             return outputs
-    rank = len(x.shape)
-    axes = _as_axes(axis, rank)
+    x = _upcast(x)
+    axes = _as_axes(axis, len(x.shape))
     mean, variance = moments(x, axes, keepdims=True)
     return normalize(
-        x, mean, variance, _broadcast(scale, rank, axes), _broadcast(offset, rank, axes),
+        x, mean, variance, _broadcast(scale, x, axes), _broadcast(offset, x, axes),
         epsilon=epsilon,
     )
 
@@ -398,18 +437,17 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
         Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
         https://arxiv.org/abs/1910.07467
     """
-    kernels = _kernels()
+    kernels = _kernels(x)
     if kernels is not None:
         outputs = kernels.rms_norm(ops.convert_to_tensor(x), scale, axis=axis, epsilon=epsilon)
         if outputs is not None:
             return outputs
-    x = _float32(x)
-    rank = len(x.shape)
-    axes = _as_axes(axis, rank)
+    x = _upcast(x)
+    axes = _as_axes(axis, len(x.shape))
     inverse = ops.rsqrt(ops.mean(ops.square(x), axis=axes, keepdims=True) + epsilon)
     outputs = x * inverse
     if scale is not None:
-        outputs = outputs * _broadcast(scale, rank, axes)
+        outputs = outputs * _broadcast(scale, x, axes)
     return outputs
 
 
@@ -435,18 +473,18 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
         epsilon: Added to the variance.
 
     Returns:
-        The normalized float32 tensor.
+        The normalized tensor, float32 (float64 for float64 `x`).
 
     Reference:
         Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
     """
-    kernels = _kernels()
+    kernels = _kernels(x)
     if kernels is not None:
         outputs = kernels.group_norm(ops.convert_to_tensor(x), groups, scale, offset, axis=axis,
                                      epsilon=epsilon)
         if outputs is not None:
             return outputs
-    x = _float32(x)
+    x = _upcast(x)
     rank = len(x.shape)
     axis = axis % rank
     channels = x.shape[axis]
@@ -471,20 +509,21 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     variance = pool_groups(spatial_mean(ops.square(centered)))
     inverse = ops.rsqrt(variance + epsilon)
     if scale is not None:
-        inverse = inverse * _broadcast(scale, rank, axis)
+        inverse = inverse * _broadcast(scale, x, axis)
     outputs = centered * inverse
     if offset is not None:
-        outputs = outputs + _broadcast(offset, rank, axis)
+        outputs = outputs + _broadcast(offset, x, axis)
     return outputs
 
 
 # ----------------------------------------------------------------------------- conditioning
 # The pieces of conditional normalization (conditional batch/instance norm, FiLM, SPADE):
 # per-example gamma and beta come from a condition, then modulate the normalized input.
+# Each runs in float32, or in float64 when one of its operands is float64.
 
 
 def linear(x, kernel, bias=None):
-    """``x @ kernel + bias`` in float32: a conditioning vector projected to per-channel parameters.
+    """``x @ kernel + bias``: a conditioning vector projected to per-channel parameters.
 
     Args:
         x: Tensor of shape `(batch, features)`.
@@ -492,16 +531,15 @@ def linear(x, kernel, bias=None):
         bias: Optional, shape `(units,)`.
 
     Returns:
-        The float32 tensor of shape `(batch, units)`.
+        The tensor of shape `(batch, units)`.
     """
-    outputs = ops.matmul(_float32(x), _float32(kernel))
-    if bias is not None:
-        outputs = outputs + _float32(bias)
-    return outputs
+    x, kernel, bias = _upcast_all(x, kernel, bias)
+    outputs = ops.matmul(x, kernel)
+    return outputs if bias is None else outputs + bias
 
 
 def select_rows(table, condition):
-    """Per-example rows of `table`, picked by integer id or mixed by weights, in float32.
+    """Per-example rows of `table`, picked by integer id or mixed by weights.
 
     An integer `condition` of shape `(batch,)` holds row ids and gives
     ``table[condition]``. The ids are one-hot encoded, so an id outside
@@ -514,15 +552,14 @@ def select_rows(table, condition):
         condition: Integer ids `(batch,)` or float weights `(batch, rows)`.
 
     Returns:
-        The float32 tensor of shape `(batch, features)`.
+        The tensor of shape `(batch, features)`.
     """
     if "int" in backend.standardize_dtype(condition.dtype):
-        condition = ops.one_hot(ops.cast(condition, "int32"), table.shape[0], dtype="float32")
-    return ops.matmul(_float32(condition), _float32(table))
+        condition = ops.one_hot(ops.cast(condition, "int32"), table.shape[0], dtype=table.dtype)
+    return ops.matmul(*_upcast_all(condition, table))
 
 
 def _per_example(param, rank: int, axis: int):
-    param = _float32(param)
     if len(param.shape) == rank:
         return param
     shape = [1] * rank
@@ -532,7 +569,7 @@ def _per_example(param, rank: int, axis: int):
 
 
 def modulate(x, scale=None, offset=None, *, axis: int = -1):
-    """``x * scale + offset`` with per-example or per-position parameters, in float32.
+    """``x * scale + offset`` with per-example or per-position parameters.
 
     Parameters of shape `(batch, channels)` are broadcast over every axis of
     `x` but the batch and `axis` (FiLM, conditional batch and instance norm);
@@ -545,10 +582,10 @@ def modulate(x, scale=None, offset=None, *, axis: int = -1):
         axis: The channel axis.
 
     Returns:
-        The modulated float32 tensor.
+        The modulated tensor.
     """
     rank = len(x.shape)
-    outputs = _float32(x)
+    outputs, scale, offset = _upcast_all(x, scale, offset)
     if scale is not None:
         outputs = outputs * _per_example(scale, rank, axis)
     if offset is not None:
@@ -590,7 +627,7 @@ def resize_nearest(images, size):
 
 
 def conv2d(x, kernel, bias=None):
-    """A stride-1, "same"-padded 2D convolution of channels-last `x`, in float32 (SPADE's convolutions).
+    """A stride-1, "same"-padded 2D convolution of channels-last `x` (SPADE's convolutions).
 
     Args:
         x: Tensor `(batch, height, width, in_channels)`.
@@ -598,13 +635,11 @@ def conv2d(x, kernel, bias=None):
         bias: Optional, `(out_channels,)`.
 
     Returns:
-        The float32 tensor `(batch, height, width, out_channels)`.
+        The tensor `(batch, height, width, out_channels)`.
     """
-    outputs = ops.conv(_float32(x), _float32(kernel), strides=1, padding="same",
-                       data_format="channels_last")
-    if bias is not None:
-        outputs = outputs + _float32(bias)
-    return outputs
+    x, kernel, bias = _upcast_all(x, kernel, bias)
+    outputs = ops.conv(x, kernel, strides=1, padding="same", data_format="channels_last")
+    return outputs if bias is None else outputs + bias
 
 
 # ----------------------------------------------------------------------------- adaptive, response
@@ -621,11 +656,11 @@ def _spatial_axes(rank: int, axis: int) -> tuple[int, ...]:
 def _blend(stylized, content, alpha: float):
     if alpha == 1.0:
         return stylized
-    return alpha * stylized + (1.0 - alpha) * _float32(content)
+    return alpha * stylized + (1.0 - alpha) * _like(content, stylized)
 
 
 def condition_parameters(condition, kernel, bias=None, *, chunks: int, activation=None):
-    """``activation(condition) @ kernel + bias`` split into `chunks` equal per-channel tensors, in float32.
+    """``activation(condition) @ kernel + bias`` split into `chunks` equal per-channel tensors.
 
     The modulation parameters of adaptive normalization: a conditioning vector
     (a style code, a class or timestep embedding) is mapped to per-example
@@ -640,9 +675,10 @@ def condition_parameters(condition, kernel, bias=None, *, chunks: int, activatio
             and diffusion U-Nets).
 
     Returns:
-        A list of `chunks` float32 tensors of shape `(batch, channels)`.
+        A list of `chunks` tensors of shape `(batch, channels)`, float32
+        (float64 when `condition` or `kernel` is float64).
     """
-    condition = _float32(condition)
+    condition, kernel = _upcast_all(condition, kernel)
     if activation is not None:
         condition = activation(condition)
     return ops.split(linear(condition, kernel, bias), chunks, axis=-1)
@@ -697,34 +733,34 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
         learned_epsilon: Optional tensor added as its absolute value.
 
     Returns:
-        The normalized float32 tensor.
+        The normalized tensor, float32 (float64 for float64 `x`).
 
     Reference:
         Singh and Krishnan, 2020, "Filter Response Normalization Layer:
         Eliminating Batch Dependence in the Training of Deep Neural Networks",
         https://arxiv.org/abs/1911.09737
     """
-    x = _float32(x)
+    x = _upcast(x)
     nu2 = ops.mean(ops.square(x), axis=_as_axes(axis, len(x.shape)), keepdims=True)
     epsilon = abs(float(epsilon))
     if learned_epsilon is not None:
-        epsilon = epsilon + ops.abs(_float32(learned_epsilon))
+        epsilon = epsilon + ops.abs(_like(learned_epsilon, x))
     outputs = x * ops.rsqrt(nu2 + epsilon)
     if scale is not None:
-        outputs = outputs * _float32(scale)
+        outputs = outputs * _like(scale, x)
     if offset is not None:
-        outputs = outputs + _float32(offset)
+        outputs = outputs + _like(offset, x)
     return outputs
 
 
 def tlu(x, tau, alpha=None):
-    """Thresholded linear unit: ``max(x, tau)``, or ``max(x, alpha * x + tau)`` (TLU-affine), in float32.
+    """Thresholded linear unit: ``max(x, tau)``, or ``max(x, alpha * x + tau)`` (TLU-affine).
 
     `tau` and `alpha` broadcast against `x`. Reference: Singh and Krishnan, 2020,
     https://arxiv.org/abs/1911.09737
     """
-    x = _float32(x)
-    threshold = _float32(tau) if alpha is None else _float32(alpha) * x + _float32(tau)
+    x = _upcast(x)
+    threshold = _like(tau, x) if alpha is None else _like(alpha, x) * x + _like(tau, x)
     return ops.maximum(x, threshold)
 
 
@@ -752,14 +788,14 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
             instead of the batch statistics.
 
     Returns:
-        `(outputs, batch_mean, batch_variance)`: the normalized float32 tensor
+        `(outputs, batch_mean, batch_variance)`: the normalized tensor
         and the per-channel batch statistics it used, shape `(channels,)`.
 
     Reference:
         Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
         Normalization", https://arxiv.org/abs/1806.10779
     """
-    x = _float32(x)
+    x = _upcast(x)
     rank = len(x.shape)
     axis %= rank
     instance_mean, instance_variance = moments(x, _spatial_axes(rank, axis), keepdims=True)
@@ -773,15 +809,15 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
     if moving_mean is None:
         batch_mean, batch_variance = pooled(0)
     else:
-        batch_mean = _broadcast(moving_mean, rank, axis)
-        batch_variance = _broadcast(moving_variance, rank, axis)
-    mean_mix = ops.softmax(_float32(mean_weights))
-    variance_mix = ops.softmax(_float32(variance_weights))
+        batch_mean = _broadcast(moving_mean, x, axis)
+        batch_variance = _broadcast(moving_variance, x, axis)
+    mean_mix = ops.softmax(_like(mean_weights, x))
+    variance_mix = ops.softmax(_like(variance_weights, x))
     mean = mean_mix[0] * instance_mean + mean_mix[1] * layer_mean + mean_mix[2] * batch_mean
     variance = (variance_mix[0] * instance_variance + variance_mix[1] * layer_variance
                 + variance_mix[2] * batch_variance)
-    outputs = normalize(x, mean, variance, _broadcast(scale, rank, axis),
-                        _broadcast(offset, rank, axis), epsilon=epsilon)
+    outputs = normalize(x, mean, variance, _broadcast(scale, x, axis),
+                        _broadcast(offset, x, axis), epsilon=epsilon)
     return outputs, ops.reshape(batch_mean, (-1,)), ops.reshape(batch_variance, (-1,))
 
 
@@ -790,7 +826,7 @@ def standardize_kernel(kernel, *, epsilon: float = 1e-5):
 
     ``(w - mean(w)) / sqrt(variance(w) + epsilon)`` over all axes but the
     last, e.g. over `(kernel_height, kernel_width, in_channels)` of a Conv2D
-    kernel, in float32.
+    kernel, in float32 (float64 for a float64 kernel).
 
     Reference:
         Qiao et al., 2019, "Micro-Batch Training with Batch-Channel

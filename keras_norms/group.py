@@ -85,10 +85,11 @@ class GroupNormalization(AffineNormalization):
                 f"({channels}, on axis {self.axis} of input shape {tuple(input_shape)}). "
                 f"Received: groups={self.groups}"
             )
-        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={axis: channels})
+        self.expect_input_shape(input_shape, [axis])
         self.add_affine_weights((channels,))
 
     def call(self, inputs):
+        inputs = self.prepare(inputs)
         outputs = F.group_norm(
             inputs, self.groups, self.gamma, self.beta, axis=self.axis, epsilon=self.epsilon
         )

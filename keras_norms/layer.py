@@ -8,6 +8,7 @@ from keras import constraints, initializers, ops, regularizers
 from keras_norms import functional as F
 from keras_norms._base import (
     AffineNormalization,
+    NormalizationLayer,
     check_axis_argument,
     check_epsilon,
     check_rank,
@@ -70,9 +71,11 @@ class LayerNormalization(AffineNormalization):
         name = type(self).__name__
         check_rank(name, input_shape, 2)
         self._axes = resolve_axes(name, self.axis, input_shape)
+        self.expect_input_shape(input_shape, self._axes)
         self.add_affine_weights(_param_shape(input_shape, self._axes))
 
     def call(self, inputs):
+        inputs = self.prepare(inputs)
         outputs = F.layer_norm(inputs, self.gamma, self.beta, axis=self._axes, epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
 
@@ -81,7 +84,7 @@ class LayerNormalization(AffineNormalization):
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class RMSNormalization(keras.layers.Layer):
+class RMSNormalization(NormalizationLayer):
     """Root mean square normalization (Zhang and Sennrich, 2019).
 
     ``x / sqrt(mean(x^2) + epsilon) * gamma`` over `axis`: the root mean
@@ -130,7 +133,6 @@ class RMSNormalization(keras.layers.Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.gamma_constraint = constraints.get(gamma_constraint)
-        self.supports_masking = True
         self.gamma = None
         self._axes = None
 
@@ -138,6 +140,7 @@ class RMSNormalization(keras.layers.Layer):
         name = type(self).__name__
         check_rank(name, input_shape, 2)
         self._axes = resolve_axes(name, self.axis, input_shape)
+        self.expect_input_shape(input_shape, self._axes)
         if self.scale:
             self.gamma = self.add_weight(
                 name="gamma",
@@ -150,6 +153,7 @@ class RMSNormalization(keras.layers.Layer):
             )
 
     def call(self, inputs):
+        inputs = self.prepare(inputs)
         outputs = F.rms_norm(inputs, self.gamma, axis=self._axes, epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
 

@@ -6,7 +6,7 @@ import keras
 from keras import constraints, initializers, ops, regularizers
 
 from keras_norms import functional as F
-from keras_norms._base import check_axis_argument, check_epsilon, check_rank
+from keras_norms._base import NormalizationLayer, check_axis_argument, check_epsilon, check_rank
 
 
 def _check_axis(axis):
@@ -34,7 +34,7 @@ def _spatial_axes(layer_name: str, axis, input_shape) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class FilterResponseNormalization(keras.layers.Layer):
+class FilterResponseNormalization(NormalizationLayer):
     """Filter response normalization (Singh and Krishnan, 2020).
 
     ``y = gamma * x / sqrt(nu2 + |epsilon|) + beta`` with ``nu2 = mean(x^2)``
@@ -105,7 +105,6 @@ class FilterResponseNormalization(keras.layers.Layer):
         self.gamma_constraint = constraints.get(gamma_constraint)
         self.learned_epsilon = bool(learned_epsilon)
         self.learned_epsilon_constraint = constraints.get(learned_epsilon_constraint)
-        self.supports_masking = True
         self.eps_learned = None
         self._axes = None
 
@@ -119,7 +118,7 @@ class FilterResponseNormalization(keras.layers.Layer):
                 f"Received: input_shape={tuple(input_shape)}, axis={self.axis!r}"
             )
         self._axes = _spatial_axes(name, self.axis, input_shape)
-        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={-1: channels})
+        self.expect_input_shape(input_shape, [-1])
         shape = (1,) * (len(input_shape) - 1) + (channels,)
         if self.learned_epsilon:
             self.eps_learned = self.add_weight(
@@ -141,7 +140,7 @@ class FilterResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         outputs = F.filter_response_norm(
-            inputs, self.gamma, self.beta, axis=self._axes, epsilon=self.epsilon,
+            self.prepare(inputs), self.gamma, self.beta, axis=self._axes, epsilon=self.epsilon,
             learned_epsilon=self.eps_learned,
         )
         return ops.cast(outputs, self.compute_dtype)
@@ -166,7 +165,7 @@ class FilterResponseNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class TLU(keras.layers.Layer):
+class TLU(NormalizationLayer):
     """Thresholded linear unit (Singh and Krishnan, 2020): ``max(x, tau)``, the companion of FRN.
 
     A ReLU with a learned threshold `tau` (initialized to 0): since filter
@@ -222,7 +221,6 @@ class TLU(keras.layers.Layer):
         self.alpha_initializer = initializers.get(alpha_initializer)
         self.alpha_regularizer = regularizers.get(alpha_regularizer)
         self.alpha_constraint = constraints.get(alpha_constraint)
-        self.supports_masking = True
         self.alpha = None
 
     def build(self, input_shape):
@@ -230,17 +228,17 @@ class TLU(keras.layers.Layer):
         check_rank(name, input_shape, 2)
         if self.per_channel:
             shape = (1,) * (len(input_shape) - 1) + (input_shape[-1],)
-            axes = {-1: input_shape[-1]}
+            axes = [-1]
         else:
             shape = tuple(input_shape[1:])
-            axes = {i: size for i, size in enumerate(input_shape) if i}
+            axes = range(1, len(input_shape))
         if any(size is None for size in shape):
             what = "the channel axis" if self.per_channel else "every axis but the batch"
             raise ValueError(
                 f"{name}: {what} must have a defined size, as `tau` has shape {shape}. "
                 f"Received: input_shape={tuple(input_shape)}, per_channel={self.per_channel}"
             )
-        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes=axes)
+        self.expect_input_shape(input_shape, axes)
         self.tau = self.add_weight(
             name="tau", shape=shape, initializer=self.tau_initializer,
             regularizer=self.tau_regularizer, constraint=self.tau_constraint, autocast=False,
@@ -252,7 +250,7 @@ class TLU(keras.layers.Layer):
             )
 
     def call(self, inputs):
-        return ops.cast(F.tlu(inputs, self.tau, self.alpha), self.compute_dtype)
+        return ops.cast(F.tlu(self.prepare(inputs), self.tau, self.alpha), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -71,7 +71,7 @@ class SwitchableNormalization(AffineNormalization):
         check_rank(name, input_shape, 3, 5)
         (self._axis,) = resolve_axes(name, self.axis, input_shape)
         channels = input_shape[self._axis]
-        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={self._axis: channels})
+        self.expect_input_shape(input_shape, [self._axis])
         self.add_affine_weights((channels,))
 
         def weight(name, shape, initializer, trainable=True):
@@ -84,6 +84,7 @@ class SwitchableNormalization(AffineNormalization):
         self.moving_variance = weight("moving_variance", (channels,), self.moving_variance_initializer, False)
 
     def call(self, inputs, training=None):
+        inputs = self.prepare(inputs)
         use_batch_statistics = bool(training) and self.trainable
         moving = {} if use_batch_statistics else {
             "moving_mean": self.moving_mean, "moving_variance": self.moving_variance
@@ -94,6 +95,7 @@ class SwitchableNormalization(AffineNormalization):
         )
         if use_batch_statistics:
             for variable, value in ((self.moving_mean, batch_mean), (self.moving_variance, batch_variance)):
+                value = ops.cast(value, variable.dtype)
                 variable.assign(variable * self.momentum + value * (1.0 - self.momentum))
         return ops.cast(outputs, self.compute_dtype)
 

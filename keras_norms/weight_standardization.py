@@ -22,8 +22,10 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
     (GN + WS, as in BiT).
 
     All `keras.layers.Conv2D` arguments apply; the kernel is standardized in
-    float32 and is never autocast (under mixed precision the standardized
-    kernel is cast to the compute dtype).
+    float32 (float64 under the float64 policy) and is never autocast. Under
+    mixed precision the standardized kernel is cast to the compute dtype and,
+    as in any Keras convolution, so are the inputs: the convolution runs in
+    float16/bfloat16, which is what mixed precision is for.
 
     Args:
         filters, kernel_size, ...: As in `keras.layers.Conv2D`.

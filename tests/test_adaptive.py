@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import references as R
 import tensorflow as tf
+from dtype_checks import assert_float64_close, assert_rounded_to, large_inputs
 from layer_checks import assert_close, assert_gradients_match, convert_builtin_only, run_litert, weights_of
 
 import keras_norms
@@ -303,27 +304,55 @@ def test_xla_matches_graph_mode(kind):
         assert_close(a, b, 1e-5, f"XLA d/d{name}")
 
 
+def _pairs(outputs, expected, gated: bool):
+    return zip(*((outputs, expected) if gated else ((outputs,), (expected,))), strict=True)
+
+
 @each_kind
-@pytest.mark.parametrize(("policy", "atol"), [("mixed_float16", 2e-2), ("mixed_bfloat16", 8e-2)])
-def test_mixed_precision(kind, policy, atol):
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(kind, policy):
+    """float32 inputs up to 1e15 reach the float32 math unrounded; the output is rounded once at the end."""
     spec = KINDS[kind]
     keras.mixed_precision.set_global_policy(policy)
     compute_dtype = policy.removeprefix("mixed_")
     layer, _, condition = _built(spec, seed=10)
-    x = _sample(spec.x_shape, np.random.default_rng(10), scale=1e4, loc=1e4)  # x^2 overflows float16
-
-    def rounded(a):
-        return keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(a, compute_dtype), "float32"))
-
-    outputs = layer(x, condition)
-    expected = spec.reference(rounded(x), rounded(condition), weights_of(layer))
-    outputs, expected = (outputs, expected) if spec.gated else ((outputs,), (expected,))
-    for output, reference in zip(outputs, expected, strict=True):
-        assert output.dtype == compute_dtype
-        output = keras.ops.convert_to_numpy(keras.ops.cast(output, "float32"))
-        assert np.all(np.isfinite(output))
-        assert_close(output, reference, atol * max(1.0, np.max(np.abs(reference))), policy)
+    rng = np.random.default_rng(10)
+    inputs = large_inputs(spec.x_shape, rng)
+    for label, x in inputs.items():
+        # AdaIN's style is a second feature map: it gets large values too.
+        style = large_inputs(spec.condition_shape, rng)[label] if kind == "adain-features" else condition
+        expected = spec.reference(x, style, weights_of(layer))
+        for output, reference in _pairs(layer(x, style), expected, spec.gated):
+            assert_rounded_to(output, reference, compute_dtype, f"{policy}, {label}")
     assert all(w.dtype == "float32" for w in layer.weights)
+
+
+@each_kind
+@pytest.mark.parametrize("input_dtype", ["float64", "float32"])
+def test_float64(kind, input_dtype):
+    """Under the float64 policy the layer computes in float64, whatever float dtype its input has."""
+    spec = KINDS[kind]
+    keras.mixed_precision.set_global_policy("float64")
+    layer, _, condition = _built(spec, seed=11)
+    assert all(w.dtype == "float64" for w in layer.weights)
+    rng = np.random.default_rng(11)
+    # A large mean: float32 statistics would be off by about 1e-5 here.
+    x = _sample(spec.x_shape, rng, loc=100.0).astype(input_dtype)
+    condition = (condition + 100.0 if kind == "adain-features" else condition).astype(input_dtype)
+    expected = spec.reference(x.astype(np.float64), condition.astype(np.float64), weights_of(layer))
+    for output, reference in _pairs(layer(x, condition), expected, spec.gated):
+        assert_float64_close(output, reference, f"{kind} from {input_dtype}")
+
+
+@each_kind
+def test_call_with_another_shape_than_built_names_both(kind):
+    spec = KINDS[kind]
+    layer, x, condition = _built(spec, seed=12)
+    channels = x.shape[:-1] + (x.shape[-1] + 1,)
+    for other in (x.shape[:1] + (2,) + x.shape[1:], channels):
+        with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={other}")) as error:
+            layer(np.ones(other, "float32"), condition)
+        assert type(layer).__name__ in str(error.value) and f"rank {len(x.shape)}" in str(error.value)
 
 
 @pytest.mark.parametrize("kind", [*KINDS, "switchable"])

@@ -2,13 +2,12 @@
 
 Every expectation is computed here in float64 from the formulas of the papers (and
 the documented Keras update rules): the moving averages, ghost batches, batch
-renormalization and the masked statistics are simulated step by step in NumPy.
+renormalization are simulated step by step in NumPy (masks: tests/test_masks.py).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -359,12 +358,6 @@ def test_virtual_batches_through_model_fit():
     assert_close(layer.moving_variance, variance, rtol=0)
 
 
-def test_virtual_batch_size_refuses_a_mask():
-    layer = keras_norms.BatchNormalization(virtual_batch_size=2)
-    with pytest.raises(ValueError, match=r"virtual_batch_size=2"):
-        layer(np.ones((4, 5, 3), "float32"), mask=np.ones((4, 5), bool), training=True)
-
-
 def test_virtual_batch_size_must_divide_the_batch():
     layer = keras_norms.BatchNormalization(virtual_batch_size=4)
     layer(np.ones((8, 3), "float32"), training=True)
@@ -497,51 +490,6 @@ def test_renorm_gradient_treats_r_and_d_as_constants():
     # Control: letting r and d depend on x gives a different gradient, so the check can fail.
     through_corrections = numerical_gradient(renorm_forward(hold_corrections=False), x, upstream)
     assert np.abs(through_corrections - expected).max() > 0.1
-
-
-# --- masks ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape, axis", [((4, 5, 3), -1), ((4, 3, 5), 1)], ids=str)
-def test_mask_excludes_positions_from_statistics(shape, axis):
-    rng = np.random.default_rng(10)
-    x = random_batches(rng, 1, shape, axis)[0]
-    mask_shape = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
-    mask = rng.uniform(size=mask_shape) < 0.6
-    # Masked positions get huge values: any leak into the statistics shows.
-    channels_last = np.moveaxis(x, axis, -1)
-    channels_last[~mask] = 100.0
-    x = np.ascontiguousarray(np.moveaxis(channels_last, -1, axis))
-    mean, variance = batch_moments(channels_last[mask])
-    layer = keras_norms.BatchNormalization(axis=axis, momentum=0.5)
-    layer.build(shape)
-    gamma, beta = set_affine(layer, rng)
-    expected = batch_norm(x, mean, variance, gamma, beta, axis, EPSILON)
-    assert_close(layer(x, mask=mask, training=True), expected)
-    assert_close(layer.moving_mean, 0.5 * mean, rtol=0)
-    assert_close(layer.moving_variance, 0.5 + 0.5 * variance, rtol=0)
-
-
-def test_mask_from_masking_layer_is_used():
-    rng = np.random.default_rng(11)
-    x = random_batches(rng, 1, (4, 6, 3))[0]
-    lengths = [6, 2, 4, 3]
-    mask = np.arange(6)[None, :] < np.array(lengths)[:, None]
-    x[~mask] = 0.0
-    model = keras.Sequential(
-        [keras.Input((6, 3)), keras.layers.Masking(0.0), keras_norms.BatchNormalization()]
-    )
-    mean, variance = batch_moments(x[mask])
-    assert_close(model(x, training=True), batch_norm(x, mean, variance, epsilon=EPSILON))
-
-
-@pytest.mark.parametrize("mask_shape", [(4,), (4, 5, 3)], ids=str)
-def test_mask_of_wrong_rank_raises(mask_shape):
-    layer = keras_norms.BatchNormalization()
-    x = np.ones((4, 5, 3), "float32")
-    with pytest.raises(ValueError, match=re.escape(f"mask.shape={mask_shape}")) as info:
-        layer(x, mask=np.ones(mask_shape, bool), training=True)
-    assert "inputs.shape=(4, 5, 3)" in str(info.value)
 
 
 # --- empty batches ----------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Parametrized over `keras_norms.names()`; the configurations and float64
 references live in tests/layer_cases.py, and a registry name without an entry
 there fails. Items: (1) config round trip and `.keras` save/load, (2) graph-mode
 `fit` and XLA, (3) forward and gradients against float64 references, (4) mixed
-precision, (6) bad arguments. (5, TFLite, is tested elsewhere.) The numerics
-items (2: XLA, 3, 4) run twice: on the TensorFlow fast paths and on the plain
+precision with float32 inputs up to 1e15 and float64 layers, (6) bad arguments
+and calls with another shape than built. (5, TFLite, is tested elsewhere.) The
+numerics items (2: XLA, 3, 4) run twice: on the TensorFlow fast paths and on the plain
 `keras.ops` path (`functional.use_fast_paths(False)`).
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 import pytest
 import references as R
 import tensorflow as tf
+from dtype_checks import as_float64, assert_float64_close, assert_rounded_to, large_inputs
 from layer_cases import SPECS, Bad, Case, spec_for
 
 import keras_norms
@@ -330,42 +332,100 @@ def test_gradients_match_reference(name, case, fast_paths):
         _assert_close(grad, expected, TOLERANCE, f"{case.id} d/d{weight.name}")
 
 
-# ----------------------------------------------------------------------------- 4. mixed precision
+# ----------------------------------------------------------------------------- 4. dtypes
 
 
 @each_case
-@pytest.mark.parametrize(
-    ("policy", "atol"),
-    [pytest.param("mixed_float16", 2e-2, id="float16"), pytest.param("mixed_bfloat16", 5e-2, id="bfloat16")],
-)
-def test_mixed_precision(name, case, policy, atol, fast_paths):
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(name, case, policy, fast_paths):
+    """float32 inputs up to 1e15 reach the float32 math unrounded; the output is rounded once at the end."""
     case = _require(name, case)
     keras.mixed_precision.set_global_policy(policy)
     compute_dtype = policy.removeprefix("mixed_")
     rng = np.random.default_rng(7)
     layer = keras_norms.get(name, **case.kwargs)
     assert layer.compute_dtype == compute_dtype
-    large_inputs = {
-        "normal*1e4": _sample(case.input_shape, rng, scale=1e4),
-        "1e4+100*normal": _sample(case.input_shape, rng, loc=1e4, scale=100.0),
-    }
-    for label, x in large_inputs.items():
-        # What the layer sees once its input is cast to the compute dtype.
-        rounded = keras.ops.convert_to_numpy(
-            keras.ops.cast(keras.ops.cast(x, compute_dtype), "float32")
-        )
+    inputs = large_inputs(case.input_shape, rng)
+    # An input already in the compute dtype (what a mixed-precision layer before it returns) is
+    # read as it is: the reference is that of its rounded values.
+    inputs[f"normal*1e4 in {compute_dtype}"] = keras.ops.cast(inputs["normal*1e4"], compute_dtype)
+    for label, x in inputs.items():
+        values = as_float64(x)
         layer(x, training=False)
-        _randomize_weights(layer, rng, rounded, _channel_axis(case))
+        _randomize_weights(layer, rng, values, _channel_axis(case))
         weights = _weights(layer)
         outputs = layer(x, training=case.training)
-
-        assert outputs.dtype == compute_dtype, (label, outputs.dtype)
         for weight in layer.weights:
             assert weight.dtype == "float32", (weight.name, weight.dtype)
             assert np.all(np.isfinite(weight.numpy())), (label, weight.name)
-        outputs = keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32"))
-        assert np.all(np.isfinite(outputs)), f"{label}: inf/NaN in the output"
-        _assert_close(outputs, case.reference(rounded, weights), atol, f"{policy}, {label}")
+        assert_rounded_to(outputs, case.reference(values, weights), compute_dtype, f"{policy}, {label}")
+
+
+@each_case
+@pytest.mark.parametrize("input_dtype", ["float64", "float32"])
+def test_float64(name, case, input_dtype):
+    """A float64 layer computes in float64, whatever float dtype its input has."""
+    case = _require(name, case)
+    rng = np.random.default_rng(8)
+    layer = keras_norms.get(name, **case.kwargs, dtype="float64")
+    # A large mean: float32 statistics would be off by about 1e-5 here.
+    x = _sample(case.input_shape, rng, loc=100.0).astype(input_dtype)
+    layer(x, training=False)
+    _randomize_weights(layer, rng, x.astype(np.float64), _channel_axis(case))
+    weights = _weights(layer)
+    for weight in layer.weights:
+        assert weight.dtype == "float64", (weight.name, weight.dtype)
+
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = layer(inputs, training=case.training)
+        loss = tf.reduce_sum(outputs)
+    assert_float64_close(outputs, case.reference(x.astype(np.float64), weights), f"{case.id} output")
+    for weight, grad in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights),
+                            strict=True):
+        assert grad is not None and grad.dtype == tf.float64, (weight.name, grad)
+    statistics = {w.name: w.numpy() for w in layer.non_trainable_weights}
+    if case.training and "moving_mean" in statistics:
+        mean, variance = R.batch_moments(x.astype(np.float64), _channel_axis(case))
+        momentum = layer.momentum
+        assert_float64_close(layer.moving_mean.value,
+                             momentum * weights["moving_mean"] + (1 - momentum) * mean, "moving_mean")
+        if not case.kwargs.get("renorm"):
+            assert_float64_close(layer.moving_variance.value,
+                                 momentum * weights["moving_variance"] + (1 - momentum) * variance,
+                                 "moving_variance")
+
+
+# ----------------------------------------------------------------------------- built shape
+
+
+def _other_shapes(name: str, case: Case) -> dict[str, tuple]:
+    """Shapes a layer built for `case.input_shape` must refuse: other ranks, another channel count."""
+    shape = case.input_shape
+    others = {"rank+1": shape[:1] + (2,) + shape[1:]}
+    if len(shape) > 2:
+        others["rank-1"] = shape[:1] + shape[2:]
+    # Filter response norm's `axis` lists the spatial axes; its channels are last.
+    channel_axis = -1 if name == "frn" else _channel_axis(case)
+    channels = list(shape)
+    channels[channel_axis] += 1
+    others["channels+1"] = tuple(channels)
+    return others
+
+
+@each_case
+def test_call_with_another_shape_than_built_names_both(name, case):
+    case = _require(name, case)
+    if SPECS[name].ranks is None:
+        pytest.skip(f"{name!r} takes inputs of any shape")
+    layer, _ = _built_layer(name, case, np.random.default_rng(9))
+    for label, shape in _other_shapes(name, case).items():
+        with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={shape}")) as error:
+            layer(np.ones(shape, "float32"), training=case.training)
+        message = str(error.value)
+        assert type(layer).__name__ in message and repr(layer.name) in message, (label, message)
+        assert f"rank {len(case.input_shape)}" in message, (label, message)
 
 
 # ----------------------------------------------------------------------------- 6. bad arguments

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import references as R
 import tensorflow as tf
+from dtype_checks import assert_float64_close, assert_rounded_to, large_inputs
 from layer_checks import assert_close, assert_gradients_match, convert_builtin_only, run_litert, weights_of
 
 import keras_norms
@@ -273,22 +274,51 @@ def test_frn_tlu_model_xla_matches_graph_mode():
         assert_close(a, b, 1e-5, f"XLA gradient {i}")
 
 
+def _tlu_with_weights(rng, affine, per_channel, x):
+    layer = keras_norms.TLU(affine=affine, per_channel=per_channel)
+    layer(x)
+    layer.set_weights([rng.normal(size=w.shape) for w in layer.weights])
+    return layer
+
+
+TLU_KINDS = pytest.mark.parametrize(("affine", "per_channel"), [(False, False), (True, True)])
+
+
+@TLU_KINDS
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_frn_and_tlu_under_mixed_precision(policy):
+def test_tlu_under_mixed_precision(affine, per_channel, policy):
+    """float32 inputs reach the threshold unrounded. TLU does not normalize: where the input is
+    beyond float16's range, so is the output (it must be inf then, never NaN)."""
     keras.mixed_precision.set_global_policy(policy)
     compute_dtype = policy.removeprefix("mixed_")
     rng = np.random.default_rng(7)
-    x = (1e4 * rng.normal(size=(2, 4, 4, 6))).astype("float32")  # x^2 overflows float16
-    frn = keras_norms.FilterResponseNormalization(learned_epsilon=True)
-    tlu = keras_norms.TLU(per_channel=True)
-    outputs = tlu(frn(x))
-    assert outputs.dtype == compute_dtype
-    assert all(w.dtype == "float32" for w in frn.weights + tlu.weights)
-    outputs = keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32"))
-    assert np.all(np.isfinite(outputs))
-    rounded = keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(x, compute_dtype), "float32"))
-    expected = np.maximum(R.filter_response_norm(rounded, 1.0, 0.0, epsilon=1e-6 + 1e-4), 0.0)
-    assert_close(outputs, expected, 2e-2 if compute_dtype == "float16" else 5e-2, policy)
+    for label, x in large_inputs((2, 4, 4, 6), rng).items():
+        layer = _tlu_with_weights(rng, affine, per_channel, x)
+        assert all(w.dtype == "float32" for w in layer.weights)
+        weights = weights_of(layer)
+        assert_rounded_to(layer(x), R.tlu(x, weights["tau"], weights.get("alpha")), compute_dtype,
+                          f"{policy}, {label}")
+
+
+@TLU_KINDS
+def test_tlu_float64(affine, per_channel):
+    keras.mixed_precision.set_global_policy("float64")
+    rng = np.random.default_rng(8)
+    x = 100.0 + rng.normal(size=(2, 4, 4, 6))
+    layer = _tlu_with_weights(rng, affine, per_channel, x)
+    assert all(w.dtype == "float64" for w in layer.weights)
+    weights = weights_of(layer)
+    assert_float64_close(layer(x), R.tlu(x, weights["tau"], weights.get("alpha")), "TLU float64")
+
+
+@pytest.mark.parametrize(("per_channel", "other"), [(False, (2, 4, 5, 6)), (True, (2, 4, 4, 7)),
+                                                    (True, (2, 3, 4, 4, 6))])
+def test_tlu_call_with_another_shape_than_built_names_both(per_channel, other):
+    layer = keras_norms.TLU(per_channel=per_channel)
+    layer(np.zeros((2, 4, 4, 6), "float32"))
+    with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={other}")) as error:
+        layer(np.zeros(other, "float32"))
+    assert "TLU" in str(error.value) and "rank 4" in str(error.value)
 
 
 def test_frn_tlu_model_converts_to_tflite_builtins_and_matches_litert():
