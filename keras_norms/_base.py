@@ -30,17 +30,32 @@ def check_fraction(name: str, value) -> float:
 
 
 def check_axis_argument(axis, *, allow_list: bool = False) -> int | list[int]:
-    """Validates the type of an `axis` argument (the range is checked in `build`)."""
+    """Validates an `axis` argument: its type, and not the batch axis 0 (`build` checks the range)."""
     if allow_list and isinstance(axis, (list, tuple)):
         if not axis or not all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
             raise TypeError(
                 f"Argument `axis` must be an int or a non-empty list of ints. Received: axis={axis!r}"
             )
-        return list(axis)
-    if isinstance(axis, bool) or not isinstance(axis, int):
+        axes = list(axis)
+    elif isinstance(axis, bool) or not isinstance(axis, int):
         expected = "an int or a list of ints" if allow_list else "an int"
         raise TypeError(f"Argument `axis` must be {expected}. Received: axis={axis!r}")
-    return axis
+    else:
+        axes = [axis]
+    if 0 in axes:
+        raise ValueError(f"Argument `axis` cannot include the batch axis 0. Received: axis={axis!r}")
+    return axes if allow_list and isinstance(axis, (list, tuple)) else axis
+
+
+def check_axes_in_range(layer_name: str, axis: int | Sequence[int], input_shape) -> None:
+    """Raises if an entry of `axis` is not an axis of an input of `input_shape`."""
+    rank = len(input_shape)
+    for a in [axis] if isinstance(axis, int) else axis:
+        if not -rank <= a < rank:
+            raise ValueError(
+                f"{layer_name}: axis {a} is out of range for an input of rank {rank} "
+                f"(shape {tuple(input_shape)}). Received: axis={axis!r}"
+            )
 
 
 def resolve_axes(layer_name: str, axis: int | Sequence[int], input_shape) -> list[int]:
@@ -49,15 +64,10 @@ def resolve_axes(layer_name: str, axis: int | Sequence[int], input_shape) -> lis
     Raises:
         ValueError: an axis out of range, the batch axis, or an undefined dimension.
     """
+    check_axes_in_range(layer_name, axis, input_shape)
     rank = len(input_shape)
-    axes = [axis] if isinstance(axis, int) else list(axis)
     resolved = []
-    for a in axes:
-        if not -rank <= a < rank:
-            raise ValueError(
-                f"{layer_name}: axis {a} is out of range for an input of rank {rank} "
-                f"(shape {tuple(input_shape)}). Received: axis={axis!r}"
-            )
+    for a in [axis] if isinstance(axis, int) else axis:
         a %= rank
         if a == 0:
             raise ValueError(

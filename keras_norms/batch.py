@@ -100,8 +100,9 @@ class BatchNormalization(AffineNormalization):
         mask: Optional boolean tensor, as Keras' `Masking` and
             `Embedding(mask_zero=True)` produce it: the input's shape without
             its last axis (each entry masks the positions along that axis), or
-            the input's full shape. Masked positions do not count in the batch
-            statistics; all positions are normalized. Inference ignores it.
+            the input's full shape; sizes of 1 broadcast. Masked positions do
+            not count in the batch statistics; all positions are normalized.
+            Inference ignores it.
 
     Reference:
         Ioffe and Szegedy, 2015, https://arxiv.org/abs/1502.03167;
@@ -304,19 +305,24 @@ class BatchNormalization(AffineNormalization):
             )
 
     def _broadcastable_mask(self, inputs, mask):
-        """A Keras mask as a boolean tensor of the input's rank that broadcasts against it."""
+        """A Keras mask as a boolean tensor of the input's rank that broadcasts against it.
+
+        A mask of one rank less than the input is expanded on the last axis, as Keras does; sizes of 1
+        broadcast.
+        """
         inputs_shape, mask_shape = tuple(inputs.shape), tuple(mask.shape)
         mask = ops.cast(mask, "bool")
         if len(mask_shape) == len(inputs_shape) - 1:
             # Masking and Embedding(mask_zero=True): one entry per position along the last axis.
-            fits = shape_fits(mask_shape, inputs_shape[:-1])
+            fits = shape_fits(mask_shape, inputs_shape[:-1], broadcast=True)
             mask = ops.expand_dims(mask, -1)
         else:
             fits = shape_fits(mask_shape, inputs_shape, broadcast=True)
         if not fits:
             raise ValueError(
-                f"{type(self).__name__}: the mask must have the input's shape without its last axis (as "
-                "keras.layers.Masking and Embedding(mask_zero=True) make it) or the input's full shape. "
+                f"{type(self).__name__}: the mask must broadcast against the input's shape without its "
+                "last axis (as keras.layers.Masking and Embedding(mask_zero=True) make it) or against the "
+                "input's full shape. "
                 f"Received: mask.shape={mask_shape}, inputs.shape={inputs_shape}"
             )
         return mask

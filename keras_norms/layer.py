@@ -9,6 +9,7 @@ from keras_norms import functional as F
 from keras_norms._base import (
     AffineNormalization,
     NormalizationLayer,
+    check_axes_in_range,
     check_axis_argument,
     check_epsilon,
     check_rank,
@@ -73,6 +74,10 @@ class LayerNormalization(AffineNormalization):
         self._axes = resolve_axes(name, self.axis, input_shape)
         self.expect_input_shape(input_shape, self._axes)
         self.add_affine_weights(_param_shape(input_shape, self._axes))
+
+    def compute_output_shape(self, input_shape):
+        check_axes_in_range(type(self).__name__, self.axis, input_shape)
+        return input_shape
 
     def call(self, inputs):
         inputs = self.prepare(inputs)
@@ -158,6 +163,7 @@ class RMSNormalization(NormalizationLayer):
         return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
+        check_axes_in_range(type(self).__name__, self.axis, input_shape)
         return input_shape
 
     def get_config(self):

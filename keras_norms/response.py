@@ -106,6 +106,16 @@ class FilterResponseNormalization(NormalizationLayer):
         self.learned_epsilon = bool(learned_epsilon)
         self.learned_epsilon_constraint = constraints.get(learned_epsilon_constraint)
         self.eps_learned = None
+        if self.learned_epsilon:
+            # Created here, as in tensorflow-addons: its shape does not depend on the input.
+            self.eps_learned = self.add_weight(
+                name="learned_epsilon",
+                shape=(1,),
+                initializer=initializers.Constant(1e-4),
+                constraint=self.learned_epsilon_constraint,
+                trainable=True,
+                autocast=False,
+            )
         self._axes = None
 
     def build(self, input_shape):
@@ -120,15 +130,6 @@ class FilterResponseNormalization(NormalizationLayer):
         self._axes = _spatial_axes(name, self.axis, input_shape)
         self.expect_input_shape(input_shape, [-1])
         shape = (1,) * (len(input_shape) - 1) + (channels,)
-        if self.learned_epsilon:
-            self.eps_learned = self.add_weight(
-                name="learned_epsilon",
-                shape=(1,),
-                initializer=initializers.Constant(1e-4),
-                constraint=self.learned_epsilon_constraint,
-                trainable=True,
-                autocast=False,
-            )
         self.gamma = self.add_weight(
             name="gamma", shape=shape, initializer=self.gamma_initializer,
             regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,

@@ -445,7 +445,9 @@ def _generic_bad(name, spec) -> list[Bad]:
                            f"epsilon={value!r}"))
     if "axis" in parameters:
         axis = base.get("axis", parameters["axis"].default)
-        for value in (0, 4, -4):
+        # The batch axis is refused by the constructor, other axes once the rank is known.
+        bad.append(Bad("axis=0", {**base, "axis": 0}, None, ValueError, "axis=0"))
+        for value in (4, -4):
             bad.append(Bad(f"axis={value}-rank3", {**base, "axis": value}, (2, 5, 8), ValueError,
                            f"axis={value!r}"))
         bad.append(Bad("channels-undefined", base, (None, None, None, None), ValueError,
@@ -482,6 +484,14 @@ def test_bad_argument_names_argument_and_value(name, bad):
                 layer(keras.Input(bad.input_shape[1:]))
             else:
                 layer(np.zeros(bad.input_shape, "float32"))
+
+
+@pytest.mark.parametrize("name", ["layer", "rms"])
+@pytest.mark.parametrize("axis", [2, -3, [1, 5]], ids=str)
+def test_output_shape_of_an_axis_out_of_range_raises(name, axis):
+    layer = keras_norms.get(name, axis=axis)
+    with pytest.raises(ValueError, match=re.escape(f"axis={axis!r}")):
+        layer.compute_output_shape((4, 6))
 
 
 @each_name

@@ -145,6 +145,21 @@ def test_virtual_batches_take_the_mask():
     np.testing.assert_allclose(layer.moving_mean.numpy(), np.mean(means, axis=0), atol=ATOL, rtol=ATOL)
 
 
+@pytest.mark.parametrize("mask_shape", [(4, 1, 3), (1, 5, 1), (4, 1, 3, 2), (4, 5, 1, 1)], ids=str)
+def test_a_mask_with_sizes_of_one_broadcasts(mask_shape):
+    rng = np.random.default_rng(5)
+    shape = (4, 5, 3, 2)
+    mask = rng.uniform(size=mask_shape) < 0.7
+    mask.reshape(-1)[0] = True
+    x, weights = _poisoned(rng, shape, mask)
+    mean, variance = masked_moments(x, weights, -1)
+    layer = keras_norms.BatchNormalization(center=False, scale=False, momentum=0.0)
+    outputs = np.asarray(layer(x, mask=mask, training=True))
+    expected = R.batch_norm(x, mean, variance, epsilon=EPSILON)
+    np.testing.assert_allclose(outputs[weights], expected[weights], atol=ATOL, rtol=ATOL)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), mean, atol=ATOL, rtol=ATOL)
+
+
 @pytest.mark.parametrize("mask_shape", [(4,), (4, 6), (4, 5, 2), (4, 5, 3, 1)], ids=str)
 def test_a_mask_of_another_shape_names_both_shapes(mask_shape):
     layer = keras_norms.BatchNormalization()

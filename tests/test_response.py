@@ -141,6 +141,13 @@ def test_frn_gradients_match_the_reference(learned_epsilon):
     assert_gradients_match(layer, reference, [x], layer)
 
 
+def test_learned_epsilon_exists_before_build_as_in_tensorflow_addons():
+    layer = keras_norms.FilterResponseNormalization(learned_epsilon=True)
+    np.testing.assert_allclose(layer.eps_learned.numpy(), [1e-4], rtol=1e-6)
+    layer(np.ones((2, 3, 3, 4), "float32"))
+    assert [w.name for w in layer.weights] == ["learned_epsilon", "gamma", "beta"]
+
+
 def test_learned_epsilon_trains_and_stays_in_the_divisor_as_its_absolute_value():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(3)
