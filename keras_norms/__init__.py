@@ -23,8 +23,15 @@ from keras_norms.conditional import (
     ConditionalInstanceNormalization,
     FiLM,
 )
+from keras_norms.convert import (
+    convert_norms,
+    freeze_batch_norms,
+    synchronize_batch_norms,
+    unfreeze_batch_norms,
+)
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
+from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.registry import get, names, register
 from keras_norms.response import TLU, FilterResponseNormalization
 from keras_norms.switchable import SwitchableNormalization
@@ -49,9 +56,14 @@ __all__ = [
     "SwitchableNormalization",
     "TLU",
     "WeightStandardizedConv2D",
+    "convert_norms",
+    "freeze_batch_norms",
     "functional",
     "get",
     "names",
+    "recalibrate_batch_norms",
     "register",
+    "synchronize_batch_norms",
     "tfa_custom_objects",
+    "unfreeze_batch_norms",
 ]

@@ -268,6 +268,16 @@ class ConditionalBatchNormalization(_ConditionalLayer):
         return {**super().get_config(), **config}
 
 
+def _statistics_argument(name: str) -> property:
+    return property(lambda self: getattr(self.normalization, name),
+                    doc=f"`{name}` of the batch normalization that computes the statistics.")
+
+
+for _name in _STATISTICS_ARGUMENTS:
+    if _name != "freeze_statistics":
+        setattr(ConditionalBatchNormalization, _name, _statistics_argument(_name))
+
+
 @keras.saving.register_keras_serializable(package="keras_norms")
 class ConditionalInstanceNormalization(_ConditionalLayer):
     """Conditional instance normalization (Dumoulin et al., 2017): a gamma and beta per style.
@@ -473,6 +483,8 @@ class SPADE(_ConditionalLayer):
         epsilon: Small float added to the variance, > 0.
         momentum: Momentum of the moving statistics (`"batch"` only).
         synchronized: Batch statistics over all replicas (`"batch"` only).
+        freeze_statistics: Normalize with the moving statistics and leave
+            them as they are, also in training (`"batch"` only; fine-tuning).
         kernel_initializer, bias_initializer: Initializers of the convolutions.
         kernel_regularizer: Regularizer of the convolution kernels.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
@@ -507,6 +519,7 @@ class SPADE(_ConditionalLayer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
+        freeze_statistics: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -523,15 +536,28 @@ class SPADE(_ConditionalLayer):
         if param_free_norm == "batch":
             self.normalization = BatchNormalization(
                 momentum=momentum, epsilon=epsilon, center=False, scale=False,
-                synchronized=synchronized, dtype=self.statistics_dtype, name="batch_normalization",
+                synchronized=synchronized, freeze_statistics=freeze_statistics,
+                dtype=self.statistics_dtype, name="batch_normalization",
             )
             self.normalization.trainable = self.trainable
         self.momentum = check_fraction("momentum", momentum)
         self.synchronized = bool(synchronized)
+        self.freeze_statistics = freeze_statistics
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self._map_channels = None
+
+    @property
+    def freeze_statistics(self) -> bool:
+        """Normalize with the moving statistics and leave them as they are (`"batch"` only)."""
+        return self._freeze_statistics
+
+    @freeze_statistics.setter
+    def freeze_statistics(self, value: bool) -> None:
+        self._freeze_statistics = bool(value)
+        if self.normalization is not None:
+            self.normalization.freeze_statistics = bool(value)
 
     def _condition_problem(self, inputs_shape, condition_shape, integer):
         if len(condition_shape) != 4:
@@ -586,6 +612,7 @@ class SPADE(_ConditionalLayer):
             "epsilon": self.epsilon,
             "momentum": self.momentum,
             "synchronized": self.synchronized,
+            "freeze_statistics": self.freeze_statistics,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),

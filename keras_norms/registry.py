@@ -44,6 +44,24 @@ def register(name: str, factory: Callable[..., keras.layers.Layer], *, overwrite
     _REGISTRY[name] = factory
 
 
+def factories() -> list[Callable[..., keras.layers.Layer]]:
+    """The registered layer classes and callables, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def factory(name: str) -> Callable[..., keras.layers.Layer]:
+    """The layer class (or callable) registered under `name`.
+
+    Raises:
+        ValueError: An unknown name (the message lists the valid ones).
+    """
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in _REGISTRY:
+        raise ValueError(f"Unknown normalization {name!r}. Valid names: {', '.join(names())}. "
+                         f"Received: spec={name!r}")
+    return _REGISTRY[key]
+
+
 def get(spec, **kwargs) -> keras.layers.Layer:
     """Returns a new normalization layer for `spec`.
 
@@ -77,21 +95,15 @@ def get(spec, **kwargs) -> keras.layers.Layer:
             )
         return spec
     if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key not in _REGISTRY:
-            raise ValueError(
-                f"Unknown normalization {spec!r}. Valid names: {', '.join(names())}. "
-                f"Received: spec={spec!r}"
-            )
-        factory = _REGISTRY[key]
+        make = factory(spec)
     elif callable(spec):
-        factory = spec
+        make = spec
     else:
         raise TypeError(
             "Argument `spec` must be a registered name, a layer class, a callable returning a "
             f"layer, or a layer instance. Received: spec={spec!r}"
         )
-    layer = factory(**kwargs)
+    layer = make(**kwargs)
     if not isinstance(layer, keras.layers.Layer):
         raise TypeError(f"{spec!r} returned {type(layer).__name__}, not a keras.layers.Layer.")
     return layer

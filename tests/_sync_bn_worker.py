@@ -6,7 +6,9 @@ from the same initial weights and on the same batches, three ways and saves the 
 
 - ``reference``: no strategy, `synchronized=False`, the whole global batch on one device;
 - ``synced``: MirroredStrategy over /cpu:0 and /cpu:1, `synchronized=True`;
-- ``unsynced``: the same strategy with `synchronized=False` (the control).
+- ``unsynced``: the same strategy with `synchronized=False` (the control);
+- ``tool``: the strategy, and Keras' own `BatchNormalization` made global by
+  `keras_norms.synchronize_batch_norms`.
 
 For each run, ``<run>/<weight path>`` holds the final weights and ``<run>/predictions``
 the `predict` output. The test asserts; this script only computes.
@@ -55,18 +57,18 @@ def initial_weights():
     ]
 
 
-def train(strategy, synchronized):
+def train(strategy, synchronized, tool=False):
     x, y = data()
     with strategy.scope():
+        norm = (keras.layers.BatchNormalization(momentum=0.5, name="bn") if tool
+                else keras_norms.BatchNormalization(momentum=0.5, synchronized=synchronized, name="bn"))
         model = keras.Sequential(
-            [
-                keras.Input((5,)),
-                keras.layers.Dense(4, name="dense"),
-                keras_norms.BatchNormalization(momentum=0.5, synchronized=synchronized, name="bn"),
-                keras.layers.Dense(1, name="head"),
-            ],
+            [keras.Input((5,)), keras.layers.Dense(4, name="dense"), norm,
+             keras.layers.Dense(1, name="head")],
             name="model",
         )
+        if tool:
+            model = keras_norms.synchronize_batch_norms(model)
         model.set_weights(initial_weights())
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
     model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
@@ -82,6 +84,7 @@ def main(out_path):
         "reference": train(tf.distribute.get_strategy(), synchronized=False),
         "synced": train(mirrored, synchronized=True),
         "unsynced": train(mirrored, synchronized=False),
+        "tool": train(mirrored, synchronized=False, tool=True),
     }
     np.savez(out_path, **{f"{run}/{key}": value for run, res in runs.items() for key, value in res.items()})
 

@@ -115,3 +115,25 @@ def run_litert(content: bytes, inputs: dict[str, np.ndarray]) -> tuple[list[np.n
     max_rank = max(len(detail["shape"]) for detail in interpreter.get_tensor_details())
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     return outputs, max_rank, ops
+
+
+def assert_arguments_are_attributes(layer) -> None:
+    """Every constructor argument of `layer` is an attribute holding the value its config reports."""
+    import inspect
+
+    import keras
+
+    config = layer.get_config()
+    parameters = inspect.signature(type(layer).__init__).parameters
+    for name, parameter in parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        assert hasattr(layer, name), f"{type(layer).__name__} has no attribute `{name}`"
+        value = getattr(layer, name)
+        if name in config:
+            reported = config[name]
+            as_config = keras.saving.serialize_keras_object(value) if hasattr(value, "get_config") else value
+            if callable(value) and not hasattr(value, "get_config"):  # an activation function
+                as_config = keras.activations.serialize(value)
+            what = f"{type(layer).__name__}.{name}"
+            assert as_config == reported, f"{what}: {as_config!r} != config {reported!r}"

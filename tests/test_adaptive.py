@@ -19,7 +19,14 @@ import pytest
 import references as R
 import tensorflow as tf
 from dtype_checks import assert_float64_close, assert_rounded_to, large_inputs
-from layer_checks import assert_close, assert_gradients_match, convert_builtin_only, run_litert, weights_of
+from layer_checks import (
+    assert_arguments_are_attributes,
+    assert_close,
+    assert_gradients_match,
+    convert_builtin_only,
+    run_litert,
+    weights_of,
+)
 
 import keras_norms
 
@@ -106,6 +113,21 @@ def test_forward_and_gradients_match_the_reference(kind):
         return _summed(spec.reference(arrays[0], arrays[1], w))
 
     assert_gradients_match(lambda a, b: _summed(layer(a, b)), reference, [x, condition], layer)
+
+
+@each_kind
+def test_constructor_arguments_are_attributes(kind):
+    layer, _, _ = _built(KINDS[kind], seed=1)
+    assert_arguments_are_attributes(layer)
+
+
+def test_tlu_and_weight_standardized_conv_arguments_are_attributes():
+    tlu = keras_norms.TLU(affine=True, per_channel=True, tau_initializer="ones")
+    tlu(np.zeros((2, 3, 3, 4), "float32"))
+    conv = keras_norms.WeightStandardizedConv2D(4, 3, epsilon=1e-4)
+    conv(np.zeros((2, 5, 5, 3), "float32"))
+    for layer in (tlu, conv):
+        assert_arguments_are_attributes(layer)
 
 
 def test_adain_gives_the_content_the_per_channel_statistics_of_the_style():

@@ -21,6 +21,7 @@ import pytest
 import references as R
 import tensorflow as tf
 from dtype_checks import assert_float64_close, assert_rounded_to, large_inputs
+from layer_checks import assert_arguments_are_attributes
 
 import keras_norms
 from keras_norms import SPADE, ConditionalBatchNormalization, ConditionalInstanceNormalization, FiLM
@@ -243,6 +244,12 @@ def test_call_with_another_shape_than_built_names_both(case):
         with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={other}")) as error:
             layer(np.ones(other, "float32"), condition, training=case.training)
         assert type(layer).__name__ in str(error.value) and f"rank {len(shape)}" in str(error.value)
+
+
+@each_case
+def test_constructor_arguments_are_attributes(case):
+    layer, _, _ = _built(case, np.random.default_rng(6))
+    assert_arguments_are_attributes(layer)
 
 
 def test_class_ids_out_of_range_select_no_row():

@@ -28,6 +28,7 @@ import references as R
 import tensorflow as tf
 from dtype_checks import as_float64, assert_float64_close, assert_rounded_to, large_inputs
 from layer_cases import SPECS, Bad, Case, spec_for
+from layer_checks import assert_arguments_are_attributes
 
 import keras_norms
 from keras_norms import functional as F
@@ -219,6 +220,13 @@ def test_keras_file_loads_in_new_process(tmp_path):
         for i, (name, y) in enumerate(zip(specs, ys, strict=True)):
             loaded = np.load(tmp_path / f"{mode}{i}_loaded.npy")
             np.testing.assert_array_equal(loaded, y, err_msg=f"{name} ({mode})")
+
+
+@each_case
+def test_constructor_arguments_are_attributes(name, case):
+    case = _require(name, case)
+    layer, _ = _built_layer(name, case, np.random.default_rng(10))
+    assert_arguments_are_attributes(layer)
 
 
 # ----------------------------------------------------------------------------- 2. training, XLA

@@ -1,0 +1,270 @@
+"""Model tools: convert, freeze, synchronize and recalibrate the normalization of whole models.
+
+They take the models users already have (Sequential or functional, nested
+sub-models included, `keras.applications` backbones) whether their batch norms
+are Keras' or keras-norms'. `convert_norms`, `freeze_batch_norms`,
+`unfreeze_batch_norms` and `synchronize_batch_norms` return a new model with the
+weights of the original, which they leave untouched; Keras' batch norms become
+`keras_norms.BatchNormalization` (same weights, same outputs), which has the
+options they set. `recalibrate_batch_norms` updates a model's moving
+statistics in place (PreciseBN; in `keras_norms.recalibrate`).
+
+Example:
+
+>>> import keras, keras_norms
+>>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3),
+...                           keras.layers.BatchNormalization()])
+>>> grouped = keras_norms.convert_norms(model, "group", groups=4)
+>>> [type(layer).__name__ for layer in grouped.layers]
+['Conv2D', 'GroupNormalization']
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import keras
+
+from keras_norms import registry
+from keras_norms._base import NormalizationLayer
+from keras_norms.batch import BatchNormalization
+
+__all__ = [
+    "convert_norms",
+    "freeze_batch_norms",
+    "is_batch_norm",
+    "synchronize_batch_norms",
+    "unfreeze_batch_norms",
+]
+
+# Keys of a layer's config that every replacement keeps (the base layer arguments).
+_BASE_KEYS = ("name", "dtype", "trainable")
+
+
+def is_batch_norm(layer) -> bool:
+    """Whether `layer` is a batch normalization layer: Keras' or keras-norms'."""
+    return isinstance(layer, (keras.layers.BatchNormalization, BatchNormalization))
+
+
+def _is_preprocessing(layer) -> bool:
+    # keras.layers.Normalization standardizes the inputs with adapted constants: never a norm to swap.
+    return isinstance(layer, keras.layers.Normalization) or ".preprocessing." in type(layer).__module__
+
+
+def check_model(model) -> None:
+    """Raises unless `model` is a built Sequential or functional Keras model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Argument `model` must be a keras.Model. Received: model={model!r}")
+    inputs = getattr(model, "inputs", None) if model.built else None
+    if not inputs:
+        raise ValueError(
+            "Argument `model` must be a built Sequential or functional model (give it a keras.Input, "
+            f"or call it once). Received: model={model.name!r} ({type(model).__name__}, "
+            f"built={model.built})"
+        )
+
+
+# Keras' normalization layers, which `to` may name as classes too.
+_KERAS_NORMS = tuple(getattr(keras.layers, name) for name in (
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization",
+    "UnitNormalization", "Identity") if hasattr(keras.layers, name))
+
+
+def _factory(to) -> Callable[..., keras.layers.Layer]:
+    """The callable making the new layers; raises unless `to` names or makes a normalization layer."""
+    if isinstance(to, str):
+        if to.strip().lower() not in registry.names():
+            raise ValueError(f"Argument `to` must name a normalization ({', '.join(registry.names())}), a "
+                             f"layer class or a factory. Received: to={to!r}")
+        return registry.factory(to)
+    if isinstance(to, type):
+        if issubclass(to, (NormalizationLayer, *_KERAS_NORMS)) or to in registry.factories():
+            return to
+        raise ValueError(
+            "Argument `to` must be a normalization layer class (keras-norms' or Keras'), a registry "
+            f"name or a factory function; {to.__name__} is none of them. Received: to={to!r}"
+        )
+    if callable(to) and not isinstance(to, keras.layers.Layer):
+        return to
+    raise ValueError(
+        "Argument `to` must be a registry name, a normalization layer class or a factory function "
+        f"returning a new layer (one per replaced layer), not a layer instance. Received: to={to!r}"
+    )
+
+
+def _parameters(factory) -> tuple[set[str], bool]:
+    """The named parameters of `factory` and whether it takes **kwargs."""
+    signature = inspect.signature(factory)
+    named = {name for name, p in signature.parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    variadic = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    return named, variadic
+
+
+def _replacement(layer, factory, kwargs: dict) -> keras.layers.Layer:
+    """A layer from `factory`, with the arguments of `layer` it shares (axis, epsilon, ...) and `kwargs`."""
+    config = layer.get_config()
+    named, variadic = _parameters(factory)
+    carried = {key: value for key, value in config.items()
+               if key in named or (variadic and key in _BASE_KEYS)}
+    new = factory(**{**carried, **kwargs})
+    if not isinstance(new, keras.layers.Layer):
+        raise TypeError(f"Argument `to` returned {type(new).__name__}, not a keras.layers.Layer. "
+                        f"Received: to={factory!r}")
+    return new
+
+
+def _copy_weights(old, new, *, by_name: bool) -> None:
+    """Copies the weights of `old` into `new`: all of them, or those whose name and shape match."""
+    if not old.weights:
+        return
+    if not by_name:
+        new.set_weights(old.get_weights())
+        return
+    sources = {(w.name, tuple(w.shape)): w for w in old.weights}
+    for weight in new.weights:
+        source = sources.get((weight.name, tuple(weight.shape)))
+        if source is not None:
+            weight.assign(keras.ops.cast(source, weight.dtype))
+
+
+def _rebuild(model, replace: Callable) -> keras.Model:
+    """A clone of `model` in which `replace(layer)` (a new layer, or None to copy it) swaps layers.
+
+    Every copied layer gets the weights of its original; a replaced one those
+    whose name and shape match.
+    """
+    check_model(model)
+    pairs = []
+
+    def clone(layer):
+        new = None if _is_preprocessing(layer) else replace(layer)
+        replaced = new is not None
+        if not replaced:
+            new = type(layer).from_config(layer.get_config())
+        pairs.append((layer, new, replaced))
+        return new
+
+    def call(layer, *args, **kwargs):
+        # A replaced layer's graph node may carry call arguments the new layer does not take (batch
+        # norm's `mask`, which Keras fills in): drop those.
+        named, variadic = _parameters(layer.call)
+        return layer(*args, **{k: v for k, v in kwargs.items() if variadic or k in named})
+
+    functional = not isinstance(model, keras.Sequential)
+    converted = keras.models.clone_model(model, clone_function=clone, recursive=True,
+                                         call_function=call if functional else None)
+    if not converted.built:
+        converted.build(model.input_shape)
+    for old, new, replaced in pairs:
+        _copy_weights(old, new, by_name=replaced)
+    return converted
+
+
+def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> keras.Model:
+    """Returns a copy of `model` with every batch norm (or every layer `match` selects) replaced by `to`.
+
+    The new layers keep the replaced ones' names and the arguments they share
+    with `to` (`axis`, `epsilon`, `center`, `scale`, the initializers, ...),
+    then `kwargs` apply. Weights whose name and shape match (gamma and beta,
+    moving statistics between batch norms) are carried over; every other layer
+    is copied with its weights exactly. Preprocessing layers
+    (`keras.layers.Normalization`) are never replaced. The original model is
+    not modified.
+
+    Args:
+        model: A built Sequential or functional model (nested models included).
+        to: A registry name (`"group"`, `"layer"`, `"batch"`, ...), a layer
+            class, or a callable returning a new layer, called with the
+            carried arguments and `kwargs`.
+        match: Optional `match(layer) -> bool` choosing the layers to replace;
+            by default every batch norm, Keras' or keras-norms'.
+        **kwargs: Arguments of the new layers, e.g. `groups=32`.
+
+    Returns:
+        The new model.
+
+    Raises:
+        TypeError: `model` is not a Keras model, or `to` or `match` is not callable.
+        ValueError: `model` is not built, `to` names no normalization, or a new
+            layer does not fit its input (e.g. `groups` not dividing the channels).
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> backbone = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3))
+    >>> layer_normed = keras_norms.convert_norms(backbone, "layer")
+    >>> any(keras_norms.convert.is_batch_norm(layer) for layer in layer_normed.layers)
+    False
+    """
+    factory = _factory(to)
+    if match is None:
+        match = is_batch_norm
+    elif not callable(match):
+        raise TypeError(f"Argument `match` must be a callable taking a layer. Received: match={match!r}")
+
+    def replace(layer):
+        return _replacement(layer, factory, kwargs) if match(layer) else None
+
+    return _rebuild(model, replace)
+
+
+def _with_batch_norm_option(model, key: str, value) -> keras.Model:
+    """Every batch norm as `keras_norms.BatchNormalization` with `key=value`; so too the layers holding
+    one that take `key` (ConditionalBatchNormalization, SPADE)."""
+
+    def replace(layer):
+        if is_batch_norm(layer):
+            return _replacement(layer, BatchNormalization, {key: value})
+        config = layer.get_config()
+        if key in config and type(layer).__module__.startswith("keras_norms."):
+            return type(layer).from_config({**config, key: value})
+        return None
+
+    return _rebuild(model, replace)
+
+
+def freeze_batch_norms(model) -> keras.Model:
+    """Returns a copy of `model` whose batch norms normalize with their moving statistics and never update
+    them, while gamma and beta keep training (fine-tuning at small batch sizes).
+
+    Keras' batch norms become `keras_norms.BatchNormalization(freeze_statistics=True)`
+    with the same weights; keras-norms' batch norms, conditional batch norms and
+    SPADE get `freeze_statistics=True`. Inference outputs are unchanged. Compile
+    the returned model to train it.
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    >>> keras_norms.freeze_batch_norms(model).layers[0].freeze_statistics
+    True
+    """
+    return _with_batch_norm_option(model, "freeze_statistics", True)
+
+
+def unfreeze_batch_norms(model) -> keras.Model:
+    """Returns a copy of `model` whose batch norms use and update batch statistics in training again.
+
+    The inverse of `freeze_batch_norms`: `freeze_statistics=False` on every batch norm.
+    """
+    return _with_batch_norm_option(model, "freeze_statistics", False)
+
+
+def synchronize_batch_norms(model) -> keras.Model:
+    """Returns a copy of `model` whose batch norms compute their statistics over the global batch.
+
+    Under a `tf.distribute` strategy, mean and variance are reduced over every
+    replica's batch (`synchronized=True`); outside one nothing changes. Call it
+    inside `strategy.scope()`, so that the new model's variables are the
+    strategy's. Keras' batch norms become `keras_norms.BatchNormalization`.
+
+    Example:
+
+    >>> import keras, keras_norms
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    >>> keras_norms.synchronize_batch_norms(model).layers[0].synchronized
+    True
+    """
+    return _with_batch_norm_option(model, "synchronized", True)
