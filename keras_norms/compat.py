@@ -1,31 +1,50 @@
 """Loading what tensorflow-addons-era code saved.
 
 tensorflow-addons registered its layers as ``Addons>GroupNormalization``,
-``Addons>InstanceNormalization``, ``Addons>FilterResponseNormalization`` and
-``Addons>TLU``. Pass `tfa_custom_objects()` when loading a
-model or a layer config that names them; the arguments and weights are the same.
+``Addons>InstanceNormalization``, ``Addons>FilterResponseNormalization``,
+``Addons>TLU``, ``Addons>WeightNormalization``, ``Addons>LayerNormLSTMCell``
+and ``Addons>LayerNormSimpleRNNCell``. Importing keras_norms registers those
+names for the keras-norms successors (same arguments, config keys and weights),
+so `keras.models.load_model` (legacy `.h5` and `.keras`), `model_from_json` and
+`keras.layers.deserialize` read tfa-era files as they are. The registration
+only adds names to look up: keras-norms layers are still saved under their own.
+`tfa_custom_objects()` gives the same mapping for an explicit `custom_objects`.
 
 Example:
 
 >>> import keras, keras_norms
 >>> config = {"class_name": "Addons>GroupNormalization",
 ...           "config": {"groups": 4, "axis": -1, "epsilon": 1e-3}}
->>> layer = keras.layers.deserialize(config, custom_objects=keras_norms.tfa_custom_objects())
+>>> layer = keras.layers.deserialize(config)
 >>> type(layer).__name__, layer.groups
 ('GroupNormalization', 4)
 """
 
 from __future__ import annotations
 
+import keras
+
 from keras_norms.group import GroupNormalization, InstanceNormalization
+from keras_norms.models.lstm import LayerNormLSTMCell
 from keras_norms.response import TLU, FilterResponseNormalization
 
 
 def tfa_custom_objects() -> dict[str, type]:
-    """The `custom_objects` mapping from tensorflow-addons' registered names to keras-norms layers."""
+    """The mapping from tensorflow-addons' registered names to the keras-norms layers that succeed them."""
     return {
         "Addons>GroupNormalization": GroupNormalization,
         "Addons>InstanceNormalization": InstanceNormalization,
         "Addons>FilterResponseNormalization": FilterResponseNormalization,
         "Addons>TLU": TLU,
+        "Addons>LayerNormLSTMCell": LayerNormLSTMCell,
     }
+
+
+def register_tfa_names() -> None:
+    """Makes tensorflow-addons' registered names load as keras-norms layers (done on import)."""
+    custom_objects = keras.saving.get_custom_objects()
+    for name, layer in tfa_custom_objects().items():
+        custom_objects.setdefault(name, layer)
+
+
+register_tfa_names()

@@ -105,9 +105,10 @@ def test_tfa_instance_normalization_config_loads(deserialize, groups):
     assert [w.name for w in layer.weights] == ["gamma"]
 
 
-def test_tfa_names_need_the_custom_objects():
-    with pytest.raises((TypeError, ValueError), match="Addons>GroupNormalization"):
-        keras.layers.deserialize(tfa_layer_config("GroupNormalization", groups=2))
+def test_tfa_names_load_without_custom_objects_and_ours_save_under_their_own():
+    layer = keras.layers.deserialize(tfa_layer_config("GroupNormalization", groups=2))
+    assert type(layer) is keras_norms.GroupNormalization and layer.groups == 2
+    assert keras.layers.serialize(layer)["registered_name"] == "keras_norms>GroupNormalization"
 
 
 def _tfa_style_json(model, style):
@@ -160,8 +161,9 @@ def test_a_tfa_model_json_loads_and_runs_with_its_weights(style):
     loaded.set_weights(model.get_weights())
     x = _input((2, 6, 6, 8))
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
-    with pytest.raises((TypeError, ValueError)):
-        keras.models.model_from_json(_tfa_style_json(model, style))
+    # Importing keras_norms registered tfa's names: no custom_objects needed.
+    plain = keras.models.model_from_json(_tfa_style_json(model, style))
+    assert [type(layer) for layer in plain.layers] == [type(layer) for layer in model.layers]
 
 
 # --- Keras' built-in layers as references -------------------------------------------------

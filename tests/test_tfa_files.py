@@ -1,0 +1,201 @@
+"""Files saved by TF 2.15 + tensorflow-addons load after `import keras_norms`, with no custom_objects.
+
+tensorflow-addons cannot be installed next to Keras 3, so the files are written
+here in the formats tf.keras 2.15 wrote:
+
+- legacy `.h5`: written with h5py, attribute by attribute (`model_config` JSON with
+  tfa's registered names as class names, `model_weights/<layer>` groups with tf.keras'
+  `<layer>/<weight>:0` weight names, in tf.keras' weight order);
+- `.keras`: a zip whose `config.json` names the layers as tf.keras 2.13+ did
+  (`module`, `class_name`, `registered_name: "Addons>..."`) and metadata of Keras 2.15.
+
+Outputs are checked against float64 NumPy transcriptions of tfa's formulas.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import references as R
+from test_compat import tfa_layer_config
+from test_models import lstm_step_reference
+from test_response import _tfa_frn_config, _tfa_tlu_config
+
+
+def _input_layer(shape):
+    return {"class_name": "InputLayer", "config": {"batch_input_shape": [None, *shape], "dtype": "float32",
+                                                  "sparse": False, "ragged": False, "name": "input_1"}}
+
+
+def _named(config, name):
+    config["config"]["name"] = name
+    return config
+
+
+def _lstm_cell_config(units):
+    """`tfa.rnn.LayerNormLSTMCell(units).get_config()` under tf.keras 2.15."""
+    return {"class_name": "Addons>LayerNormLSTMCell", "config": {
+        "name": "layer_norm_lstm_cell", "trainable": True, "dtype": "float32", "units": units,
+        "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
+        "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+        "recurrent_initializer": {"class_name": "Orthogonal", "config": {"gain": 1.0, "seed": None}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}}, "unit_forget_bias": True,
+        "kernel_regularizer": None, "recurrent_regularizer": None, "bias_regularizer": None,
+        "kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None,
+        "dropout": 0.0, "recurrent_dropout": 0.0, "implementation": 2,
+        "norm_gamma_initializer": {"class_name": "Ones", "config": {}},
+        "norm_beta_initializer": {"class_name": "Zeros", "config": {}}, "norm_epsilon": 1e-3,
+    }}
+
+
+def _image_model_config():
+    layers = [
+        _input_layer((6, 6, 8)),
+        _named(tfa_layer_config("GroupNormalization", 4, epsilon=1e-5), "gn"),
+        _named(tfa_layer_config("InstanceNormalization", -1), "inorm"),
+        _named(_tfa_frn_config(learned_epsilon=True), "frn"),
+        _named(_tfa_tlu_config(affine=True), "tlu"),
+    ]
+    return {"class_name": "Sequential", "config": {"name": "tfa_images", "layers": layers}}
+
+
+def _sequence_model_config():
+    # tf.keras 2 also wrote "time_major": False here, which Keras 3's RNN refuses whatever the cell
+    # ("Unrecognized keyword arguments passed to RNN"); the README says to delete it.
+    rnn = {"class_name": "RNN", "config": {
+        "name": "rnn", "trainable": True, "dtype": "float32", "return_sequences": True,
+        "return_state": False, "go_backwards": False, "stateful": False, "unroll": False,
+        "cell": _lstm_cell_config(4)}}
+    return {"class_name": "Sequential", "config": {"name": "tfa_sequences",
+                                                   "layers": [_input_layer((5, 3)), rnn]}}
+
+
+def _image_weights(rng):
+    """tf.keras 2 weights by layer, in its order (trainable, then non-trainable), and their names."""
+    return [
+        ("gn", [("gamma", rng.normal(1.0, 0.3, 8)), ("beta", rng.normal(0.0, 0.3, 8))]),
+        ("inorm", [("gamma", rng.normal(1.0, 0.3, 8)), ("beta", rng.normal(0.0, 0.3, 8))]),
+        ("frn", [("learned_epsilon", np.array([1e-3])), ("gamma", rng.normal(1.0, 0.3, (1, 1, 1, 8))),
+                 ("beta", rng.normal(0.0, 0.3, (1, 1, 1, 8)))]),
+        ("tlu", [("tau", rng.normal(0.0, 0.3, (6, 6, 8))), ("alpha", rng.normal(0.5, 0.2, (6, 6, 8)))]),
+    ]
+
+
+def _sequence_weights(rng):
+    names = ["kernel", "recurrent_kernel", "bias", "kernel_norm/gamma", "kernel_norm/beta",
+             "recurrent_norm/gamma", "recurrent_norm/beta", "state_norm/gamma", "state_norm/beta"]
+    shapes = [(3, 16), (4, 16), (16,), (16,), (16,), (16,), (16,), (4,), (4,)]
+    weights = [(n, rng.normal(1.0 if n.endswith("gamma") else 0.0, 0.4, s)) for n, s in zip(names, shapes,
+                                                                                          strict=True)]
+    return [("rnn", weights)]
+
+
+def _write_tfa_h5(path, config, weights):
+    """The legacy `.h5` file `tf.keras.Model.save("...h5")` wrote under TF 2.15."""
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["model_config"] = json.dumps(config)
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [name.encode() for name, _ in weights]
+        group.attrs["backend"] = "tensorflow"
+        group.attrs["keras_version"] = "2.15.0"
+        for layer_name, layer_weights in weights:
+            layer_group = group.create_group(layer_name)
+            names = [f"{layer_name}/{name}:0" for name, _ in layer_weights]
+            layer_group.attrs["weight_names"] = [name.encode() for name in names]
+            for name, (_, value) in zip(names, layer_weights, strict=True):
+                layer_group.create_dataset(name, data=np.asarray(value, np.float32))
+
+
+def _expected_images(x, weights):
+    w = {layer: {name: np.asarray(v, np.float64) for name, v in values} for layer, values in weights}
+    y = R.group_norm(x, 4, w["gn"]["gamma"], w["gn"]["beta"], epsilon=1e-5)
+    y = R.instance_norm(y, w["inorm"]["gamma"], w["inorm"]["beta"], epsilon=1e-3)
+    frn = w["frn"]
+    y = R.filter_response_norm(y, frn["gamma"], frn["beta"], epsilon=1e-6,
+                               learned_epsilon=frn["learned_epsilon"])
+    return R.tlu(y, w["tlu"]["tau"], w["tlu"]["alpha"])
+
+
+def _expected_sequences(x, weights):
+    w = dict(weights[0][1])
+    step = {"kernel": w["kernel"], "recurrent_kernel": w["recurrent_kernel"], "bias": w["bias"],
+            "kernel_gamma": w["kernel_norm/gamma"], "kernel_beta": w["kernel_norm/beta"],
+            "recurrent_gamma": w["recurrent_norm/gamma"], "recurrent_beta": w["recurrent_norm/beta"],
+            "state_gamma": w["state_norm/gamma"], "state_beta": w["state_norm/beta"]}
+    h, c, outputs = np.zeros((len(x), 4)), np.zeros((len(x), 4)), []
+    for t in range(x.shape[1]):
+        h, c = lstm_step_reference(x[:, t], h, c, step)
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+MODELS = {
+    "images": (_image_model_config, _image_weights, (2, 6, 6, 8), _expected_images),
+    "sequences": (_sequence_model_config, _sequence_weights, (2, 5, 3), _expected_sequences),
+}
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_a_tfa_h5_file_loads_without_custom_objects(kind, tmp_path):
+    make_config, make_weights, shape, expected = MODELS[kind]
+    rng = np.random.default_rng(0)
+    weights = make_weights(rng)
+    path = tmp_path / "tfa_model.h5"
+    _write_tfa_h5(path, make_config(), weights)
+    model = keras.models.load_model(path, compile=False)
+    x = rng.normal(0.5, 2.0, size=shape).astype("float32")
+    np.testing.assert_allclose(model(x), expected(x, weights), atol=2e-5)
+    assert all(type(layer).__module__.startswith("keras_norms") for layer in model.layers
+               if type(layer).__name__ != "RNN")
+
+
+def _tfa_keras_file(model, path):
+    """`model` saved as a `.keras` file, then renamed inside the way tf.keras 2.15 + tfa named it."""
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+
+    def rename(node):
+        if isinstance(node, dict):
+            if str(node.get("registered_name", "")).startswith("keras_norms>"):
+                class_name = node["class_name"]
+                node["registered_name"] = f"Addons>{class_name}"
+                node["module"] = ("tensorflow_addons.rnn" if class_name.endswith("Cell")
+                                  else "tensorflow_addons.layers")
+            for value in node.values():
+                rename(value)
+        elif isinstance(node, list):
+            for value in node:
+                rename(value)
+
+    rename(config)
+    files["config.json"] = json.dumps(config).encode()
+    metadata = json.loads(files["metadata.json"])
+    files["metadata.json"] = json.dumps({**metadata, "keras_version": "2.15.0"}).encode()
+    assert b"keras_norms" not in files["config.json"]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_a_tfa_keras_file_loads_without_custom_objects(kind, tmp_path):
+    make_config, make_weights, shape, expected = MODELS[kind]
+    rng = np.random.default_rng(1)
+    weights = make_weights(rng)
+    source = tmp_path / "source.h5"
+    _write_tfa_h5(source, make_config(), weights)
+    model = keras.models.load_model(source, compile=False)
+    path = tmp_path / "tfa_model.keras"
+    _tfa_keras_file(model, path)
+    loaded = keras.models.load_model(path, compile=False)
+    x = rng.normal(0.5, 2.0, size=shape).astype("float32")
+    np.testing.assert_allclose(loaded(x), expected(x, weights), atol=2e-5)
