@@ -35,6 +35,7 @@ from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.registry import get, names, register
 from keras_norms.response import TLU, FilterResponseNormalization
 from keras_norms.switchable import SwitchableNormalization
+from keras_norms.weight_norm import WeightNormalization
 from keras_norms.weight_standardization import WeightStandardizedConv2D
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "SPADE",
     "SwitchableNormalization",
     "TLU",
+    "WeightNormalization",
     "WeightStandardizedConv2D",
     "convert_norms",
     "freeze_batch_norms",

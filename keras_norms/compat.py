@@ -6,7 +6,9 @@ tensorflow-addons registered its layers as ``Addons>GroupNormalization``,
 and ``Addons>LayerNormSimpleRNNCell``. Importing keras_norms registers those
 names for the keras-norms successors (same arguments, config keys and weights),
 so `keras.models.load_model` (legacy `.h5` and `.keras`), `model_from_json` and
-`keras.layers.deserialize` read tfa-era files as they are. The registration
+`keras.layers.deserialize` read tfa-era files as they are. (`Addons>WeightNormalization`
+loads as `TfaWeightNormalization`, which also holds the copies of the wrapped
+weights that tfa saved with ``data_init=True``.) The registration
 only adds names to look up: keras-norms layers are still saved under their own.
 `tfa_custom_objects()` gives the same mapping for an explicit `custom_objects`.
 
@@ -25,8 +27,9 @@ from __future__ import annotations
 import keras
 
 from keras_norms.group import GroupNormalization, InstanceNormalization
-from keras_norms.models.lstm import LayerNormLSTMCell
+from keras_norms.models.lstm import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.response import TLU, FilterResponseNormalization
+from keras_norms.weight_norm import TfaWeightNormalization
 
 
 def tfa_custom_objects() -> dict[str, type]:
@@ -37,6 +40,9 @@ def tfa_custom_objects() -> dict[str, type]:
         "Addons>FilterResponseNormalization": FilterResponseNormalization,
         "Addons>TLU": TLU,
         "Addons>LayerNormLSTMCell": LayerNormLSTMCell,
+        "Addons>LayerNormSimpleRNNCell": LayerNormSimpleRNNCell,
+        # tfa's files with data_init=True hold copies of the wrapped weights: see TfaWeightNormalization.
+        "Addons>WeightNormalization": TfaWeightNormalization,
     }
 
 

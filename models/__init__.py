@@ -10,12 +10,13 @@ Example:
 
 from keras_norms.models.build import DEFAULT_INPUT_SHAPES, build_model, model_names
 from keras_norms.models.cnn import lenet, paper_cnn, resnet
-from keras_norms.models.lstm import LayerNormLSTMCell
+from keras_norms.models.lstm import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.models.sequence import sequence
 
 __all__ = [
     "DEFAULT_INPUT_SHAPES",
     "LayerNormLSTMCell",
+    "LayerNormSimpleRNNCell",
     "build_model",
     "lenet",
     "model_names",

@@ -1,9 +1,11 @@
-"""An LSTM cell with layer normalization inside: the paper's "layer norm for RNNs"."""
+"""Recurrent cells with layer normalization inside: the paper's "layer norm for RNNs"."""
 
 from __future__ import annotations
 
+import numbers
+
 import keras
-from keras import initializers, ops
+from keras import constraints, initializers, ops, regularizers
 
 from keras_norms._base import check_epsilon
 from keras_norms.layer import LayerNormalization
@@ -108,5 +110,106 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
             "norm_gamma_initializer": initializers.serialize(self.norm_gamma_initializer),
             "norm_beta_initializer": initializers.serialize(self.norm_beta_initializer),
             "norm_epsilon": self.norm_epsilon,
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
+    """Simple RNN cell with layer normalization (scale only) of the pre-activation.
+
+    The successor of tensorflow-addons' `LayerNormSimpleRNNCell` (same
+    arguments, config keys and weights: `kernel`, `recurrent_kernel`, `bias`,
+    then the `gamma` of its `layernorm` sublayer). With `LN(v) = gamma * (v -
+    mean(v)) / sqrt(var(v) + layernorm_epsilon)` over the units:
+
+        y_t = activation(LN(x_t W + y_{t-1} U) + b)
+
+    The bias is added after the norm, as in tensorflow-addons: the norm has no
+    offset of its own, `b` plays that role. Dropout masks are Keras'
+    `SimpleRNNCell`'s. Use it in `keras.layers.RNN`.
+
+    Args:
+        units: Positive int, size of the output and of the state.
+        activation, use_bias, kernel_initializer, recurrent_initializer,
+            bias_initializer, kernel_regularizer, recurrent_regularizer,
+            bias_regularizer, kernel_constraint, recurrent_constraint,
+            bias_constraint, dropout, recurrent_dropout, seed: As in
+            `keras.layers.SimpleRNNCell`.
+        layernorm_epsilon: Small float added to the variance, > 0.
+        gamma_initializer: Initializer of the norm's gamma.
+        gamma_regularizer: Optional regularizer of the norm's gamma.
+        gamma_constraint: Optional constraint of the norm's gamma.
+        **kwargs: Base layer arguments.
+
+    Call arguments:
+        inputs: `(batch, features)`, one time step.
+        states: `[y_{t-1}]`, `(batch, units)`.
+        training: Python bool; only dropout looks at it.
+
+    Reference:
+        Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+
+    Example:
+
+    >>> import keras
+    >>> from keras_norms.models import LayerNormSimpleRNNCell
+    >>> rnn = keras.layers.RNN(LayerNormSimpleRNNCell(4), return_sequences=True)
+    >>> tuple(rnn(keras.random.normal((2, 7, 3))).shape)
+    (2, 7, 4)
+    """
+
+    def __init__(self, units: int, *, layernorm_epsilon: float = 1e-5, gamma_initializer="ones",
+                 gamma_regularizer=None, gamma_constraint=None, **kwargs):
+        if isinstance(layernorm_epsilon, bool) or not isinstance(layernorm_epsilon, numbers.Real):
+            raise TypeError(
+                "Argument `layernorm_epsilon` must be a float > 0. "
+                f"Received: layernorm_epsilon={layernorm_epsilon!r}"
+            )
+        if not layernorm_epsilon > 0:
+            raise ValueError(
+                f"Argument `layernorm_epsilon` must be > 0. Received: layernorm_epsilon={layernorm_epsilon!r}"
+            )
+        super().__init__(units, **kwargs)
+        self.layernorm_epsilon = float(layernorm_epsilon)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.layernorm = LayerNormalization(
+            epsilon=self.layernorm_epsilon,
+            center=False,
+            gamma_initializer=initializers.serialize(self.gamma_initializer),
+            gamma_regularizer=self.gamma_regularizer,
+            gamma_constraint=self.gamma_constraint,
+            name="layernorm",
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.layernorm.build((input_shape[0], self.units))
+
+    def call(self, inputs, states, training=False):
+        previous = states[0] if isinstance(states, (list, tuple)) else states
+        input_mask = self.get_dropout_mask(inputs)
+        recurrent_mask = self.get_recurrent_dropout_mask(previous)
+        if training and input_mask is not None:
+            inputs = inputs * input_mask
+        if training and recurrent_mask is not None:
+            previous = previous * recurrent_mask
+        outputs = ops.matmul(inputs, self.kernel) + ops.matmul(previous, self.recurrent_kernel)
+        outputs = self.layernorm(outputs)
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs, ([outputs] if isinstance(states, (list, tuple)) else outputs)
+
+    def get_config(self):
+        config = {
+            "layernorm_epsilon": self.layernorm_epsilon,
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }
         return {**super().get_config(), **config}

@@ -136,22 +136,113 @@ def _expected_sequences(x, weights):
     return np.stack(outputs, axis=1)
 
 
+def _dense_config(name, units):
+    return {"class_name": "Dense", "config": {
+        "name": name, "trainable": True, "dtype": "float32", "units": units, "activation": "linear",
+        "use_bias": True, "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
+        "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
+        "bias_constraint": None}}
+
+
+def _conv1d_config(name, filters, kernel_size):
+    config = _dense_config(name, 0)
+    del config["config"]["units"]
+    config["class_name"] = "Conv1D"
+    config["config"].update({"filters": filters, "kernel_size": [kernel_size], "strides": [1],
+                             "padding": "causal", "data_format": "channels_last", "dilation_rate": [1],
+                             "groups": 1})
+    return config
+
+
+def _weight_norm_config(name, layer, data_init):
+    return {"class_name": "Addons>WeightNormalization", "config": {
+        "name": name, "trainable": True, "dtype": "float32", "layer": layer, "data_init": data_init}}
+
+
+def _wrapped_model_config():
+    cell = {"class_name": "Addons>LayerNormSimpleRNNCell", "config": {
+        "name": "layer_norm_simple_rnn_cell", "trainable": True, "dtype": "float32", "units": 4,
+        "activation": "tanh", "use_bias": True,
+        "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+        "recurrent_initializer": {"class_name": "Orthogonal", "config": {"gain": 1.0, "seed": None}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
+        "recurrent_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
+        "recurrent_constraint": None, "bias_constraint": None, "dropout": 0.0, "recurrent_dropout": 0.0,
+        "layernorm_epsilon": 1e-5, "gamma_initializer": {"class_name": "Ones", "config": {}},
+        "gamma_regularizer": None, "gamma_constraint": None}}
+    rnn = {"class_name": "RNN", "config": {
+        "name": "rnn", "trainable": True, "dtype": "float32", "return_sequences": True,
+        "return_state": False, "go_backwards": False, "stateful": False, "unroll": False, "cell": cell}}
+    layers = [
+        _input_layer((6, 4)),
+        _weight_norm_config("wn_conv", _conv1d_config("conv1d", 5, 3), data_init=False),
+        _weight_norm_config("wn_dense", _dense_config("dense", 3), data_init=True),
+        rnn,
+    ]
+    return {"class_name": "Sequential", "config": {"name": "tfa_wrapped", "layers": layers}}
+
+
+def _wrapped_weights(rng):
+    """tf.keras 2 saved WeightNormalization as [g, kernel, bias, initialized] and, with data_init=True,
+    the weights of its internal clone of the wrapped layer after those."""
+    dense_kernel = rng.normal(size=(5, 3))
+    return [
+        ("wn_conv", [("g", rng.uniform(0.5, 2.0, 5)), ("conv1d/kernel", rng.normal(size=(3, 4, 5))),
+                     ("conv1d/bias", rng.normal(0.0, 0.3, 5)), ("initialized", np.array(True))]),
+        ("wn_dense", [("g", rng.uniform(0.5, 2.0, 3)), ("dense/kernel", dense_kernel),
+                      ("dense/bias", rng.normal(0.0, 0.3, 3)), ("initialized", np.array(True)),
+                      ("dense/kernel_clone", rng.normal(size=(5, 3))), ("dense/bias_clone", np.zeros(3))]),
+        ("rnn", [("kernel", rng.normal(0.0, 0.5, (3, 4))), ("recurrent_kernel", rng.normal(0.0, 0.5, (4, 4))),
+                 ("bias", rng.normal(0.0, 0.3, 4)), ("layernorm/gamma", rng.uniform(0.5, 1.5, 4))]),
+    ]
+
+
+def _normalized(g, v, axes):
+    return g * v / np.sqrt(np.sum(np.square(v), axis=axes, keepdims=True))
+
+
+def _expected_wrapped(x, weights):
+    w = {layer: {name: np.asarray(v, np.float64) for name, v in values} for layer, values in weights}
+    conv = w["wn_conv"]
+    kernel = _normalized(conv["g"], conv["conv1d/kernel"], (0, 1))
+    padded = np.pad(x.astype(np.float64), [(0, 0), (2, 0), (0, 0)])  # causal: two steps of the past
+    h = sum(padded[:, k:k + 6] @ kernel[k] for k in range(3)) + conv["conv1d/bias"]
+    dense = w["wn_dense"]
+    h = h @ _normalized(dense["g"], dense["dense/kernel"], (0,)) + dense["dense/bias"]
+    rnn = w["rnn"]
+    y, outputs = np.zeros((len(x), 4)), []
+    for t in range(6):
+        z = h[:, t] @ rnn["kernel"] + y @ rnn["recurrent_kernel"]
+        normalized = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5)
+        y = np.tanh(normalized * rnn["layernorm/gamma"] + rnn["bias"])
+        outputs.append(y)
+    return np.stack(outputs, axis=1)
+
+
 MODELS = {
     "images": (_image_model_config, _image_weights, (2, 6, 6, 8), _expected_images),
     "sequences": (_sequence_model_config, _sequence_weights, (2, 5, 3), _expected_sequences),
+    "wrapped": (_wrapped_model_config, _wrapped_weights, (2, 6, 4), _expected_wrapped),
 }
+
+
+def _tfa_h5_model(kind, tmp_path, seed):
+    """A tfa `.h5` file of `kind` loaded with `load_model`, the float64 reference of its outputs, and
+    an input for it."""
+    make_config, make_weights, shape, expected = MODELS[kind]
+    rng = np.random.default_rng(seed)
+    weights = make_weights(rng)
+    path = tmp_path / "tfa_model.h5"
+    _write_tfa_h5(path, make_config(), weights)
+    x = rng.normal(0.5, 2.0, size=shape).astype("float32")
+    return keras.models.load_model(path, compile=False), x, expected(x, weights)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_a_tfa_h5_file_loads_without_custom_objects(kind, tmp_path):
-    make_config, make_weights, shape, expected = MODELS[kind]
-    rng = np.random.default_rng(0)
-    weights = make_weights(rng)
-    path = tmp_path / "tfa_model.h5"
-    _write_tfa_h5(path, make_config(), weights)
-    model = keras.models.load_model(path, compile=False)
-    x = rng.normal(0.5, 2.0, size=shape).astype("float32")
-    np.testing.assert_allclose(model(x), expected(x, weights), atol=2e-5)
+    model, x, expected = _tfa_h5_model(kind, tmp_path, seed=0)
+    np.testing.assert_allclose(model(x), expected, atol=2e-5)
     assert all(type(layer).__module__.startswith("keras_norms") for layer in model.layers
                if type(layer).__name__ != "RNN")
 
@@ -166,8 +257,8 @@ def _tfa_keras_file(model, path):
     def rename(node):
         if isinstance(node, dict):
             if str(node.get("registered_name", "")).startswith("keras_norms>"):
-                class_name = node["class_name"]
-                node["registered_name"] = f"Addons>{class_name}"
+                class_name = node["class_name"].removeprefix("Tfa")  # tfa's own class names
+                node["class_name"], node["registered_name"] = class_name, f"Addons>{class_name}"
                 node["module"] = ("tensorflow_addons.rnn" if class_name.endswith("Cell")
                                   else "tensorflow_addons.layers")
             for value in node.values():
@@ -188,14 +279,7 @@ def _tfa_keras_file(model, path):
 
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_a_tfa_keras_file_loads_without_custom_objects(kind, tmp_path):
-    make_config, make_weights, shape, expected = MODELS[kind]
-    rng = np.random.default_rng(1)
-    weights = make_weights(rng)
-    source = tmp_path / "source.h5"
-    _write_tfa_h5(source, make_config(), weights)
-    model = keras.models.load_model(source, compile=False)
+    model, x, expected = _tfa_h5_model(kind, tmp_path, seed=1)
     path = tmp_path / "tfa_model.keras"
     _tfa_keras_file(model, path)
-    loaded = keras.models.load_model(path, compile=False)
-    x = rng.normal(0.5, 2.0, size=shape).astype("float32")
-    np.testing.assert_allclose(loaded(x), expected(x, weights), atol=2e-5)
+    np.testing.assert_allclose(keras.models.load_model(path, compile=False)(x), expected, atol=2e-5)
