@@ -153,12 +153,19 @@ def _rebuild(model, replace: Callable) -> keras.Model:
         return layer(*args, **{k: v for k, v in kwargs.items() if variadic or k in named})
 
     functional = not isinstance(model, keras.Sequential)
-    converted = keras.models.clone_model(model, clone_function=clone, recursive=True,
-                                         call_function=call if functional else None)
-    if not converted.built:
-        converted.build(model.input_shape)
-    for old, new, replaced in pairs:
-        _copy_weights(old, new, by_name=replaced)
+    try:
+        converted = keras.models.clone_model(model, clone_function=clone, recursive=True,
+                                             call_function=call if functional else None)
+        if not converted.built:
+            converted.build(model.input_shape)
+        for old, new, replaced in pairs:
+            _copy_weights(old, new, by_name=replaced)
+    except ValueError as error:
+        swapped = [layer.name for layer, _, was_replaced in pairs if was_replaced]
+        raise ValueError(
+            f"The model does not build or fit its weights after replacing {swapped}: {error} "
+            "Replace normalization layers only (check `match`), with norms that fit their inputs."
+        ) from None
     return converted
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -85,6 +87,13 @@ class GroupNormalization(AffineNormalization):
                 f"({channels}, on axis {self.axis} of input shape {tuple(input_shape)}). "
                 f"Received: groups={self.groups}"
             )
+        if len(input_shape) == 2 and self.groups in (-1, channels):
+            warnings.warn(
+                f"{name} with one channel per group on rank-2 inputs normalizes every value alone, so "
+                "its output is `beta`: it needs an axis besides batch and channels. Received: "
+                f"input_shape={tuple(input_shape)}, groups={self.groups}",
+                stacklevel=2,
+            )
         self.expect_input_shape(input_shape, [axis])
         self.add_affine_weights((channels,))
 
@@ -117,7 +126,9 @@ class InstanceNormalization(GroupNormalization):
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: Tensor of rank 3 to 5 (at least one axis besides batch and channels).
+        inputs: Tensor of rank 2 to 5. On rank 2 (no axis besides batch and
+            channels) each value is normalized alone and the output is `beta`,
+            as in tensorflow-addons; the layer warns.
 
     Reference:
         Ulyanov et al., 2016, "Instance Normalization: The Missing Ingredient
@@ -134,15 +145,14 @@ class InstanceNormalization(GroupNormalization):
     def __init__(self, axis: int = -1, epsilon: float = 1e-3, **kwargs):
         groups = kwargs.pop("groups", -1)
         if groups != -1:
-            raise ValueError(
-                "InstanceNormalization always uses one channel per group; use "
-                f"GroupNormalization for other group counts. Received: groups={groups!r}"
+            # As tensorflow-addons, whose configs carry `groups`: overridden, with a warning.
+            warnings.warn(
+                "InstanceNormalization always uses one channel per group: use GroupNormalization for "
+                f"other group counts. Received: groups={groups!r} (ignored)",
+                stacklevel=2,
             )
         super().__init__(groups=-1, axis=axis, epsilon=epsilon, **kwargs)
 
-    def build(self, input_shape):
-        check_rank(type(self).__name__, input_shape, 3, 5)
-        super().build(input_shape)
 
     @classmethod
     def from_config(cls, config):

@@ -268,3 +268,17 @@ def test_instance_normalization_config_is_unchanged_by_build(axis):
     assert layer.get_config() == before
     rebuilt = keras_norms.InstanceNormalization.from_config(layer.get_config())
     assert rebuilt.get_config() == before
+
+
+def test_instance_normalization_warns_and_ignores_groups_as_tfa_did():
+    with pytest.warns(UserWarning, match=r"groups=2 \(ignored\)"):
+        layer = keras_norms.InstanceNormalization(groups=2)
+    x = _input((2, 5, 5, 4))
+    np.testing.assert_allclose(np.asarray(layer(x)), references.instance_norm(x), atol=1e-5)
+
+
+def test_instance_normalization_of_flat_inputs_warns_and_gives_beta_as_tfa_did():
+    layer = keras_norms.InstanceNormalization(beta_initializer="random_normal")
+    with pytest.warns(UserWarning, match=r"output is `beta`"):
+        outputs = layer(_input((3, 6)))
+    np.testing.assert_allclose(np.asarray(outputs), np.broadcast_to(layer.beta.numpy(), (3, 6)), atol=1e-6)

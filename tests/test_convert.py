@@ -166,6 +166,14 @@ def test_bad_models_and_match_name_the_argument():
         keras_norms.convert_norms(_nested_model(), "group", match=3)
 
 
+def test_a_match_that_replaces_a_convolution_says_what_no_longer_fits():
+    model = _nested_model()
+    snapshot = _snapshot(model)
+    with pytest.raises(ValueError, match=r"(?s)after replacing \['conv'\]: .*check `match`"):
+        keras_norms.convert_norms(model, "layer", match=lambda layer: layer.name == "conv")
+    _assert_unchanged(model, snapshot)
+
+
 def test_a_failed_conversion_leaves_the_model_untouched():
     model = _nested_model()
     snapshot = _snapshot(model)
