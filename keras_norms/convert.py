@@ -108,6 +108,8 @@ def _replacement(layer, factory, kwargs: dict) -> keras.layers.Layer:
     named, variadic = _parameters(factory)
     carried = {key: value for key, value in config.items()
                if key in named or (variadic and key in _BASE_KEYS)}
+    if not getattr(factory, "axis_is_channel_axis", True):
+        carried.pop("axis", None)  # e.g. filter response norm's `axis` lists the spatial axes
     new = factory(**{**carried, **kwargs})
     if not isinstance(new, keras.layers.Layer):
         raise TypeError(f"Argument `to` returned {type(new).__name__}, not a keras.layers.Layer. "

@@ -80,6 +80,10 @@ class FilterResponseNormalization(NormalizationLayer):
     [('learned_epsilon', (1,)), ('gamma', (1, 1, 1, 16)), ('beta', (1, 1, 1, 16))]
     """
 
+    # `axis` lists the spatial axes (the channels are last): convert_norms does not carry a batch
+    # norm's channel axis over to it.
+    axis_is_channel_axis = False
+
     def __init__(
         self,
         epsilon: float = 1e-6,

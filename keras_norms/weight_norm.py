@@ -55,7 +55,8 @@ class WeightNormalization(keras.layers.Wrapper):
       out, so the pre-activations come out with mean 0 and variance 1.
     - Transposed convolutions are normalized per output channel (their kernel
       axis -2, ``g`` of shape `(filters,)`); tfa normalized their last kernel
-      axis, the input channels.
+      axis, the input channels (`TfaWeightNormalization`, which tfa files
+      load as, keeps tfa's rule).
     - An `activity_regularizer` goes on the wrapper, not on a wrapped Dense or
       convolution.
 
@@ -109,6 +110,10 @@ class WeightNormalization(keras.layers.Wrapper):
     ['g', 'initialized', 'kernel', 'bias']
     """
 
+    # tensorflow-addons normalized every kernel per slice of its last axis, the input channels of a
+    # transposed convolution; this class per output channel (TfaWeightNormalization as tfa).
+    _last_kernel_axis = False
+
     def __init__(self, layer, data_init: bool = True, **kwargs):
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
@@ -157,7 +162,7 @@ class WeightNormalization(keras.layers.Wrapper):
                 f"WeightNormalization needs a `{name}` variable in {type(owner).__name__} "
                 f"{owner.name!r} (supported: {_SUPPORTED}). Received: {name}={kernel!r}"
             )
-        transposed = isinstance(self.layer, _TRANSPOSED_CONVOLUTIONS)
+        transposed = isinstance(self.layer, _TRANSPOSED_CONVOLUTIONS) and not self._last_kernel_axis
         self._output_axis = len(kernel.shape) - (2 if transposed else 1)
         self.g = self.add_weight(
             name="g",
@@ -371,15 +376,19 @@ class WeightNormalization(keras.layers.Wrapper):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class TfaWeightNormalization(WeightNormalization):
-    """`WeightNormalization` with the weights of a tensorflow-addons file, which loads as this class.
+    """`WeightNormalization` as tensorflow-addons laid it out; files naming ``Addons>WeightNormalization``
+    load as this class.
 
     With ``data_init=True``, tensorflow-addons also saved copies of the wrapped
     layer's weights (its internal `_naked_clone_layer`, made at build time for
     the data-dependent initialization), after ``[g, kernel, bias,
     initialized]``. This class holds them, unused, so that tfa's `.h5` files
-    load weight for weight; files naming ``Addons>WeightNormalization`` load
-    as it. New models use `WeightNormalization`, which has no such copies.
+    load weight for weight. It also normalizes a transposed convolution's
+    kernel per input channel (its last axis), as tfa did, so a tfa model
+    computes what it computed. New models use `WeightNormalization`.
     """
+
+    _last_kernel_axis = True
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -115,6 +115,17 @@ def test_convert_to_group_norm_carries_gamma_beta_and_shared_arguments():
     np.testing.assert_allclose(converted(x[:1], training=True), converted(x, training=True)[:1], atol=1e-5)
 
 
+@pytest.mark.parametrize("name", keras_norms.names())
+def test_conversion_to_every_registry_name_builds_and_runs(name):
+    model = _nested_model()
+    kwargs = {"groups": 2} if name == "group" else {}
+    converted = keras_norms.convert_norms(model, name, **kwargs)
+    kinds = {type(layer) for layer in _layers(converted)}
+    assert not any(is_batch_norm(layer) for layer in _layers(converted)) or name == "batch"
+    assert type(keras_norms.get(name, **kwargs)) in kinds
+    assert np.all(np.isfinite(converted(_images((2, 6, 6, 3)), training=True)))
+
+
 def test_match_selects_the_layers_and_a_factory_makes_them():
     model = _nested_model()
     made = []

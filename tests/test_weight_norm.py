@@ -465,3 +465,18 @@ def test_converts_to_tflite_builtins_as_the_plain_layers():
 def test_bad_input_names_the_argument_and_value(make, error, message):
     with pytest.raises(error, match=re.escape(message)):
         make()
+
+
+def test_tfa_layout_normalizes_a_transposed_convolution_per_input_channel_as_tfa():
+    from keras_norms.weight_norm import TfaWeightNormalization
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 4, 4, 3)).astype("float32")
+    layer = TfaWeightNormalization(keras.layers.Conv2DTranspose(5, 3, strides=2), data_init=False)
+    layer(x)
+    assert tuple(layer.g.shape) == (3,)  # tfa: one length per slice of the kernel's last axis
+    layer.set_tfa_weights([rng.uniform(0.5, 2.0, 3), rng.normal(size=(3, 3, 5, 3)), rng.normal(size=5),
+                           np.array(True)])
+    kernel = effective_kernel(layer.v.numpy(), layer.g.numpy(), output_axis=-1)
+    expected = conv_transpose_2d_valid(x, kernel, stride=2)[:, :9, :9] + layer.layer.bias.numpy()
+    assert_close(layer(x), expected, 1e-5, "tfa transposed convolution")
