@@ -88,7 +88,7 @@ class _ConditionedNormalization(NormalizationLayer):
             regularizer=self.bias_regularizer, autocast=False,
         )
 
-    def _parameters(self, condition, chunks: int):
+    def _modulation(self, condition, chunks: int):
         return F.condition_parameters(condition, self.kernel, self.bias, chunks=chunks,
                                       activation=self.activation)
 
@@ -201,7 +201,7 @@ class AdaptiveInstanceNormalization(_ConditionedNormalization):
             outputs = F.adaptive_instance_norm(inputs, self.cast_for_math(style), alpha=alpha,
                                                epsilon=self.epsilon)
         else:
-            scale, shift = self._parameters(style, 2)
+            scale, shift = self._modulation(style, 2)
             outputs = F.modulated_instance_norm(inputs, scale, shift, alpha=alpha, epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
 
@@ -289,7 +289,7 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
         inputs = self.prepare(inputs)
         self._check_vector(inputs.shape, condition.shape)
         rank = len(inputs.shape)
-        parameters = self._parameters(condition, 3 if self.zero else 2)
+        parameters = self._modulation(condition, 3 if self.zero else 2)
         shift, scale = parameters[:2]
         normalized = F.layer_norm(inputs, axis=-1, epsilon=self.epsilon)
         outputs = ops.cast(F.modulate(normalized, 1.0 + scale, shift), self.compute_dtype)
@@ -374,7 +374,7 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
     def call(self, inputs, condition):
         inputs = self.prepare(inputs)
         self._check_vector(inputs.shape, condition.shape)
-        scale, shift = self._parameters(condition, 2)
+        scale, shift = self._modulation(condition, 2)
         normalized = F.group_norm(inputs, self.groups, epsilon=self.epsilon)
         return ops.cast(F.modulate(normalized, 1.0 + scale, shift), self.compute_dtype)
 

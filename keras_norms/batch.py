@@ -358,8 +358,9 @@ class BatchNormalization(AffineNormalization):
 
         def update(variable, value, momentum):
             # The statistics are float32 (float64 in a float64 layer); the variables have the variable dtype.
-            averaged = variable * momentum + ops.cast(value, variable.dtype) * (1.0 - momentum)
-            variable.assign(ops.where(nonempty, averaged, variable))
+            current = ops.convert_to_tensor(variable)  # jax.numpy takes arrays, not Keras variables
+            averaged = current * momentum + ops.cast(value, variable.dtype) * (1.0 - momentum)
+            variable.assign(ops.where(nonempty, averaged, current))
             return averaged
 
         if not self.renorm:
@@ -372,7 +373,8 @@ class BatchNormalization(AffineNormalization):
         update(self.moving_mean, mean, self.momentum)
         moving_stddev = update(self.moving_stddev, stddev, self.momentum)
         variance = ops.relu(moving_stddev * moving_stddev - self.epsilon)
-        self.moving_variance.assign(ops.where(nonempty, variance, self.moving_variance))
+        current = ops.convert_to_tensor(self.moving_variance)
+        self.moving_variance.assign(ops.where(nonempty, variance, current))
 
     def get_config(self):
         config = {

@@ -75,6 +75,16 @@ def _upcast_all(*tensors):
     return [None if t is None else ops.cast(t, dtype) for t in tensors]
 
 
+def _mean(x, axis, keepdims: bool = False):
+    """`ops.mean`, computed in the dtype of `x` (Keras' PyTorch backend takes float64 means in float32)."""
+    if backend.standardize_dtype(x.dtype) != "float64":
+        return ops.mean(x, axis=axis, keepdims=keepdims)
+    count = 1
+    for a in _as_axes(axis, len(x.shape)):
+        count = count * ops.shape(x)[a]
+    return ops.sum(x, axis=axis, keepdims=keepdims) / ops.cast(count, x.dtype)
+
+
 def _like(param, x):
     """`param` (a weight, a statistic; None passes) cast to the dtype of the upcast tensor `x`."""
     return None if param is None else ops.cast(param, x.dtype)
@@ -184,8 +194,8 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
 
         return _tf_kernels.cross_replica_moments(x, axes, keepdims=keepdims, mask=mask)
     if mask is None:
-        mean = ops.mean(x, axis=axes, keepdims=True)
-        variance = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
+        mean = _mean(x, axis=axes, keepdims=True)
+        variance = _mean(ops.square(x - mean), axis=axes, keepdims=True)
     else:
         weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), x.dtype)
         count = ops.sum(weights, axis=axes, keepdims=True)
@@ -444,7 +454,7 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
             return outputs
     x = _upcast(x)
     axes = _as_axes(axis, len(x.shape))
-    inverse = ops.rsqrt(ops.mean(ops.square(x), axis=axes, keepdims=True) + epsilon)
+    inverse = ops.rsqrt(_mean(ops.square(x), axis=axes, keepdims=True) + epsilon)
     outputs = x * inverse
     if scale is not None:
         outputs = outputs * _broadcast(scale, x, axes)
@@ -497,12 +507,12 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
         if groups == channels:
             return per_channel
         by_group = ops.reshape(per_channel, (-1, channels // groups))
-        pooled = ops.mean(by_group, axis=1, keepdims=True)
+        pooled = _mean(by_group, axis=1, keepdims=True)
         pooled = ops.broadcast_to(pooled, ops.shape(by_group))
         return ops.reshape(pooled, ops.shape(per_channel))
 
     def spatial_mean(t):
-        return ops.mean(t, axis=spatial_axes, keepdims=True) if spatial_axes else t
+        return _mean(t, axis=spatial_axes, keepdims=True) if spatial_axes else t
 
     mean = pool_groups(spatial_mean(x))
     centered = x - mean
@@ -741,7 +751,7 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
         https://arxiv.org/abs/1911.09737
     """
     x = _upcast(x)
-    nu2 = ops.mean(ops.square(x), axis=_as_axes(axis, len(x.shape)), keepdims=True)
+    nu2 = _mean(ops.square(x), axis=_as_axes(axis, len(x.shape)), keepdims=True)
     epsilon = abs(float(epsilon))
     if learned_epsilon is not None:
         epsilon = epsilon + ops.abs(_like(learned_epsilon, x))
@@ -801,9 +811,9 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
     instance_mean, instance_variance = moments(x, _spatial_axes(rank, axis), keepdims=True)
 
     def pooled(axes):
-        mean = ops.mean(instance_mean, axis=axes, keepdims=True)
-        spread = ops.mean(ops.square(instance_mean - mean), axis=axes, keepdims=True)
-        return mean, ops.mean(instance_variance, axis=axes, keepdims=True) + spread
+        mean = _mean(instance_mean, axis=axes, keepdims=True)
+        spread = _mean(ops.square(instance_mean - mean), axis=axes, keepdims=True)
+        return mean, _mean(instance_variance, axis=axes, keepdims=True) + spread
 
     layer_mean, layer_variance = pooled(axis)
     if moving_mean is None:

@@ -181,7 +181,7 @@ class WeightNormalization(keras.layers.Wrapper):
             if training:
                 g, bias = self._initialize_once(inputs, mask)
             else:
-                g = ops.where(self.initialized, self.g, self._v_norm())
+                g = self._g_or_v_norm()
                 bias = self._bias()
             return self._forward(inputs, self._kernel(g), bias, training=training, mask=mask)
 
@@ -212,7 +212,7 @@ class WeightNormalization(keras.layers.Wrapper):
         if not self.built:
             raise ValueError(f"WeightNormalization {self.name!r} must be built before `remove()`.")
         with AutocastScope(None):
-            self.v.assign(self._kernel(ops.where(self.initialized, self.g, self._v_norm())))
+            self.v.assign(self._kernel(self._g_or_v_norm()))
         return self.layer
 
     def set_tfa_weights(self, weights) -> None:
@@ -252,6 +252,11 @@ class WeightNormalization(keras.layers.Wrapper):
     def _bias(self):
         bias = None if self.is_rnn else self.layer.bias
         return None if bias is None else ops.copy(bias)
+
+    def _g_or_v_norm(self):
+        """`g` once initialized, else ``||v||`` (the plain layer)."""
+        initialized, g = ops.convert_to_tensor(self.initialized), ops.convert_to_tensor(self.g)
+        return ops.where(initialized, g, self._v_norm())
 
     def _v_norm(self):
         """``||v||`` per output channel, shaped like `g`."""
