@@ -310,7 +310,8 @@ def export_model(
         An `ExportResult` (paths, TFLite op lists, parity numbers, manifest).
 
     Raises:
-        ValueError: Before any work: an unbuilt model, a model without input
+        ValueError: Before any work: another Keras backend than TensorFlow (save
+            the model and export the `.keras` file), an unbuilt model, a model without input
             shape, bad `formats`/`quantize`/`batch_size`, `"int8"` without
             `representative_data`, data of the wrong shape.
         FileExistsError: `directory` exists and `overwrite` is False.
@@ -328,6 +329,13 @@ def export_model(
     >>> sorted(result.paths)  # doctest: +SKIP
     ['manifest.json', 'model.tflite', 'saved_model']
     """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "The exporter writes TensorFlow SavedModel and TFLite files, so it runs on the TensorFlow "
+            f"backend; this process uses {keras.backend.backend()!r}. Save the model (model.save("
+            "'model.keras')) and export that file with `keras-norms export model.keras`, which runs "
+            "on TensorFlow, or from a process started with KERAS_BACKEND=tensorflow."
+        )
     plan = make_plan(model, formats, quantize, representative_data, batch_size, eval_data)
     directory = Path(os.fspath(directory)).absolute()
     _check_destination(directory, overwrite)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 
 
@@ -51,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    import keras
+
+    backend = keras.backend.backend()
+    if argv[:1] == ["export"] and backend != "tensorflow":
+        # SavedModel and TFLite are TensorFlow formats: the exporter runs on TensorFlow (the backend
+        # is fixed when Keras is imported, so in a new process), and a `.keras` file saved on any
+        # backend loads there.
+        print(f"keras-norms export: KERAS_BACKEND={backend} is set; exporting on TensorFlow.",
+              file=sys.stderr, flush=True)
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        return subprocess.call([sys.executable, "-m", "keras_norms.cli", *argv], env=env)
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "export":

@@ -260,3 +260,40 @@ def test_another_shape_than_built_and_bad_arguments_raise(name):
             candidate = keras_norms.get(name, **bad.kwargs)
             if bad.input_shape is not None:
                 candidate(np.zeros(bad.input_shape, "float32"))
+
+
+# ----------------------------------------------------------------------------- export from another backend
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="the exporter's own backend")
+def test_export_from_another_backend_says_to_export_the_keras_file(tmp_path):
+    from keras_norms.export import export_model
+
+    model = _model("group", spec_for("group").primary, spec_for("group").primary.input_shape[1:])
+    with pytest.raises(ValueError, match=f"this process uses '{BACKEND}'.*keras-norms export"):
+        export_model(model, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="trains on another backend than TensorFlow")
+def test_a_model_trained_on_this_backend_exports_with_the_cli(tmp_path):
+    import json
+
+    case = spec_for("batch").primary
+    rng = np.random.default_rng(4)
+    features = case.input_shape[1:]
+    model = _model("batch", case, features)
+    model.compile(optimizer="adam", loss="mse")
+    x = _sample((32, *features), rng)
+    model.fit(x, rng.normal(size=(32, 1)).astype("float32"), epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "model.keras")
+    env = {**os.environ, "KERAS_BACKEND": BACKEND,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "keras_norms.cli", "export", str(tmp_path / "model.keras"),
+                             "--out", str(tmp_path / "exported")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"KERAS_BACKEND={BACKEND} is set; exporting on TensorFlow" in result.stderr
+    parity = json.loads((tmp_path / "exported" / "manifest.json").read_text())["parity"]
+    assert parity["model.tflite"]["max_abs_error"] <= 1e-5, parity
