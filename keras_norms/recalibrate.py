@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_norms import functional as F
 from keras_norms.convert import check_model, is_batch_norm
 
 __all__ = ["recalibrate_batch_norms"]
@@ -50,22 +51,19 @@ class _Population:
 
 def _batch_statistics(layer, inputs, mask):
     """Per-channel count, mean and sum of squared deviations of what `layer` normalizes."""
-    dtype = "float64" if keras.backend.standardize_dtype(inputs.dtype) == "float64" else "float32"
-    x = ops.cast(inputs, dtype)
-    rank = len(x.shape)
+    rank = len(inputs.shape)
     axes = tuple(a for a in range(rank) if a != layer.axis % rank)
+    if mask is not None:
+        # Keras' convention: a mask of one rank less covers the positions along the last axis.
+        mask = ops.expand_dims(mask, -1) if len(mask.shape) == rank - 1 else mask
+        mask = ops.broadcast_to(ops.cast(mask, "bool"), ops.shape(inputs))
+    mean, variance = F.moments(inputs, axes, mask=mask)
     if mask is None:
-        weights = ops.ones_like(x)
+        per_channel = ops.size(inputs) // ops.shape(inputs)[layer.axis % rank]
+        count = ops.ones_like(mean) * ops.cast(per_channel, mean.dtype)
     else:
-        mask = ops.cast(mask, dtype)
-        weights = ops.broadcast_to(ops.expand_dims(mask, -1) if len(mask.shape) == rank - 1 else mask,
-                                   ops.shape(x))
-    count = ops.sum(weights, axis=axes)
-    mean = ops.sum(x * weights, axis=axes) / ops.maximum(count, 1.0)
-    shape = [1] * rank
-    shape[layer.axis % rank] = -1
-    m2 = ops.sum(ops.square(x - ops.reshape(mean, shape)) * weights, axis=axes)
-    return count, mean, m2
+        count = ops.sum(ops.cast(mask, mean.dtype), axis=axes)
+    return count, mean, variance * count
 
 
 def _record_calls(layers, records):
