@@ -18,7 +18,6 @@ from keras_norms.adaptive import (
 from keras_norms.batch import BatchNormalization
 from keras_norms.compat import tfa_custom_objects
 from keras_norms.conditional import (
-    SPADE,
     ConditionalBatchNormalization,
     ConditionalInstanceNormalization,
     FiLM,
@@ -34,6 +33,7 @@ from keras_norms.layer import LayerNormalization, RMSNormalization
 from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.registry import get, names, register
 from keras_norms.response import TLU, FilterResponseNormalization
+from keras_norms.spade import SPADE
 from keras_norms.switchable import SwitchableNormalization
 from keras_norms.weight_norm import WeightNormalization
 from keras_norms.weight_standardization import WeightStandardizedConv2D

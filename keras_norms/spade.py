@@ -1,0 +1,176 @@
+"""SPADE: spatially-adaptive normalization, gamma and beta per pixel from a conditioning map.
+
+Like the layers of `keras_norms.conditional`, it is called as
+`layer(inputs, condition)` and has no registry name; the condition checks and
+weights are theirs.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import initializers, ops, regularizers
+
+from keras_norms import functional as F
+from keras_norms._base import check_epsilon, check_fraction, check_rank, resolve_axes
+from keras_norms.batch import BatchNormalization
+from keras_norms.conditional import _check_count, _ConditionalLayer
+
+_PARAM_FREE_NORMS = ("batch", "instance")
+
+
+@keras.saving.register_keras_serializable(package="keras_norms")
+class SPADE(_ConditionalLayer):
+    """Spatially-adaptive normalization (Park et al., 2019): a gamma and beta per pixel from a map.
+
+    `x` is normalized without parameters (batch norm with moving statistics,
+    or instance norm). The conditioning map (a one-hot segmentation map, say)
+    is resized to the size of `x` by nearest neighbour
+    (`keras_norms.functional.resize_nearest`), goes through a shared
+    convolution and a ReLU, then through one convolution for gamma and one
+    for beta (all ``kernel_size`` square, stride 1, "same" padding):
+    ``h = relu(conv(resize(m)))``,
+    ``y = norm(x) * (1 + conv_gamma(h)) + conv_beta(h)``.
+    Images are channels last.
+
+    Args:
+        param_free_norm: `"batch"` or `"instance"`.
+        hidden_channels: Channels of the shared convolution (128 in the paper).
+        kernel_size: Size of the square convolution kernels.
+        epsilon: Small float added to the variance, > 0.
+        momentum: Momentum of the moving statistics (`"batch"` only).
+        synchronized: Batch statistics over all replicas (`"batch"` only).
+        freeze_statistics: Normalize with the moving statistics and leave
+            them as they are, also in training (`"batch"` only; fine-tuning).
+        kernel_initializer, bias_initializer: Initializers of the convolutions.
+        kernel_regularizer: Regularizer of the convolution kernels.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: Images `(batch, height, width, channels)`.
+        condition: Maps `(batch, map_height, map_width, map_channels)`, any size.
+        training: Python bool, for `"batch"` (as in `BatchNormalization`).
+
+    Reference:
+        Park et al., 2019, "Semantic Image Synthesis with Spatially-Adaptive
+        Normalization", https://arxiv.org/abs/1903.07291
+
+    Example:
+
+    >>> import numpy as np, keras_norms
+    >>> layer = keras_norms.SPADE(hidden_channels=16)
+    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    >>> segmentation = np.eye(5, dtype="float32")[np.zeros((2, 32, 32), int)]
+    >>> tuple(layer(x, segmentation, training=True).shape), tuple(layer.gamma_kernel.shape)
+    ((2, 8, 8, 4), (3, 3, 16, 4))
+    """
+
+    def __init__(
+        self,
+        param_free_norm: str = "batch",
+        hidden_channels: int = 128,
+        kernel_size: int = 3,
+        epsilon: float = 1e-3,
+        momentum: float = 0.99,
+        synchronized: bool = False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        freeze_statistics: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if param_free_norm not in _PARAM_FREE_NORMS:
+            raise ValueError(
+                f"Argument `param_free_norm` must be one of {_PARAM_FREE_NORMS}. "
+                f"Received: param_free_norm={param_free_norm!r}"
+            )
+        self.param_free_norm = param_free_norm
+        self.hidden_channels = _check_count("hidden_channels", hidden_channels)
+        self.kernel_size = _check_count("kernel_size", kernel_size)
+        self.epsilon = check_epsilon(epsilon)
+        self.normalization = None
+        if param_free_norm == "batch":
+            self.normalization = BatchNormalization(
+                momentum=momentum, epsilon=epsilon, center=False, scale=False,
+                synchronized=synchronized, freeze_statistics=freeze_statistics,
+                dtype=self.statistics_dtype, name="batch_normalization",
+            )
+            self.normalization.trainable = self.trainable
+        self.momentum = check_fraction("momentum", momentum)
+        self.synchronized = bool(synchronized)
+        self.freeze_statistics = freeze_statistics
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self._map_channels = None
+
+    @property
+    def freeze_statistics(self) -> bool:
+        """Normalize with the moving statistics and leave them as they are (`"batch"` only)."""
+        return self._freeze_statistics
+
+    @freeze_statistics.setter
+    def freeze_statistics(self, value: bool) -> None:
+        self._freeze_statistics = bool(value)
+        if self.normalization is not None:
+            self.normalization.freeze_statistics = bool(value)
+
+    def _condition_problem(self, inputs_shape, condition_shape, integer):
+        if len(condition_shape) != 4:
+            return f"the condition must be a batch of maps, of rank 4, not rank {len(condition_shape)}"
+        if condition_shape[-1] is None:
+            return "the condition's channel axis must have a defined size"
+        if self._map_channels is not None and condition_shape[-1] != self._map_channels:
+            return f"the layer was built for maps of {self._map_channels} channels, not {condition_shape[-1]}"
+        return None
+
+    def build(self, inputs_shape, condition_shape):
+        name = type(self).__name__
+        check_rank(name, inputs_shape, 4, 4)
+        (axis,) = resolve_axes(name, -1, inputs_shape)
+        self._check_condition(inputs_shape, condition_shape)
+        self.expect_input_shape(inputs_shape, [axis])
+        if self.normalization is not None:
+            self.normalization.build(inputs_shape)
+        self._map_channels = condition_shape[-1]
+        channels, hidden, size = inputs_shape[axis], self.hidden_channels, self.kernel_size
+
+        def convolution(prefix, in_channels, out_channels):
+            kernel = self._weight(f"{prefix}_kernel", (size, size, in_channels, out_channels),
+                                  self.kernel_initializer, self.kernel_regularizer)
+            return kernel, self._weight(f"{prefix}_bias", (out_channels,), self.bias_initializer)
+
+        self.shared_kernel, self.shared_bias = convolution("shared", self._map_channels, hidden)
+        self.gamma_kernel, self.gamma_bias = convolution("gamma", hidden, channels)
+        self.beta_kernel, self.beta_bias = convolution("beta", hidden, channels)
+
+    def call(self, inputs, condition, training=None):
+        inputs = self.prepare(inputs)
+        self._check_condition(inputs.shape, condition.shape)
+        if self.normalization is not None:
+            normalized = self.normalization(inputs, training=training)
+        else:
+            normalized = F.group_norm(inputs, -1, epsilon=self.epsilon)
+        height, width = inputs.shape[1:3]
+        dynamic = ops.shape(inputs)
+        size = (dynamic[1] if height is None else height, dynamic[2] if width is None else width)
+        segmentation = F.resize_nearest(ops.cast(condition, self.statistics_dtype), size)
+        hidden = ops.relu(F.conv2d(segmentation, self.shared_kernel, self.shared_bias))
+        gamma = F.conv2d(hidden, self.gamma_kernel, self.gamma_bias)
+        beta = F.conv2d(hidden, self.beta_kernel, self.beta_bias)
+        return ops.cast(F.modulate(normalized, 1.0 + gamma, beta), self.compute_dtype)
+
+    def get_config(self):
+        config = {
+            "param_free_norm": self.param_free_norm,
+            "hidden_channels": self.hidden_channels,
+            "kernel_size": self.kernel_size,
+            "epsilon": self.epsilon,
+            "momentum": self.momentum,
+            "synchronized": self.synchronized,
+            "freeze_statistics": self.freeze_statistics,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+        }
+        return {**super().get_config(), **config}
