@@ -43,6 +43,7 @@ __all__ = [
     "fast_paths_enabled",
     "filter_response_norm",
     "group_norm",
+    "kernel_norms",
     "layer_norm",
     "linear",
     "modulate",
@@ -59,6 +60,7 @@ __all__ = [
     "use_fast_paths",
     "virtual_batch_moments",
     "virtual_batch_norm",
+    "weight_normalized_kernel",
 ]
 
 
@@ -845,3 +847,39 @@ def standardize_kernel(kernel, *, epsilon: float = 1e-5):
     rank = len(kernel.shape)
     mean, variance = moments(kernel, tuple(range(rank - 1)), keepdims=True)
     return normalize(kernel, mean, variance, epsilon=epsilon)
+
+
+def kernel_norms(kernel, *, axis: int = -1):
+    """``||kernel||`` per slice along `axis` (over every other axis), in the dtype of `kernel`.
+
+    The lengths weight normalization starts `g` at, so that ``g * v / ||v||`` is `v`.
+    """
+    kernel = ops.convert_to_tensor(kernel)
+    axes = [a for a in range(len(kernel.shape)) if a != axis % len(kernel.shape)]
+    return ops.sqrt(ops.sum(ops.square(kernel), axis=axes))
+
+
+def weight_normalized_kernel(direction, length, *, axis: int = -1, epsilon: float = 1e-12):
+    """Weight normalization: ``length * direction / ||direction||`` per slice along `axis`.
+
+    The norm is over every other axis; squared norms are floored at `epsilon`,
+    as in `tf.nn.l2_normalize`. Computed in the dtype of `direction`.
+
+    Args:
+        direction: The kernel `v`, e.g. `(kernel_height, kernel_width, in, out)`.
+        length: `g`, one length per slice along `axis`.
+        axis: The output-channel axis of the kernel.
+        epsilon: Floor of the squared norms.
+
+    Reference:
+        Salimans and Kingma, 2016, "Weight Normalization: A Simple
+        Reparameterization to Accelerate Training of Deep Neural Networks",
+        https://arxiv.org/abs/1602.07868
+    """
+    direction = ops.convert_to_tensor(direction)
+    rank = len(direction.shape)
+    axis %= rank
+    axes = [a for a in range(rank) if a != axis]
+    squared_norm = ops.sum(ops.square(direction), axis=axes, keepdims=True)
+    channel_shape = [-1 if a == axis else 1 for a in range(rank)]
+    return direction * ops.rsqrt(ops.maximum(squared_norm, epsilon)) * ops.reshape(length, channel_shape)

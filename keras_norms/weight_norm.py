@@ -12,6 +12,8 @@ from keras import ops
 # normalization must read the float32 kernel under mixed precision (not its bfloat16 copy).
 from keras.src.backend import AutocastScope
 
+from keras_norms import functional as F
+
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _TRANSPOSED_CONVOLUTIONS = (
     keras.layers.Conv1DTranspose,
@@ -260,18 +262,11 @@ class WeightNormalization(keras.layers.Wrapper):
 
     def _v_norm(self):
         """``||v||`` per output channel, shaped like `g`."""
-        v = ops.convert_to_tensor(self.v)
-        axes = [a for a in range(len(v.shape)) if a != self._output_axis]
-        return ops.sqrt(ops.sum(ops.square(v), axis=axes))
+        return F.kernel_norms(self.v, axis=self._output_axis)
 
     def _kernel(self, g):
         """``g * v / ||v||`` in the dtype of `v`."""
-        v = ops.convert_to_tensor(self.v)
-        rank = len(v.shape)
-        axes = [a for a in range(rank) if a != self._output_axis]
-        squared_norm = ops.sum(ops.square(v), axis=axes, keepdims=True)
-        channel_shape = [-1 if a == self._output_axis else 1 for a in range(rank)]
-        return v * ops.rsqrt(ops.maximum(squared_norm, _SQUARED_NORM_EPSILON)) * ops.reshape(g, channel_shape)
+        return F.weight_normalized_kernel(self.v, g, axis=self._output_axis, epsilon=_SQUARED_NORM_EPSILON)
 
     def _initialize_once(self, inputs, mask):
         """`g` and the bias, first set to their initial values if the layer is not initialized."""
