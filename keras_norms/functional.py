@@ -9,7 +9,7 @@ from it), which stays accurate when the data has a large mean, where
 ``E[x^2] - E[x]^2`` loses every significant digit.
 
 With the TensorFlow backend, batch, group, instance, layer and RMS norm take
-fast paths (keras_norms/_tf_kernels.py: TensorFlow's fused batch norm kernel,
+fast paths (keras_norms/kernels/: TensorFlow's fused batch norm kernel,
 closed-form gradients) that compute the same values in fewer passes over
 memory; `use_fast_paths(False)` runs the plain `keras.ops` math below instead,
 which is also what every other backend runs.
@@ -94,7 +94,7 @@ def _like(param, x):
 
 # ----------------------------------------------------------------------------- fast paths
 # With the TensorFlow backend, batch norm runs TensorFlow's fused kernel and the other norms
-# closed-form gradients (keras_norms/_tf_kernels.py); the keras.ops math below is the plain
+# closed-form gradients (keras_norms/kernels/); the keras.ops math below is the plain
 # path, for every backend. Both compute the same values to float32 rounding.
 
 _FAST_PATHS_VARIABLE = "KERAS_NORMS_FAST_PATHS"
@@ -134,15 +134,15 @@ def fast_paths_enabled() -> bool:
 
 
 def _kernels(x):
-    """`keras_norms._tf_kernels` when the fast paths apply to `x`, else None.
+    """`keras_norms.kernels.tf` when the fast paths apply to `x`, else None.
 
     The fast paths compute in float32; float64 inputs take the plain path.
     """
     if not fast_paths_enabled() or backend.standardize_dtype(x.dtype) == "float64":
         return None
-    from keras_norms import _tf_kernels
+    from keras_norms.kernels import tf as tf_kernels
 
-    return _tf_kernels
+    return tf_kernels
 
 
 def _as_axes(axes: int | Sequence[int], rank: int) -> tuple[int, ...]:
@@ -192,9 +192,9 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
     x = _upcast(x)
     axes = _as_axes(axes, len(x.shape))
     if synchronized:
-        from keras_norms import _tf_kernels
+        from keras_norms.kernels import tf as tf_kernels
 
-        return _tf_kernels.cross_replica_moments(x, axes, keepdims=keepdims, mask=mask)
+        return tf_kernels.cross_replica_moments(x, axes, keepdims=keepdims, mask=mask)
     if mask is None:
         mean = _mean(x, axis=axes, keepdims=True)
         variance = _mean(ops.square(x - mean), axis=axes, keepdims=True)

@@ -1,4 +1,4 @@
-"""The TensorFlow fast paths (keras_norms/_tf_kernels.py) against the plain keras.ops path and float64.
+"""The TensorFlow fast paths (keras_norms/kernels/) against the plain keras.ops path and float64.
 
 The contract suite runs both paths on small cases (its numerics tests are
 parametrized over them); here are the cases it does not reach: training graphs
@@ -23,8 +23,8 @@ import tensorflow as tf
 from graph_checks import max_rank, op_tensors
 
 import keras_norms
-from keras_norms import _tf_kernels
 from keras_norms import functional as F
+from keras_norms.kernels import tf_base, tf_example
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ CASES = [
 def _per_example_kernels_on_small_tensors(monkeypatch):
     # Statistics by examples (example_standardize) take examples of 2**17 elements and more; the
     # tests reach them with examples of 2**12.
-    monkeypatch.setattr(_tf_kernels, "_EXAMPLE_MIN_ELEMENTS", 1 << 12)
+    monkeypatch.setattr(tf_example, "_EXAMPLE_MIN_ELEMENTS", 1 << 12)
 
 
 def _randomize(layer, rng):
@@ -132,10 +132,10 @@ def test_training_matches_plain_path(case_id, make_layer, shape, training, compi
     if compiled.startswith("graph-jit-kernels"):
         # The XLA-compiled kernels that large tensors get in a graph without XLA; in chunks of the
         # fewest examples (2) or rows (1) that they take, so that their loops run.
-        monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
-        monkeypatch.setattr(_tf_kernels, "_compiled_functions", {})  # traced anew, with this chunk size
+        monkeypatch.setattr(tf_base, "_COMPILE_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(tf_base, "_compiled_functions", {})  # traced anew, with this chunk size
         if compiled.endswith("chunks"):
-            monkeypatch.setattr(_tf_kernels, "_CHUNK_BYTES", 1)
+            monkeypatch.setattr(tf_base, "_CHUNK_BYTES", 1)
         compiled = "graph"
     compiled = None if compiled == "eager" else compiled
     fast = _run(make_layer, shape, training, fast=True, compiled=compiled)
@@ -152,10 +152,10 @@ def test_training_matches_plain_path(case_id, make_layer, shape, training, compi
 def test_compiled_row_kernel_matches_float64(center, chunk_rows, traced, monkeypatch):
     # Large tensors run XLA-compiled forward and backward functions; force them on a small one. Its
     # backward loops over chunks of rows that stay in cache: 24 rows are 4 chunks of 5 and 4 left.
-    monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(_tf_kernels, "_compiled_functions", {})
+    monkeypatch.setattr(tf_base, "_COMPILE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(tf_base, "_compiled_functions", {})
     if chunk_rows:
-        monkeypatch.setattr(_tf_kernels, "_CHUNK_BYTES", 4 * 16 * chunk_rows)
+        monkeypatch.setattr(tf_base, "_CHUNK_BYTES", 4 * 16 * chunk_rows)
     rng = np.random.default_rng(1)
     x = rng.normal(5.0, 2.0, (4, 6, 16)).astype("float32")
     upstream = rng.normal(size=x.shape)
@@ -176,7 +176,7 @@ def test_compiled_row_kernel_matches_float64(center, chunk_rows, traced, monkeyp
         step = tf.function(step, input_signature=[tf.TensorSpec((None, 6, 16)), tf.TensorSpec((16,)),
                                                   tf.TensorSpec((16,))])
     outputs, grads = step(*inputs)
-    assert _tf_kernels._compiled_functions, "the compiled kernels did not run"
+    assert tf_base._compiled_functions, "the compiled kernels did not run"
 
     def reference(x, gamma, beta):
         if center:
@@ -198,7 +198,7 @@ def test_group_norm_from_per_example_statistics_matches_float64(jit_kernels, mon
     # Statistics pooled from the fused kernel's per-(example, channel) moments, the law of total
     # variance, and the per-(example, channel) sums of its inference-mode gradient.
     if jit_kernels:
-        monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(tf_base, "_COMPILE_MIN_ELEMENTS", 0)
     rng = np.random.default_rng(5)
     x = rng.normal(3.0, 2.0, (2, 8, 8, 64)).astype("float32")
     x[1, ..., :16] *= 20.0  # groups whose channels have different means and spreads
@@ -247,7 +247,7 @@ LARGE_MEAN_CASES = {
 @pytest.mark.parametrize("compiled", ["graph", "xla"])
 @pytest.mark.parametrize("name", list(LARGE_MEAN_CASES))
 def test_training_kernels_are_accurate_for_inputs_with_a_large_mean(name, compiled, monkeypatch):
-    monkeypatch.setattr(_tf_kernels, "_COMPILE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(tf_base, "_COMPILE_MIN_ELEMENTS", 0)
     make_layer, reference, training = LARGE_MEAN_CASES[name]
     shape = {"batch-rank3": (4, 36, 16), "group-sliced": (2, 16, 16, 16)}.get(name, (4, 6, 6, 16))
     x = (1e4 + np.random.default_rng(2).normal(size=shape)).astype("float32")
