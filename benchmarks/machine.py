@@ -60,7 +60,7 @@ def describe() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": {name: _version(name) for name in
-                     ("keras-norms", "tensorflow", "keras", "numpy", "torch", "ai-edge-litert")},
+                     ("keras-norms", "tensorflow", "keras", "jax", "numpy", "torch", "ai-edge-litert")},
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux builds)"),
         "load_average_start": load_average(),
     }

@@ -71,6 +71,9 @@ def targets(results: dict) -> list[dict]:
     _check(found, "every training step within 3x of the memory floor (graph)",
            [(r["norm"], r["ms"]["keras-norms"] / r["floor_ms"])
             for r in _rows(main, mode="train", xla=False, **f32)], maximum=3.0)
+    _check(found, "JAX: every training step not slower than Keras' built-in (jit)",
+           [(r["norm"], _ratio(r, "keras")) for r in _rows(results.get("jax", []), mode="train", **f32)],
+           minimum=1.0)
     tflite = results.get("tflite", {})
     if "batch" in tflite and "median_ms" in tflite["batch"]:
         _check(found, "TFLite paper CNN with group/instance norm within 1.3x of folded batch norm",
@@ -158,6 +161,14 @@ def markdown(results: dict) -> str:
                   "(`virtual_batch_size=8`; Keras has none, its anchor is its plain batch norm) and batch "
                   "renormalization (Keras' `renorm=True`).", ""]
         lines += _timing_table(results["variants"], variant=True)
+    if results.get("jax"):
+        lines += ["", "## JAX backend (`jax.jit`)", "",
+                  "The same norms and shapes with `KERAS_BACKEND=jax`, in a process of its own: each step "
+                  "is a `jax.jit` function of `Layer.stateless_call` (what `model.fit` runs), XLA-compiled "
+                  "like every JAX step. `keras-norms` takes the JAX fast paths (closed-form gradients of "
+                  "batch, layer and RMS norm; batch norm inference as one multiply-add), `keras-norms plain` "
+                  "the `keras.ops` path, `keras` is `keras.layers.*` on JAX.", ""]
+        lines += _timing_table(results["jax"], variant=False)
     if results.get("memory"):
         names = _contender_columns([{"ms": r["peak_bytes"]} for r in results["memory"]])
         lines += ["", "## Peak memory of a training step (float32, graph mode)", "",

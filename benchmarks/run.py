@@ -9,7 +9,9 @@ interleaves keras-norms (fast paths, and the plain `keras.ops` path), the
 Keras built-in layer, PyTorch (when importable; channels last) and reports the
 memory floor: the bytes that must move over the measured large-copy bandwidth.
 Then batch norm variants (other ranks, channels first, ghost batches, renorm),
-the peak memory of a training step, and TFLite latency of the paper's CNN.
+the peak memory of a training step, TFLite latency of the paper's CNN, and the
+same norms on the JAX backend (`jax.jit` steps, in a process of its own)
+against Keras' built-ins there.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import gc
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks.report import ONE_PASS
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("main", "variants", "memory", "tflite")
+SECTIONS = ("main", "variants", "memory", "tflite", "jax")
 
 
 def _parse(argv):
@@ -78,12 +81,16 @@ def _row(label: dict, timings: dict, floor_ms: float) -> dict:
     row = {**label, "floor_ms": floor_ms, "ms": {name: t["median_ms"] for name, t in timings.items()},
            "min_ms": {name: t["min_ms"] for name, t in timings.items()},
            "samples_ms": {name: t["samples_ms"] for name, t in timings.items()}}
-    ours = row["ms"]["keras-norms"]
-    print("  ".join([f"{label['norm']:>8} {label.get('variant', ''):>14} {label['mode']:>9} "
-                     f"{'xla' if label['xla'] else 'graph':>5} {label['dtype']:>8}"]
-                    + [f"{name} {ms:7.1f}" for name, ms in row["ms"].items()]
-                    + [f"floor {floor_ms:5.1f}", f"keras/ours {row['ms']['keras'] / ours:4.2f}"]), flush=True)
+    print(_describe(row), flush=True)
     return row
+
+
+def _describe(row: dict) -> str:
+    return "  ".join([f"{row['norm']:>8} {row.get('variant', ''):>14} {row['mode']:>9} "
+                      f"{'xla' if row['xla'] else 'graph':>5} {row['dtype']:>8}"]
+                     + [f"{name} {ms:7.1f}" for name, ms in row["ms"].items()]
+                     + [f"floor {row['floor_ms']:5.1f}",
+                        f"keras/ours {row['ms']['keras'] / row['ms']['keras-norms']:4.2f}"])
 
 
 def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, torch_spec=None,
@@ -190,6 +197,33 @@ def run_memory(args) -> list[dict]:
     return rows
 
 
+def run_jax(args, bandwidth) -> list[dict]:
+    """The main rows on the JAX backend (benchmarks/jax_workloads.py, in its own process)."""
+    from benchmarks import tf_workloads as W
+
+    if importlib.util.find_spec("jax") is None:
+        print("jax is not installed: no JAX section", flush=True)
+        return []
+    command = [sys.executable, "-m", "benchmarks.jax_workloads", "--norms", ",".join(args.norms),
+               "--modes", ",".join(args.modes), "--dtypes", ",".join(args.dtypes),
+               "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    command += ["--no-plain"] if args.no_plain else []
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    rows = []
+    with subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True) as worker:
+        for line in worker.stdout:
+            if not line.startswith("{"):
+                continue
+            row = json.loads(line)
+            row["floor_ms"] = 1e3 * W.PASSES[row["mode"]] * W.tensor_bytes(row["shape"], row["dtype"]) / (
+                bandwidth * 1e9)
+            print("jax " + _describe(row), flush=True)
+            rows.append(row)
+    if worker.returncode:
+        raise RuntimeError(f"the JAX benchmark failed (exit {worker.returncode}): {' '.join(command)}")
+    return rows
+
+
 def main(argv=None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))  # keras_norms from this checkout even where it is not installed
@@ -218,6 +252,8 @@ def main(argv=None) -> None:
         results["tflite"] = tflite_latency.measure(repeats=args.repeats, threads=_threads())
         latencies = {k: round(v["median_ms"], 3) for k, v in results["tflite"].items() if "median_ms" in v}
         print("tflite", latencies)
+    if "jax" in args.sections:
+        results["jax"] = run_jax(args, bandwidth)
     results["machine"]["load_average_end"] = machine.load_average()
     results["targets"] = report.targets(results)
     for target in results["targets"]:

@@ -70,8 +70,15 @@ class BatchNormalization(AffineNormalization):
       value is corrected by `r` and `d` (clipped by `renorm_clipping`) towards
       the moving statistics, so training and inference agree even for small or
       non-i.i.d. batches. Same variables and update rule as Keras.
-    - **`synchronized=True`**: under a `tf.distribute` strategy, mean and
-      variance are computed over the global batch of all replicas.
+    - **`synchronized=True`**: mean and variance are those of the global
+      batch of all devices. On TensorFlow, under a `tf.distribute` strategy,
+      each replica's sums are all-reduced (the mean first, then the squared
+      deviations from it). On JAX, under `keras.distribution.DataParallel`
+      (one process or several), the jitted step sees the global batch as one
+      sharded array, so the statistics are global with or without the flag
+      (Keras' own layer refuses the flag on JAX; this one accepts it, so one
+      model runs on both). PyTorch has no multi-device Keras training: the
+      constructor raises.
 
     Args:
         axis: The channel axis (`-1` channels last, `1` channels first).
@@ -87,7 +94,8 @@ class BatchNormalization(AffineNormalization):
         renorm_clipping: Dict with optional keys `"rmax"`, `"rmin"`, `"dmax"`
             clipping `r` to `[rmin, rmax]` and `d` to `[-dmax, dmax]`.
         renorm_momentum: Momentum of the statistics that `r` and `d` use, in [0, 1].
-        synchronized: Reduce the statistics over all replicas (TensorFlow).
+        synchronized: Statistics over the global batch of all devices
+            (TensorFlow and JAX; see above).
         virtual_batch_size: Examples per virtual batch (ghost batch norm), or `None`.
         freeze_statistics: Normalize with the moving statistics even in
             training, and do not update them.
@@ -160,10 +168,12 @@ class BatchNormalization(AffineNormalization):
         self.renorm = bool(renorm)
         self.renorm_clipping = _check_renorm_clipping(renorm_clipping)
         self.renorm_momentum = check_fraction("renorm_momentum", renorm_momentum)
-        if synchronized and keras.backend.backend() != "tensorflow":
+        if synchronized and keras.backend.backend() not in ("tensorflow", "jax"):
             raise ValueError(
-                "synchronized=True needs the TensorFlow backend. "
-                f"Received: synchronized=True with backend {keras.backend.backend()!r}"
+                "synchronized=True needs the TensorFlow backend (a tf.distribute strategy) or JAX "
+                "(keras.distribution.DataParallel); Keras has no multi-device training on "
+                f"{keras.backend.backend()}. Received: synchronized=True with backend "
+                f"{keras.backend.backend()!r}"
             )
         self.synchronized = bool(synchronized)
         if virtual_batch_size is not None:

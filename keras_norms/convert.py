@@ -267,7 +267,11 @@ def synchronize_batch_norms(model) -> keras.Model:
     Under a `tf.distribute` strategy, mean and variance are reduced over every
     replica's batch (`synchronized=True`); outside one nothing changes. Call it
     inside `strategy.scope()`, so that the new model's variables are the
-    strategy's. Keras' batch norms become `keras_norms.BatchNormalization`.
+    strategy's. On JAX, under `keras.distribution.DataParallel`, the statistics
+    are those of the global batch already, and the copy keeps them so; Keras'
+    own `BatchNormalization(synchronized=True)` would raise there. Keras'
+    batch norms become `keras_norms.BatchNormalization`. PyTorch has no
+    multi-device Keras training: the layers' constructor raises.
 
     Example:
 

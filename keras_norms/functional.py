@@ -11,8 +11,9 @@ from it), which stays accurate when the data has a large mean, where
 With the TensorFlow backend, batch, group, instance, layer and RMS norm take
 fast paths (keras_norms/kernels/: TensorFlow's fused batch norm kernel,
 closed-form gradients) that compute the same values in fewer passes over
-memory; `use_fast_paths(False)` runs the plain `keras.ops` math below instead,
-which is also what every other backend runs.
+memory; with JAX, batch norm in training and layer and RMS norm take a
+closed-form gradient. `use_fast_paths(False)` runs the plain `keras.ops` math
+below instead, which is also what PyTorch runs.
 
 Example:
 
@@ -94,8 +95,9 @@ def _like(param, x):
 
 # ----------------------------------------------------------------------------- fast paths
 # With the TensorFlow backend, batch norm runs TensorFlow's fused kernel and the other norms
-# closed-form gradients (keras_norms/kernels/); the keras.ops math below is the plain
-# path, for every backend. Both compute the same values to float32 rounding.
+# closed-form gradients; with JAX, batch, layer and RMS norm closed-form gradients
+# (keras_norms/kernels/). The keras.ops math below is the plain path, for every backend.
+# Both compute the same values to float32 rounding.
 
 _FAST_PATHS_VARIABLE = "KERAS_NORMS_FAST_PATHS"
 _fast_paths = os.environ.get(_FAST_PATHS_VARIABLE, "1").strip().lower() not in ("0", "false", "off", "no")
@@ -103,12 +105,12 @@ _fast_paths = os.environ.get(_FAST_PATHS_VARIABLE, "1").strip().lower() not in (
 
 @contextlib.contextmanager
 def use_fast_paths(enabled: bool = True):
-    """Turns the TensorFlow fast paths on or off inside the block (process-wide).
+    """Turns the fast paths (TensorFlow and JAX) on or off inside the block (process-wide).
 
-    The setting is read when a function is traced: a `tf.function` (a compiled
-    Keras model) keeps the path it was traced with. The environment variable
-    ``KERAS_NORMS_FAST_PATHS=0`` turns the fast paths off by default. Other
-    backends always take the plain `keras.ops` path.
+    The setting is read when a function is traced: a `tf.function` or
+    `jax.jit` function (a compiled Keras model) keeps the path it was traced
+    with. The environment variable ``KERAS_NORMS_FAST_PATHS=0`` turns the fast
+    paths off by default. PyTorch always takes the plain `keras.ops` path.
 
     Example:
 
@@ -129,17 +131,21 @@ def use_fast_paths(enabled: bool = True):
 
 
 def fast_paths_enabled() -> bool:
-    """Whether the functions here take the TensorFlow fast paths (TensorFlow backend, not switched off)."""
-    return _fast_paths and backend.backend() == "tensorflow"
+    """Whether the functions here take the fast paths (TensorFlow or JAX backend, not switched off)."""
+    return _fast_paths and backend.backend() in ("tensorflow", "jax")
 
 
 def _kernels(x):
-    """`keras_norms.kernels.tf` when the fast paths apply to `x`, else None.
+    """The fast paths of the active backend (`keras_norms.kernels.tf` or `.jax`) for `x`, else None.
 
     The fast paths compute in float32; float64 inputs take the plain path.
     """
     if not fast_paths_enabled() or backend.standardize_dtype(x.dtype) == "float64":
         return None
+    if backend.backend() == "jax":
+        from keras_norms.kernels import jax as jax_kernels
+
+        return jax_kernels
     from keras_norms.kernels import tf as tf_kernels
 
     return tf_kernels
@@ -184,14 +190,16 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
         mask: Optional boolean tensor broadcastable to `x`; only `True`
             positions count. The statistics of a fully masked slice are 0.
         synchronized: Under a `tf.distribute` strategy, reduce over the
-            global batch of all replicas (TensorFlow backend only).
+            global batch of all replicas (TensorFlow). On JAX the arrays a
+            jitted step sees under `keras.distribution` are already the
+            global batch, so there is nothing more to reduce.
 
     Returns:
         `(mean, variance)`, float32 tensors (float64 for float64 `x`).
     """
     x = _upcast(x)
     axes = _as_axes(axes, len(x.shape))
-    if synchronized:
+    if synchronized and backend.backend() == "tensorflow":
         from keras_norms.kernels import tf as tf_kernels
 
         return tf_kernels.cross_replica_moments(x, axes, keepdims=keepdims, mask=mask)

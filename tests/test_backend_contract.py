@@ -27,10 +27,16 @@ from dtype_checks import as_float64, assert_float64_close, assert_rounded_to, la
 from layer_cases import SPECS, Case, spec_for
 
 import keras_norms
+from keras_norms import functional as F
 
 BACKEND = keras.backend.backend()
 NAMES = keras_norms.names()
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# JAX has fast paths (keras_norms/kernels/) beside the plain keras.ops path: both are checked (TensorFlow's
+# are, in test_contract.py; PyTorch has none).
+each_path = pytest.mark.parametrize(
+    "fast", [True, False] if BACKEND == "jax" else [True], ids=lambda f: "fast" if f else "plain"
+)
 each_case = pytest.mark.parametrize(
     ("name", "case"), [pytest.param(n, c, id=c.id) for n in NAMES for c in spec_for(n).cases]
 )
@@ -106,17 +112,20 @@ def gradients(layer, x, upstream, training):
 
 
 @each_case
-def test_forward_and_gradients_match_the_references(name, case):
+@each_path
+def test_forward_and_gradients_match_the_references(name, case, fast):
     rng = np.random.default_rng(5)
     layer, x = _built(name, case, rng)
     weights = _weights(layer)
-    outputs = layer(x, training=case.training)
+    with F.use_fast_paths(fast):
+        outputs = layer(x, training=case.training)
     assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
     expected = case.reference(x, weights)
     np.testing.assert_allclose(as_float64(outputs), expected, atol=1e-5, err_msg=f"{BACKEND}: output")
 
     upstream = rng.normal(size=case.input_shape).astype("float32")
-    grads = gradients(layer, x, upstream, case.training)
+    with F.use_fast_paths(fast):
+        grads = gradients(layer, x, upstream, case.training)
     np.testing.assert_allclose(
         as_float64(grads[0]), R.numerical_gradient(lambda v: case.reference(v, weights), x, upstream),
         atol=1e-5, err_msg=f"{BACKEND}: d/dinput")
@@ -128,8 +137,9 @@ def test_forward_and_gradients_match_the_references(name, case):
 
 
 @each_case
+@each_path
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_with_large_float32_inputs(name, case, policy):
+def test_mixed_precision_with_large_float32_inputs(name, case, policy, fast):
     keras.mixed_precision.set_global_policy(policy)
     compute_dtype = policy.removeprefix("mixed_")
     rng = np.random.default_rng(7)
@@ -143,7 +153,8 @@ def test_mixed_precision_with_large_float32_inputs(name, case, policy):
             elif weight.name == "moving_variance":
                 weight.assign(variance.astype("float32"))
         assert all(w.dtype == "float32" for w in layer.weights)
-        outputs = layer(x, training=case.training)
+        with F.use_fast_paths(fast):
+            outputs = layer(x, training=case.training)
         assert_rounded_to(outputs, case.reference(x, _weights(layer)), compute_dtype,
                           f"{BACKEND}, {policy}, {label}")
 

@@ -7,6 +7,7 @@ renormalization are simulated step by step in NumPy (masks: tests/test_masks.py)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -570,3 +571,31 @@ def test_synchronized_mirrored_training_equals_single_device(tmp_path):
     for key in [k for k in reference if "moving_" in k]:
         assert np.abs(results[f"unsynced/{key}"] - reference[key]).max() > 1e-2, key
     assert np.abs(results["unsynced/predictions"] - reference["predictions"]).max() > 1e-3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_data_parallel_batch_norm_uses_the_global_batch(tmp_path):
+    out = tmp_path / "sync_jax.npz"
+    worker = Path(__file__).with_name("_sync_bn_jax_worker.py")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    completed = subprocess.run(
+        [sys.executable, str(worker), str(out)], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = np.load(out)
+    # One step with momentum 0: the moving statistics are the float64 statistics of the global batch,
+    # which differ from those of either device's half.
+    batch = results["first_step/batch"].astype(np.float64)
+    np.testing.assert_allclose(results["first_step/moving_mean"], batch.mean(0), atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(results["first_step/moving_variance"], batch.var(0), atol=1e-6, rtol=1e-6)
+    for half in (batch[:8], batch[8:]):
+        assert np.abs(half.mean(0) - batch.mean(0)).min() > 1.0
+    # Three steps of fit: weights, moving statistics and predictions equal those of one device.
+    reference = {k.split("/", 1)[1]: results[k] for k in results.files if k.startswith("reference/")}
+    (moving_mean,) = [k for k in reference if k.endswith("moving_mean")]
+    assert np.abs(reference[moving_mean]).max() > 0.1
+    for key, expected in reference.items():
+        for run in ("synced", "unsynced", "tool"):
+            np.testing.assert_allclose(results[f"{run}/{key}"], expected, atol=1e-6, rtol=1e-6,
+                                       err_msg=f"{run}: {key}")

@@ -1,9 +1,11 @@
 """Backend-specific fast paths of `keras_norms.functional`, one file per family of statistics.
 
 `keras_norms.functional` is the only dispatch point: it calls the kernels here
-(through `keras_norms.kernels.tf`, which re-exports the entry points) when the
-Keras backend is TensorFlow and fast paths are on (`functional.use_fast_paths`).
-Each computes what the plain `keras.ops` path computes, to float32 rounding,
+(through `keras_norms.kernels.tf` or `keras_norms.kernels.jax`, which export
+the same entry points) when the Keras backend is TensorFlow or JAX and fast
+paths are on (`functional.use_fast_paths`). PyTorch takes the plain path.
+The TensorFlow kernels are described here; the JAX ones in
+`jax_standardize.py`. Each computes what the plain `keras.ops` path computes, to float32 rounding,
 with fewer passes over memory: normalization is memory-bound, and in a
 TensorFlow graph without XLA every op over a full-size tensor is at least one
 pass.
@@ -47,8 +49,12 @@ One file per family:
   instance norm; batch norm where the fused kernel does not apply).
 - `tf_row.py`: per-row statistics (layer and RMS norm).
 - `tf_example.py`: statistics by examples (the fused kernel run on each example).
+- `jax.py`: the JAX entry points, the same names as `tf.py`.
+- `jax_standardize.py`: standardization over axes with a closed-form gradient
+  (`jax.custom_vjp`: batch norm in training, layer and RMS norm).
 
 A kernel returns `None` where it does not apply, and `functional` then takes
 the plain path. This file imports nothing: the package is imported under
-every backend, and only its `tf*` modules import TensorFlow.
+every backend; only its `tf*` modules import TensorFlow, only its `jax*`
+modules JAX.
 """

@@ -1,0 +1,107 @@
+"""JAX contenders, in a process of their own: `KERAS_BACKEND` is read once, when Keras is imported.
+
+`python -m benchmarks` starts this module with ``KERAS_BACKEND=jax`` and reads
+one JSON row per line from it. Each row interleaves keras-norms (fast paths,
+and the plain `keras.ops` path) and the Keras built-in layer, every step a
+`jax.jit` function of `Layer.stateless_call` (the function `model.fit` runs
+under `jit_compile=True`): "forward" and "inference" call the layer with
+`training=True` / `False`, "train" returns the output and the gradients with
+respect to the input and every trainable weight for a fixed upstream gradient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+
+
+def _norms():
+    import keras
+
+    import keras_norms
+
+    images, sequences = (32, 56, 56, 128), (32, 512, 768)
+    return {
+        "batch": (images, keras_norms.BatchNormalization, keras.layers.BatchNormalization),
+        "group": (images, lambda **kw: keras_norms.GroupNormalization(groups=32, **kw),
+                  lambda **kw: keras.layers.GroupNormalization(groups=32, **kw)),
+        # Keras has no instance norm layer; its group norm with one channel per group is one.
+        "instance": (images, keras_norms.InstanceNormalization,
+                     lambda **kw: keras.layers.GroupNormalization(groups=-1, **kw)),
+        "layer": (sequences, keras_norms.LayerNormalization, keras.layers.LayerNormalization),
+        "rms": (sequences, keras_norms.RMSNormalization, keras.layers.RMSNormalization),
+    }
+
+
+def step(make_layer, shape, *, mode: str, dtype: str, fast: bool = True):
+    """A compiled (`jax.jit`) forward or training step of a new layer, as a thunk that waits for it."""
+    import jax
+    import numpy as np
+
+    from keras_norms import functional as F
+
+    with F.use_fast_paths(fast):
+        layer = make_layer(dtype="mixed_bfloat16" if dtype == "bfloat16" else "float32")
+        layer.build(shape)
+        rng = np.random.default_rng(0)
+        x, upstream = (jax.numpy.asarray(rng.normal(size=shape), dtype) for _ in range(2))
+        takes_training = "training" in inspect.signature(layer.call).parameters
+        kwargs = {"training": mode != "inference"} if takes_training else {}
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def forward(trainable, inputs):
+            return layer.stateless_call(trainable, non_trainable, inputs, **kwargs)[0]
+
+        if mode == "train":
+            def body(trainable, inputs):
+                outputs, pullback = jax.vjp(forward, trainable, inputs)
+                return outputs, pullback(upstream.astype(outputs.dtype))
+        else:
+            body = forward
+        function = jax.jit(body)
+        jax.block_until_ready(function(trainable, x))  # traced (with the fast paths as asked) and compiled
+    return lambda: jax.block_until_ready(function(trainable, x))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.jax_workloads")
+    parser.add_argument("--norms", default="batch,group,instance,layer,rms")
+    parser.add_argument("--modes", default="forward,train,inference")
+    parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-plain", action="store_true")
+    args = parser.parse_args(argv)
+    if os.environ.get("KERAS_BACKEND") != "jax":
+        sys.exit("run with KERAS_BACKEND=jax")
+    import jax
+
+    from benchmarks.timing import interleaved
+
+    norms = _norms()
+    for name in args.norms.split(","):
+        shape, ours, built_in = norms[name]
+        for dtype in args.dtypes.split(","):
+            for mode in args.modes.split(","):
+                if mode == "inference" and name != "batch":
+                    continue
+                contenders = {"keras-norms": step(ours, shape, mode=mode, dtype=dtype)}
+                if not args.no_plain:
+                    contenders["keras-norms plain"] = step(ours, shape, mode=mode, dtype=dtype, fast=False)
+                contenders["keras"] = step(built_in, shape, mode=mode, dtype=dtype)
+                timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
+                row = {"norm": name, "shape": list(shape), "mode": mode, "xla": True, "dtype": dtype,
+                       "backend": "jax", "jax": jax.__version__,
+                       **{key: {n: t[field] for n, t in timings.items()}
+                          for key, field in (("ms", "median_ms"), ("min_ms", "min_ms"),
+                                             ("samples_ms", "samples_ms"))}}
+                print(json.dumps(row), flush=True)
+                del contenders
+
+
+if __name__ == "__main__":
+    main()
