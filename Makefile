@@ -13,13 +13,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all]'
 	touch $(STAMP)
 
-# The whole suite on TensorFlow, then the backend contract suite on JAX (and on PyTorch when it is
-# installed, e.g. a CPU wheel of torch), each backend in its own process.
+# The whole suite on TensorFlow, then the backend contract suite (test_backend_*.py) on JAX (and on
+# PyTorch when it is installed, e.g. a CPU wheel of torch), each backend in its own process.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py
 	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
-		KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py && \
+		KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py && \
 		echo "Backends tested: tensorflow (whole suite), jax, torch (contract suite)"; \
 	else echo "Backends tested: tensorflow (whole suite), jax (contract suite); PyTorch is not installed"; fi
 

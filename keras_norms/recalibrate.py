@@ -37,7 +37,9 @@ class _Population:
         self.count = self.mean = self.m2 = None
 
     def add(self, count, mean, m2) -> None:
-        count, mean, m2 = (np.asarray(a, np.float64) for a in (count, mean, m2))
+        # stop_gradient: on PyTorch, statistics of a layer's output after trainable weights require grad.
+        count, mean, m2 = (np.asarray(ops.convert_to_numpy(ops.stop_gradient(a)), np.float64)
+                           for a in (count, mean, m2))
         if self.count is None:
             self.count, self.mean, self.m2 = count, mean, m2
             return
