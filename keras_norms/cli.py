@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from keras_norms.study import cli as compare_cli
 
     compare_cli.add_parser(commands)
+    compare_cli.add_report_parser(commands)
     return parser
 
 
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from keras_norms.study import cli as compare_cli
 
         return compare_cli.run(args)
+    if args.command == "report":
+        from keras_norms.study import cli as compare_cli
+
+        return compare_cli.run_report(args)
     if args.command == "demo":
         import keras_norms
         from keras_norms.study.demo import format_results, run_demo

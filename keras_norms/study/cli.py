@@ -52,7 +52,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="compare norms over a grid of batch sizes and hyper-parameters; write tables, plots, verdicts",
         description="Train a model with each norm over a grid (norms x batch sizes x learning rates x BN "
         "momentum x groups x seeds) and write results.csv, results.json, report.md and PNG plots to "
-        "--out. Finished cells are saved at once: run the same command again to resume.",
+        "--out. Finished cells are saved at once: run the same command again to resume. On a cluster, "
+        "--shard K/N (or --shards N in a SLURM array or Kubernetes Indexed Job) runs every N-th cell into a "
+        "shared --out, and `keras-norms report OUT` merges the shards.",
     )
     add = parser.add_argument
     add("--model", default=None, help=f"paper_cnn, lenet, resnet or sequence (default: {default.model})")
@@ -84,6 +86,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         f"{QUICK['epochs']} epochs, one seed (explicit options still apply)")
     add("--out", default="out", help="results folder (default: out)")
     add("--force", action="store_true", help="retrain cells already finished in --out")
+    add("--shard", metavar="K/N", default=None,
+        help="run only shard K of N: the cells whose index in the grid is K mod N (writes no report and no "
+        "model; `keras-norms report OUT` merges the shards)")
+    add("--shards", metavar="N", nargs="?", const="auto", default=None,
+        help="run shard K of N with K from the job array: SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN) "
+        "or JOB_COMPLETION_INDEX (Kubernetes Indexed Job); without N, N is SLURM_ARRAY_TASK_COUNT")
     add("--no-progress", action="store_true", help="print one line per cell instead of a progress bar")
     add("--export-best", action="store_true",
         help="export the best run's model (best_model.keras) to --out/export: SavedModel and TFLite, "
@@ -108,37 +116,65 @@ def _fail(message: str) -> int:
 
 def run(args) -> int:
     """Checks the arguments, runs the grid and prints the verdicts and the table; returns the exit code."""
+    import os
+
     from keras_norms.study.datasets import DataError
     from keras_norms.study.grid import GridError, check_models, check_names
+    from keras_norms.study.shards import ShardError, claim_grid, grid_record, resolve_shard
     from keras_norms.study.store import StoreError, check_out_dir
 
     spec = spec_from_args(args)
     try:
+        shard = resolve_shard(args.shard, args.shards, os.environ)
+    except ShardError as error:
+        return _fail(str(error))
+    array = [f"{k}={os.environ[k]}" for k in ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX")
+             if k in os.environ]
+    if shard is None and array:
+        print(f"{PROG}: note: {array[0]} is set, but without --shards this process runs the whole grid",
+              file=sys.stderr)
+    if shard is not None and args.export_best:
+        return _fail(f"--export-best needs an unsharded run, and this is shard {shard}: a shard keeps no "
+                     "model; export the best configuration from a run of its own")
+    try:
         check_names(spec)
         check_out_dir(args.out)
+        from keras_norms.study.runner import data_description
         from keras_norms.study.training import prepare
 
         prepared = prepare(spec)
         check_models(spec, prepared.input_shape, prepared.num_classes)
+        record = grid_record(spec, prepared.input_shape, prepared.target_accuracy, data_description(prepared))
+        claim_grid(args.out, record, strict=shard is not None)
     except (GridError, DataError, StoreError) as error:
         return _fail(str(error))
 
     from keras_norms.study.report import summary_text
     from keras_norms.study.runner import run_grid
 
-    cells = len(spec.cells(input_shape=prepared.input_shape, target_accuracy=prepared.target_accuracy))
+    cells = spec.cells(input_shape=prepared.input_shape, target_accuracy=prepared.target_accuracy)
+    mine = len(cells) if shard is None else len(shard.select(cells))
+    part = "" if shard is None else f"shard {shard}, {mine} of "
     print(f"Comparing {len(spec.norms)} norms with {spec.model} on {spec.dataset} "
           f"({len(prepared.data.y_train)} training examples, input {prepared.input_shape}): "
-          f"{cells} runs of {spec.epochs} epochs; results in {args.out}/", flush=True)
+          f"{part}{len(cells)} runs of {spec.epochs} epochs; results in {args.out}/", flush=True)
     try:
-        summary = run_grid(spec, prepared, args.out, force=args.force, progress=not args.no_progress)
+        summary = run_grid(spec, prepared, args.out, force=args.force, progress=not args.no_progress,
+                           shard=shard)
     except KeyboardInterrupt:
         print(f"\nInterrupted. Every finished run is saved in {args.out}/; run the same command "
               "again to resume.", file=sys.stderr)
         return 130
     if summary.skipped:
-        print(f"{summary.skipped} of {cells} runs were already finished in {args.out}/ and were not "
+        print(f"{summary.skipped} of {mine} runs were already finished in {args.out}/ and were not "
               "retrained (--force retrains them).")
+    if summary.duplicates:
+        print(f"{summary.duplicates} runs were finished by another process while this one trained them; "
+              "the first result was kept.")
+    if shard is not None:
+        print(f"Shard {shard} is done: {len(summary.rows)} of {len(cells)} runs of the grid are finished in "
+              f"{args.out}/. `keras-norms report {args.out}` merges them into report.md.")
+        return 0
     print()
     print(summary_text(summary.rows, prepared.target_accuracy))
     print(f"\nReport: {summary.report_path}")
@@ -172,3 +208,40 @@ def _export_best(out, prepared) -> int:
         return _fail(f"exporting {out / BEST_MODEL} failed: {error}")
     print(result.table())
     return 0
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the `report` subcommand to `subparsers` (from `ArgumentParser.add_subparsers`)."""
+    parser = subparsers.add_parser(
+        "report",
+        help="merge the finished cells of a `keras-norms compare` folder (e.g. of shards) into its report",
+        description="Merge the cells finished in OUT (by `keras-norms compare`, sharded or not, possibly "
+        "still running) into results.csv, results.json, report.md and the plots, and list the cells of "
+        "the grid still missing. Exit code 0 when a report was written, 1 when no cell is finished yet.",
+    )
+    parser.add_argument("out", metavar="OUT", help="the --out folder of keras-norms compare")
+    return parser
+
+
+def run_report(args) -> int:
+    """Merges `args.out`; prints the verdicts, the table and the missing cells; returns the exit code."""
+    from keras_norms.study.merge import describe_cell, merge_folder
+    from keras_norms.study.report import summary_text
+    from keras_norms.study.store import StoreError
+
+    try:
+        merged = merge_folder(args.out)
+    except StoreError as error:
+        print(f"keras-norms report: error: {error}", file=sys.stderr)
+        return 2
+    if merged.rows:
+        print(summary_text(merged.rows, merged.target_accuracy))
+        print(f"\nReport: {merged.report_path} ({len(merged.rows)} of {len(merged.cells)} runs)")
+    if merged.missing:
+        print(f"\n{len(merged.missing)} of {len(merged.cells)} runs are missing "
+              "(cell index in the grid: shard K of N runs the indices equal to K mod N):")
+        for index, cell in merged.missing:
+            print(f"  {index}: {describe_cell(cell)}")
+    else:
+        print(f"All {len(merged.cells)} runs of the grid are finished.")
+    return 0 if merged.rows else 1

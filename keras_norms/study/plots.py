@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import pathlib
+import tempfile
 from collections.abc import Sequence
 
 from keras_norms.study.corruptions import CORRUPTIONS, SEVERITIES
@@ -22,6 +24,22 @@ def _by_variant(groups):
     for g in groups:
         variants.setdefault(g.variant, []).append(g)
     return variants
+
+
+def _save(fig, path: pathlib.Path) -> None:
+    """Saves `fig` as a PNG through a temporary file and a rename (a report merged while another is written
+    never leaves a half-written plot), then closes it."""
+    import matplotlib.pyplot as plt
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
 
 
 def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
@@ -49,8 +67,7 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(out / PLOTS[0], dpi=100)
-    plt.close(fig)
+    _save(fig, out / PLOTS[0])
 
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.2 * len(sizes), 3.2), sharey=True, squeeze=False)
     for ax, size in zip(axes[0], sizes, strict=True):
@@ -66,8 +83,7 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     axes[0][-1].legend(fontsize="small")
     fig.suptitle("Learning curves (mean over seeds)")
     fig.tight_layout()
-    fig.savefig(out / PLOTS[1], dpi=100)
-    plt.close(fig)
+    _save(fig, out / PLOTS[1])
 
     fig, axes = plt.subplots(1, len(CORRUPTIONS), figsize=(3.4 * len(CORRUPTIONS), 3.2), sharey=True)
     for ax, corruption in zip(axes, CORRUPTIONS, strict=True):
@@ -83,6 +99,5 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     axes[-1].legend(fontsize="x-small")
     fig.suptitle(f"Robustness at batch size {reference}")
     fig.tight_layout()
-    fig.savefig(out / PLOTS[2], dpi=100)
-    plt.close(fig)
+    _save(fig, out / PLOTS[2])
     return list(PLOTS)

@@ -218,7 +218,7 @@ def summary_text(rows: Sequence[dict], target: float) -> str:
 
 
 def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> str:
-    """The whole `report.md`. `context` describes the run (see `runner.run_context`)."""
+    """The whole `report.md`. `context` describes the run (see `merge.run_context`)."""
     groups = group_rows(rows)
     first = rows[0]
     target = first["target_accuracy"]

@@ -1,4 +1,4 @@
-"""The comparison loop: train every unfinished cell, save it at once, then write the report and plots."""
+"""The comparison loop: train every unfinished cell (of the grid, or of one shard), save each at once."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import json
 import math
 import os
 import pathlib
-import platform
 import sys
 import time
 from collections.abc import Callable
 
-from keras_norms.study import report
 from keras_norms.study.grid import Cell, GridSpec
-from keras_norms.study.plots import write_plots
-from keras_norms.study.store import ResultsStore, atomic_write
+from keras_norms.study.merge import host_description, ordered_rows, write_outputs
+from keras_norms.study.shards import Shard
+from keras_norms.study.store import CellStore, ResultsStore, atomic_write
 from keras_norms.study.training import Prepared, train_cell
 
 #: The progress bar's cost model of a cell, in units of one small training step (about 2.5 ms on
@@ -25,51 +24,34 @@ from keras_norms.study.training import Prepared, train_cell
 EXAMPLE_COST = 0.08
 CELL_COST = 1200
 
-TrainFn = Callable[[Cell, Prepared, Callable[[int], None], pathlib.Path], dict]
+TrainFn = Callable[[Cell, Prepared, Callable[[int], None], pathlib.Path | None], dict]
 
-#: The model of the best finished cell (highest test accuracy), and which cell it is.
+#: The model of the best cell trained by unsharded runs (highest test accuracy), and which cell it is.
 BEST_MODEL = "best_model.keras"
 BEST_MODEL_INFO = "best_model.json"
 
 
 @dataclasses.dataclass
 class RunSummary:
-    """What a run did: cells trained now, cells found finished, and the rows of the whole grid."""
+    """What a run did: cells trained now, cells found finished, and the finished rows of the whole grid.
+
+    `duplicates` counts cells this process trained while another process
+    (a repeated shard) finished them first: the other result was kept.
+    `report_path` is None for a shard (`keras-norms report` merges the shards).
+    """
 
     trained: int
     skipped: int
     rows: list[dict]
     report_path: pathlib.Path | None
+    duplicates: int = 0
 
 
-def run_context(prepared: Prepared, rows: list[dict]) -> dict:
-    """The description of the machine and data that heads the report."""
-    import keras
-    import tensorflow as tf
-
-    import keras_norms
-
+def data_description(prepared: Prepared) -> str:
+    """The sizes of the splits, as the report states them."""
     data = prepared.data
-    return {
-        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores",
-        "versions": f"keras-norms {keras_norms.__version__}, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}",
-        "data": f"{len(data.y_train)} training, {len(data.y_val)} validation and "
-        f"{len(data.y_test)} test examples",
-        "train_minutes": sum(r.get("train_seconds", 0.0) for r in rows) / 60.0,
-        "run_minutes": sum(r.get("cell_seconds", 0.0) for r in rows) / 60.0,
-    }
-
-
-def write_report(rows: list[dict], prepared: Prepared, out_dir) -> pathlib.Path:
-    """Writes `report.md` and the plots for `rows` into `out_dir`."""
-    from keras_norms.study.store import atomic_write
-
-    out = pathlib.Path(out_dir)
-    plots = write_plots(rows, out)
-    path = out / "report.md"
-    atomic_write(path, report.render(rows, run_context(prepared, rows), plots))
-    return path
+    return (f"{len(data.y_train)} training, {len(data.y_val)} validation and "
+            f"{len(data.y_test)} test examples")
 
 
 class _Progress:
@@ -121,50 +103,77 @@ def _keep_if_best(out_dir: pathlib.Path, row: dict, candidate: pathlib.Path) -> 
 
 
 def run_grid(spec: GridSpec, prepared: Prepared, out_dir, *, force: bool = False, progress: bool = True,
-             train: TrainFn = train_cell) -> RunSummary:
-    """Trains the cells of `spec` not yet in `out_dir` (all of them with `force`), saving each at once.
+             train: TrainFn = train_cell, shard: Shard | None = None) -> RunSummary:
+    """Trains the cells of `spec` (or of `shard`) not yet finished in `out_dir`, saving each at once.
 
-    Each finished cell is added to `results.json`/`results.csv` before the next
-    starts, so an interruption loses only the cell in progress; the same call
-    again resumes. `report.md` and the plots cover the grid's finished cells and
-    are written at the end, also after an interruption. The model of the best
-    finished cell is kept as `best_model.keras` (which cell: `best_model.json`).
+    Each finished cell is written to its own file, `cells/<key>.json`, before the
+    next starts, so an interruption (Ctrl-C, a crash, a killed job) loses only
+    the cell in progress, and the same call again resumes. A cell file is never
+    overwritten (except with `force`), and a cell that another process finished
+    meanwhile is skipped: shards may run concurrently, even twice, on one folder.
+
+    Without `shard`, `results.json`/`results.csv` are rewritten after every cell,
+    and `report.md` and the plots (over the grid's finished cells) at the end,
+    also after an interruption; the model of the best cell trained so far is kept
+    as `best_model.keras` (which cell: `best_model.json`). A shard writes only
+    its cell files, and no model: `keras-norms report` merges the shards.
 
     Args:
         spec: The grid.
         prepared: Its data (`training.prepare(spec)`).
         out_dir: The results folder (created if missing).
-        force: Retrain cells that are already finished.
+        force: Retrain cells that are already finished, replacing their files.
         progress: Show a progress bar; otherwise print one line per cell.
-        train: Trains one cell and saves its model to the path it is given
-            (`training.train_cell`; tests inject failures here).
+        train: Trains one cell and saves its model to the path it is given, if
+            any (`training.train_cell`; tests inject failures here).
+        shard: Run only this shard's cells (see `shards.Shard`).
 
     Returns:
         A `RunSummary`.
+
+    Example:
+
+    >>> spec = GridSpec(norms=("batch", "group"), batch_sizes=(32,), epochs=1, seeds=(0,))
+    >>> summary = run_grid(spec, prepare(spec), "out", shard=Shard(0, 2))  # doctest: +SKIP
+    >>> summary.trained, summary.skipped  # doctest: +SKIP
+    (1, 0)
     """
+    out = pathlib.Path(out_dir)
     cells = spec.cells(input_shape=prepared.input_shape, target_accuracy=prepared.target_accuracy)
-    store = ResultsStore(out_dir)
-    pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    finished = store.finished_keys()
-    todo = [c for c in cells if force or c.key not in finished]
+    mine = cells if shard is None else shard.select(cells)
+    store = CellStore(out)
+    finished = store.finished()
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in mine if force or c.key not in finished]
     bar = _Progress(todo, len(prepared.data.y_train), progress and sys.stderr.isatty())
-    trained = 0
+    host = host_description()
+    trained = late = duplicates = 0
     try:
         for cell in todo:
+            if not force and store.has(cell.key):  # another process finished it since this one started
+                finished[cell.key] = store.load(cell.key)
+                late += 1
+                continue
             bar.start(cell)
             started = time.perf_counter()
-            candidate = pathlib.Path(out_dir) / f".candidate-{BEST_MODEL}"
+            candidate = None if shard is not None else out / f".candidate-{BEST_MODEL}"
             metrics = train(cell, prepared, bar.epoch, candidate)
-            row = {"key": cell.key, **cell.config(), **metrics,
+            row = {"key": cell.key, **cell.config(), **metrics, **host,
                    "cell_seconds": time.perf_counter() - started,
                    "finished_at": datetime.datetime.now().isoformat(timespec="seconds")}
-            store.add(row)
-            _keep_if_best(pathlib.Path(out_dir), row, candidate)
-            trained += 1
+            saved = store.save(row, replace=force)
+            trained += saved
+            duplicates += not saved
+            finished[cell.key] = row if saved else store.load(cell.key)
+            if candidate is not None:
+                if saved:
+                    _keep_if_best(out, row, candidate)
+                candidate.unlink(missing_ok=True)
+                ResultsStore(out).replace(ordered_rows(finished, cells)[1])
             bar.finish(cell, row)
     finally:
         bar.close()
-        rows = [store.get(c.key) for c in cells if store.get(c.key) is not None]
-        path = write_report(rows, prepared, out_dir) if rows else None
-    return RunSummary(trained, len(cells) - len(todo), rows, path)
-
+        grid_rows, all_rows = ordered_rows(store.finished(), cells)
+        path = None if shard is not None else write_outputs(out, grid_rows, all_rows,
+                                                            data_description(prepared))
+    return RunSummary(trained, len(mine) - len(todo) + late, grid_rows, path, duplicates)
