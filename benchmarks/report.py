@@ -74,6 +74,9 @@ def targets(results: dict) -> list[dict]:
     _check(found, "JAX: every training step not slower than Keras' built-in (jit)",
            [(r["norm"], _ratio(r, "keras")) for r in _rows(results.get("jax", []), mode="train", **f32)],
            minimum=1.0)
+    models = results.get("models", [])
+    _check(found, "model training steps: none slower with our norm than with Keras' built-in",
+           [(f"{r['model']} {r['norm']}", _ratio(r, "keras")) for r in models], minimum=1.0)
     tflite = results.get("tflite", {})
     if "batch" in tflite and "median_ms" in tflite["batch"]:
         _check(found, "TFLite paper CNN with group/instance norm within 1.3x of folded batch norm",
@@ -169,6 +172,22 @@ def markdown(results: dict) -> str:
                   "batch, layer and RMS norm; batch norm inference as one multiply-add), `keras-norms plain` "
                   "the `keras.ops` path, `keras` is `keras.layers.*` on JAX.", ""]
         lines += _timing_table(results["jax"], variant=False)
+    if results.get("models"):
+        lines += ["", "## Whole models: the compute overhead of normalization", "",
+                  "One `train_on_batch` step (as `fit` runs it, with `compile()`'s defaults: XLA on "
+                  "TensorFlow when every layer supports it) of each model built by `build_model` with "
+                  "keras-norms' norm, with `keras.layers`' norm in the same places, and with no norm; "
+                  "interleaved, ms (median, and minimum in parentheses). Overhead: the step with the norm "
+                  "over the step without.", "",
+                  "| model | input, batch | norm | keras-norms ms | keras ms | no norm ms | keras / ours "
+                  "| overhead: ours | overhead: keras |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in results["models"]:
+            ms, low = r["ms"], r["min_ms"]
+            cells = [f"{ms[n]:.1f} ({low[n]:.1f})" for n in ("keras-norms", "keras", "no norm")]
+            shape = "x".join(map(str, r["shape"]))
+            lines.append(f"| {r['model']} | {shape}, {r['batch_size']} | {r['norm']} | " + " | ".join(cells)
+                         + f" | {ms['keras'] / ms['keras-norms']:.2f}x "
+                         f"| {ms['keras-norms'] / ms['no norm']:.2f}x | {ms['keras'] / ms['no norm']:.2f}x |")
     if results.get("memory"):
         names = _contender_columns([{"ms": r["peak_bytes"]} for r in results["memory"]])
         lines += ["", "## Peak memory of a training step (float32, graph mode)", "",

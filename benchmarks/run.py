@@ -11,7 +11,9 @@ memory floor: the bytes that must move over the measured large-copy bandwidth.
 Then batch norm variants (other ranks, channels first, ghost batches, renorm),
 the peak memory of a training step, TFLite latency of the paper's CNN, and the
 same norms on the JAX backend (`jax.jit` steps, in a process of its own)
-against Keras' built-ins there.
+against Keras' built-ins there; and whole-model training steps (the paper's
+CNN, the ResNet and the transformer) with each norm, Keras' built-in and no
+norm, for the compute overhead of normalization.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from benchmarks.report import ONE_PASS
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("main", "variants", "memory", "tflite", "jax")
+SECTIONS = ("main", "variants", "memory", "tflite", "jax", "models")
 
 
 def _parse(argv):
@@ -254,6 +256,10 @@ def main(argv=None) -> None:
         print("tflite", latencies)
     if "jax" in args.sections:
         results["jax"] = run_jax(args, bandwidth)
+    if "models" in args.sections:
+        from benchmarks import model_steps
+
+        results["models"] = model_steps.run(args.norms, repeats=args.repeats, warmup=args.warmup)
     results["machine"]["load_average_end"] = machine.load_average()
     results["targets"] = report.targets(results)
     for target in results["targets"]:

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 
-from keras_norms.study.grid import LR_SCALINGS, QUICK, GridSpec
+from keras_norms.study.grid import LR_SCALINGS, OPTIMIZERS, PLACEMENTS, PROTOCOLS, QUICK, GridSpec
 
 PROG = "keras-norms compare"
 
@@ -26,6 +26,22 @@ def _list(kind, name: str):
             message = f"expected a comma-separated list of {name}, got {text!r}"
             raise argparse.ArgumentTypeError(message) from None
     return parse
+
+
+def _norms(text: str) -> tuple[str, ...]:
+    """Comma-separated norms; commas inside a variant's parentheses do not split it."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items = [t.strip() for t in [*items, current] if t.strip()]
+    if not items or depth != 0:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of norms, got {text!r}")
+    return tuple(items)
 
 
 def _positive(text: str) -> int:
@@ -58,9 +74,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--model", default=None, help=f"paper_cnn, lenet, resnet or sequence (default: {default.model})")
-    add("--dataset", default=None, help=f"digits, cifar10 or seq-digits (default: {default.dataset})")
-    add("--data-dir", default=None, help="the cifar-10-batches-py folder (cifar10; default: download it)")
-    add("--norms", type=_list(str, "norm names"), help=f"registry names (default: {join(default.norms)})")
+    add("--dataset", default=None,
+        help="digits, seq-digits, mnist, fashion_mnist, cifar10, cifar100, imdb (word ids) or images "
+        f"(a folder given with --data-dir) (default: {default.dataset})")
+    add("--data-dir", default=None,
+        help="a folder with the data set's files, e.g. mnist.npz or cifar-10-batches-py/ (default: "
+        "Keras' cache, $KERAS_HOME/datasets or ~/.keras/datasets, downloading what is missing unless "
+        "KERAS_NORMS_OFFLINE=1); for images: one subfolder of images per class, or train/ and test/ "
+        "holding them")
+    add("--norms", type=_norms,
+        help="registry names, or variants with arguments labelled as written, e.g. batch,"
+        "batch(renorm=True),batch(virtual_batch_size=4),group(groups=8) "
+        f"(default: {join(default.norms)})")
     add("--batch-sizes", type=_list(_positive, "positive ints"),
         help=f"default: {join(default.batch_sizes)}")
     add("--epochs", type=_positive, help=f"epochs per cell (default: {default.epochs})")
@@ -70,6 +95,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help=f"Adam learning rates (default: {join(default.lrs)})")
     add("--lr-scaling", choices=LR_SCALINGS, default=None,
         help="linear: learning rate x batch size / 32 (default: none)")
+    add("--optimizer", choices=OPTIMIZERS, default=None,
+        help=f"adam, or sgd (momentum 0.9) (default: {default.optimizer})")
+    add("--placement", dest="placements", type=_list(str, f"{' or '.join(PLACEMENTS)}"),
+        help="the transformer's norm placement: pre, post or pre,post (default: pre)")
+    add("--protocol", choices=sorted(PROTOCOLS), default=None,
+        help="gn-paper: Wu and He's (2018) protocol: batch sizes 32,16,8,4,2, SGD with momentum 0.9 and the "
+        "learning rate 0.1 scaled linearly with the batch size, batch/group/layer/instance norm, 3 seeds; "
+        "the report prints their published ImageNet errors beside ours (explicit options still apply)")
     add("--bn-momentum", dest="bn_momentums", type=_list(float, "floats"),
         help=f"batch norm momentum values (default: {join(default.bn_momentums)})")
     add("--groups", type=_list(_groups, "positive ints or auto"),
@@ -100,8 +133,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def spec_from_args(args) -> GridSpec:
-    """The grid: the default (or `--quick`) preset, overridden by every option given."""
+    """The grid: the default (or `--quick`, or `--protocol`) preset, overridden by every option given."""
     values = dict(QUICK) if args.quick else {}
+    if getattr(args, "protocol", None):
+        values.update(PROTOCOLS[args.protocol], protocol=args.protocol)
     for field in dataclasses.fields(GridSpec):
         given = getattr(args, field.name, None)
         if given is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -10,6 +11,10 @@ import json
 REFERENCE_BATCH_SIZE = 32
 
 LR_SCALINGS = ("none", "linear")
+OPTIMIZERS = ("adam", "sgd")
+PLACEMENTS = ("pre", "post")
+#: Momentum of the SGD optimizer (`optimizer="sgd"`), as in Wu and He's protocol.
+SGD_MOMENTUM = 0.9
 
 
 class GridError(ValueError):
@@ -39,6 +44,8 @@ class Cell:
     target_accuracy: float
     train_size: int | None
     split_seed: int = 0
+    optimizer: str = "adam"
+    placement: str | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -47,9 +54,14 @@ class Cell:
             return self.lr * self.batch_size / REFERENCE_BATCH_SIZE
         return self.lr
 
+    @property
+    def norm_name(self) -> str:
+        """The registry name of `norm` (a variant's label without its arguments)."""
+        return parse_norm(self.norm)[0]
+
     def norm_options(self) -> dict:
-        """Constructor arguments of the norm layers."""
-        options = {}
+        """Constructor arguments of the norm layers: the variant's own, then the grid's."""
+        options = dict(parse_norm(self.norm)[1])
         if self.bn_momentum is not None:
             options["momentum"] = self.bn_momentum
         if isinstance(self.groups, int):
@@ -63,10 +75,22 @@ class Cell:
         config["learning_rate"] = self.learning_rate
         return config
 
+    def model_options(self) -> dict:
+        """Options of `build_model` besides the norm's (the transformer's placement)."""
+        return {} if self.placement is None else {"placement": self.placement}
+
     @property
     def key(self) -> str:
-        """A stable id of this configuration and seed: finished rows are matched by it."""
-        text = json.dumps(self.config(), sort_keys=True)
+        """A stable id of this configuration and seed: finished rows are matched by it.
+
+        Settings at their defaults that older grids did not have (`optimizer`,
+        `placement`) are left out, so their finished rows keep their keys.
+        """
+        config = self.config()
+        for field, default in (("optimizer", "adam"), ("placement", None)):
+            if config[field] == default:
+                del config[field]
+        text = json.dumps(config, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -100,31 +124,90 @@ class GridSpec:
     train_size: int | None = None
     data_dir: str | None = None
     split_seed: int = 0
+    optimizer: str = "adam"
+    placements: tuple[str, ...] = ("pre",)
+    protocol: str | None = None
 
     def cells(self, *, input_shape, target_accuracy: float) -> list[Cell]:
         """All cells, seed by seed (an interrupted run has whole comparisons for the first seeds)."""
         cells = []
+        placements = self.placements if self.model == "transformer" else (None,)
         for seed in self.seeds:
-            for norm in self.norms:
-                momentums = self.bn_momentums if norm == "batch" else (None,)
-                groups = self.groups if norm == "group" else (None,)
-                for lr in self.lrs:
-                    for momentum in momentums:
-                        for group_count in groups:
-                            for batch_size in self.batch_sizes:
-                                cells.append(Cell(
-                                    model=self.model, dataset=self.dataset, norm=norm,
-                                    batch_size=batch_size, lr=lr, lr_scaling=self.lr_scaling,
-                                    bn_momentum=momentum, groups=group_count, epochs=self.epochs,
-                                    seed=seed, input_shape=tuple(input_shape),
-                                    target_accuracy=target_accuracy, train_size=self.train_size,
-                                    split_seed=self.split_seed,
-                                ))
+            for placement in placements:
+                for norm in self.norms:
+                    name, arguments = parse_norm(norm)
+                    # A variant that sets momentum or groups itself is not repeated over the grid's values.
+                    momentums = (self.bn_momentums if name == "batch" and "momentum" not in arguments
+                                 else (None,))
+                    groups = self.groups if name == "group" and "groups" not in arguments else (None,)
+                    for lr in self.lrs:
+                        for momentum in momentums:
+                            for group_count in groups:
+                                for batch_size in self.batch_sizes:
+                                    cells.append(Cell(
+                                        model=self.model, dataset=self.dataset, norm=norm,
+                                        batch_size=batch_size, lr=lr, lr_scaling=self.lr_scaling,
+                                        bn_momentum=momentum, groups=group_count, epochs=self.epochs,
+                                        seed=seed, input_shape=tuple(input_shape),
+                                        target_accuracy=target_accuracy, train_size=self.train_size,
+                                        split_seed=self.split_seed, optimizer=self.optimizer,
+                                        placement=placement,
+                                    ))
         return cells
+
+
+def parse_norm(label: str) -> tuple[str, dict]:
+    """A norm of the grid: a registry name, or a variant with constructor arguments.
+
+    Raises:
+        GridError: `label` is neither `name` nor `name(argument=value, ...)`
+            with literal values.
+
+    Example:
+
+    >>> parse_norm("group(groups=8)")
+    ('group', {'groups': 8})
+    >>> parse_norm("batch")
+    ('batch', {})
+    """
+    problem = (f"bad norm {label!r}: write a registry name or a variant with literal arguments, "
+               "e.g. batch(renorm=True) or group(groups=8)")
+    try:
+        node = ast.parse(label.strip(), mode="eval").body
+    except SyntaxError:
+        raise GridError(problem) from None
+    if isinstance(node, ast.Name):
+        return node.id, {}
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+        raise GridError(problem)
+    try:
+        arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    except ValueError:
+        raise GridError(problem) from None
+    if None in arguments:  # **kwargs
+        raise GridError(problem)
+    return node.func.id, arguments
 
 
 #: `keras-norms compare --quick`: about a minute on 2 CPU cores.
 QUICK = {"norms": ("batch", "layer", "group", "none"), "batch_sizes": (2, 64), "epochs": 3, "seeds": (0,)}
+
+#: `--protocol gn-paper`: Wu and He (2018), Figure 1. Batch sizes per device 32 to 2, SGD with
+#: momentum 0.9, the learning rate scaled linearly with the batch size (0.1 at 32, as their 0.1
+#: per 256 images over 8 devices), a fixed number of epochs; batch, group, layer and instance norm.
+PROTOCOLS = {
+    "gn-paper": {"norms": ("batch", "group", "layer", "instance"), "batch_sizes": (32, 16, 8, 4, 2),
+                 "optimizer": "sgd", "lrs": (0.1,), "lr_scaling": "linear", "seeds": (0, 1, 2)},
+}
+
+#: Wu and He (2018), Figure 1 and Table 1: ImageNet validation error (%) of ResNet-50 trained with
+#: 8 GPUs, by images per GPU. Printed beside a gn-paper run for comparison; never plotted on its axes.
+GN_PAPER_ERRORS = {
+    "batch": {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7},
+    "group": {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1},
+    "layer": {32: 25.3},
+    "instance": {32: 28.4},
+}
 
 
 def check_names(spec: GridSpec) -> None:
@@ -137,17 +220,25 @@ def check_names(spec: GridSpec) -> None:
         raise GridError(f"unknown model {spec.model!r}; valid names: {', '.join(model_names())}")
     if spec.dataset not in DATASETS:
         raise GridError(f"unknown dataset {spec.dataset!r}; valid names: {', '.join(DATASETS)}")
-    unknown = [n for n in spec.norms if n not in keras_norms.names()]
+    unknown = [n for n in spec.norms if parse_norm(n)[0] not in keras_norms.names()]
     if unknown:
         raise GridError(
             f"unknown norm {', '.join(map(repr, unknown))}; valid names: {', '.join(keras_norms.names())}"
         )
+    if spec.optimizer not in OPTIMIZERS:
+        raise GridError(f"unknown --optimizer {spec.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    bad = [p for p in spec.placements if p not in PLACEMENTS]
+    if bad or not spec.placements:
+        raise GridError(f"--placement takes {' and '.join(PLACEMENTS)}, got {','.join(spec.placements)}")
+    if spec.placements != ("pre",) and spec.model != "transformer":
+        raise GridError(f"--placement is for --model transformer, got --model {spec.model}")
     if spec.lr_scaling not in LR_SCALINGS:
         raise GridError(f"unknown --lr-scaling {spec.lr_scaling!r}; use one of {', '.join(LR_SCALINGS)}")
     if spec.target_accuracy is not None and not 0.0 < spec.target_accuracy <= 1.0:
         raise GridError(f"--target-accuracy must be in (0, 1], got {spec.target_accuracy}")
     lists = {"--norms": spec.norms, "--batch-sizes": spec.batch_sizes, "--seeds": spec.seeds,
-             "--lr": spec.lrs, "--bn-momentum": spec.bn_momentums, "--groups": spec.groups}
+             "--lr": spec.lrs, "--bn-momentum": spec.bn_momentums, "--groups": spec.groups,
+             "--placement": spec.placements}
     for name, values in lists.items():
         if not values:
             raise GridError(f"{name} needs at least one value")
@@ -165,13 +256,14 @@ def check_models(spec: GridSpec, input_shape, num_classes: int) -> None:
 
     seen = set()
     for cell in spec.cells(input_shape=input_shape, target_accuracy=1.0):
-        options = cell.norm_options()
-        signature = (cell.norm, tuple(sorted(options.items())))
+        options = {**cell.norm_options(), **cell.model_options()}
+        signature = (cell.norm, repr(sorted(options.items())))
         if signature in seen:
             continue
         seen.add(signature)
         try:
-            build_model(spec.model, cell.norm, input_shape=input_shape, num_classes=num_classes, **options)
+            build_model(spec.model, cell.norm_name, input_shape=input_shape, num_classes=num_classes,
+                        **options)
         except (ValueError, TypeError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             message = f"cannot build {spec.model} with norm {cell.norm!r} {options or ''}: {detail}"

@@ -9,9 +9,12 @@ import tempfile
 from collections.abc import Sequence
 
 from keras_norms.study.corruptions import CORRUPTIONS, SEVERITIES
+from keras_norms.study.grid import GN_PAPER_ERRORS
 from keras_norms.study.report import Group, group_rows
 
 PLOTS = ("accuracy_vs_batch_size.png", "learning_curves.png", "robustness.png")
+#: Written for runs of `--protocol gn-paper` (SGD, batch sizes from 32 down to 2).
+GN_PAPER_PLOT = "error_vs_batch_size.png"
 
 
 def reference_batch_size(groups: Sequence[Group]) -> int:
@@ -100,4 +103,33 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     fig.suptitle(f"Robustness at batch size {reference}")
     fig.tight_layout()
     _save(fig, out / PLOTS[2])
-    return list(PLOTS)
+    written = list(PLOTS)
+    gn_paper_sizes = set(GN_PAPER_ERRORS["batch"])
+    if rows and rows[0].get("optimizer") == "sgd" and len(sizes) > 1 and set(sizes) <= gn_paper_sizes:
+        _error_vs_batch_size(plt, variants, sizes, out / GN_PAPER_PLOT)
+        written.append(GN_PAPER_PLOT)
+    return written
+
+
+def _error_vs_batch_size(plt, variants, sizes, path) -> None:
+    """Wu and He's Figure 1 for this run: error against batch size (decreasing), theirs in its own panel."""
+    fig, (ours, theirs) = plt.subplots(1, 2, figsize=(10, 4))
+    for variant, gs in variants.items():
+        gs = sorted(gs, key=lambda g: -g.batch_size)
+        ours.errorbar([g.batch_size for g in gs], [100 * (1 - g.mean("test_accuracy")) for g in gs],
+                      yerr=[100 * (g.std("test_accuracy") or 0.0) for g in gs], marker="o", capsize=3,
+                      label=variant)
+    for norm, errors in GN_PAPER_ERRORS.items():
+        batch_sizes = sorted(errors, reverse=True)
+        theirs.plot(batch_sizes, [errors[b] for b in batch_sizes], marker="o", label=norm)
+    for ax, title, ylabel in ((ours, "This run (mean ± std over seeds)", "test error (%)"),
+                              (theirs, "Wu and He (2018): ResNet-50, ImageNet", "validation error (%)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(sizes, reverse=True), [str(b) for b in sorted(sizes, reverse=True)])
+        ax.invert_xaxis()
+        ax.set(xlabel="batch size per device", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Error against batch size (Wu and He's Figure 1 protocol)")
+    fig.tight_layout()
+    _save(fig, path)

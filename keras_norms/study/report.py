@@ -7,10 +7,8 @@ import statistics
 from collections.abc import Sequence
 
 from keras_norms.study.corruptions import CORRUPTIONS, SEVERITIES
-
-#: A norm "holds up" at the smallest batch size if it loses at most this much accuracy there
-#: against its best batch size.
-HOLD_UP_TOLERANCE = 0.02
+from keras_norms.study.grid import GN_PAPER_ERRORS
+from keras_norms.study.verdicts import verdicts
 
 
 @dataclasses.dataclass
@@ -49,6 +47,8 @@ class Group:
 
 def _variant(row: dict, varying: set[str]) -> str:
     label = row["norm"]
+    if row.get("placement") is not None and "placement" in varying:
+        label += f" {row['placement']}-norm"
     if row["norm"] == "batch" and "bn_momentum" in varying:
         label += f" m={row['bn_momentum']}"
     if row["norm"] == "group" and "groups" in varying:
@@ -60,8 +60,8 @@ def _variant(row: dict, varying: set[str]) -> str:
 
 def group_rows(rows: Sequence[dict]) -> list[Group]:
     """Groups rows by norm variant and batch size, in order of first appearance (variants, then sizes)."""
-    varying = {f for f in ("bn_momentum", "groups", "lr")
-               if len({r[f] for r in rows if r[f] is not None}) > 1}
+    varying = {f for f in ("bn_momentum", "groups", "lr", "placement")
+               if len({r.get(f) for r in rows if r.get(f) is not None}) > 1}
     groups: dict[tuple, Group] = {}
     for row in rows:
         variant = _variant(row, varying)
@@ -92,13 +92,14 @@ def results_table(groups: list[Group], target: float) -> str:
     """The main table: one line per norm variant and batch size."""
     pct = f"{100 * target:g}%"
     lines = [
-        f"| norm | batch size | test accuracy | seeds | epochs to {pct} val | seconds to {pct} val "
-        "| train − test | corrupted | heterogeneous | ms/step |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| norm | batch size | test accuracy | recalibrated | seeds | epochs to {pct} val "
+        f"| seconds to {pct} val | train − test | corrupted | heterogeneous | ms/step |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in groups:
         lines.append(
-            f"| {g.variant} | {g.batch_size} | {_pm(g, 'test_accuracy')} | {len(g.rows)} "
+            f"| {g.variant} | {g.batch_size} | {_pm(g, 'test_accuracy')} "
+            f"| {_fmt(g.mean('test_accuracy_recalibrated'))} | {len(g.rows)} "
             f"| {_reach(g, 'epochs_to_target', 1)} | {_reach(g, 'seconds_to_target', 1)} "
             f"| {_fmt(g.mean('generalization_gap'))} | {_fmt(g.mean('corrupted_accuracy'))} "
             f"| {_fmt(g.mean('heterogeneous_accuracy'))} | {_fmt(g.mean('ms_per_step'), 2)} |"
@@ -121,100 +122,36 @@ def robustness_table(groups: list[Group]) -> str:
     return "\n".join(lines)
 
 
-def _best_per_norm(groups: list[Group], batch_size: int) -> dict[str, Group]:
-    """At `batch_size`, the best variant (by mean test accuracy) of each norm."""
-    best: dict[str, Group] = {}
-    for g in groups:
-        if g.batch_size != batch_size:
-            continue
-        if g.norm not in best or g.mean("test_accuracy") > best[g.norm].mean("test_accuracy"):
-            best[g.norm] = g
-    return best
-
-
-def _acc(g: Group) -> str:
-    return _pm(g, "test_accuracy")
-
-
-def verdict_batch_norm_leads(groups: list[Group]) -> str:
-    sizes = sorted({g.batch_size for g in groups})
-    if not sizes:
-        return "Not measured: no finished cells."
-    large = sizes[-1]
-    best = _best_per_norm(groups, large)
-    if "batch" not in best or len(best) < 2:
-        return "Not measured: the grid needs batch norm and at least one other norm."
-    ranked = sorted(best.values(), key=lambda g: g.mean("test_accuracy"), reverse=True)
-    bn = best["batch"]
-    rival = ranked[1] if ranked[0] is bn else ranked[0]
-    spread = max(bn.std("test_accuracy") or 0.0, rival.std("test_accuracy") or 0.0)
-    close = abs(bn.mean("test_accuracy") - rival.mean("test_accuracy")) <= spread
-    note = " (the difference is within one standard deviation over seeds)" if close else ""
-    if ranked[0] is bn:
-        return (f"Yes: at batch size {large}, the largest here, batch norm has the best test accuracy "
-                f"({_acc(bn)}; next: {rival.variant} {_acc(rival)}){note}.")
-    return (f"No: at batch size {large}, the largest here, {rival.variant} ({_acc(rival)}) beats "
-            f"batch norm ({_acc(bn)}){note}.")
-
-
-def verdict_small_batches(groups: list[Group]) -> str:
-    sizes = sorted({g.batch_size for g in groups})
-    if len(sizes) < 2:
-        return "Not measured: the grid needs at least two batch sizes."
-    small = sizes[0]
-    per_size = {size: _best_per_norm(groups, size) for size in sizes}
-    parts, held = [], []
-    for norm in ("group", "layer", "batch"):
-        at_small = per_size[small].get(norm)
-        if at_small is None:
-            continue
-        best = max((per_size[s][norm] for s in sizes if norm in per_size[s]),
-                   key=lambda g: g.mean("test_accuracy"))
-        parts.append(f"{norm} {_acc(at_small)} "
-                     f"(best {best.mean('test_accuracy'):.3f} at batch size {best.batch_size})")
-        if norm != "batch":
-            held.append(at_small.mean("test_accuracy") >= best.mean("test_accuracy") - HOLD_UP_TOLERANCE)
-    if not held:
-        return "Not measured: the grid has neither group nor layer norm."
-    answer = "Yes" if all(held) else "Partly" if any(held) else "No"
-    return (f"{answer}: at batch size {small}, test accuracy " + "; ".join(parts)
-            + f" (holding up = within {HOLD_UP_TOLERANCE:.2f} of its best batch size).")
-
-
-def verdict_heterogeneous(groups: list[Group]) -> str:
-    sizes = sorted({g.batch_size for g in groups})
-    pairs = []
-    for size in sizes:
-        best = _best_per_norm(groups, size)
-        if "group" in best and "batch" in best:
-            pairs.append((size, best["group"], best["batch"]))
-    if not pairs:
-        return "Not measured: the grid needs group norm and batch norm."
-    wins = sum(gn.mean("heterogeneous_accuracy") > bn.mean("heterogeneous_accuracy") for _, gn, bn in pairs)
-    gn_het = statistics.fmean(gn.mean("heterogeneous_accuracy") for _, gn, _ in pairs)
-    bn_het = statistics.fmean(bn.mean("heterogeneous_accuracy") for _, _, bn in pairs)
-    lost = lambda g: g.mean("test_accuracy") - g.mean("heterogeneous_accuracy")
-    gn_drop = statistics.fmean(lost(gn) for _, gn, _ in pairs)
-    bn_drop = statistics.fmean(lost(bn) for _, _, bn in pairs)
-    answer = "Yes" if wins * 2 > len(pairs) else "No" if wins == 0 else "Mixed"
-    return (f"{answer}: group norm beats batch norm on the heterogeneous test set at {wins} of {len(pairs)} "
-            f"batch sizes (mean accuracy {gn_het:.3f} vs {bn_het:.3f}; lost against the clean test set: "
-            f"{gn_drop:.3f} vs {bn_drop:.3f}).")
-
-
-def verdicts(groups: list[Group]) -> list[tuple[str, str]]:
-    return [
-        ("Does batch norm lead at large batch sizes?", verdict_batch_norm_leads(groups)),
-        ("Do group and layer norm hold up at batch size 2?", verdict_small_batches(groups)),
-        ("Does group norm help on heterogeneous data?", verdict_heterogeneous(groups)),
-    ]
-
-
 def summary_text(rows: Sequence[dict], target: float) -> str:
     """The verdicts and the main table, as printed at the end of a run."""
     groups = group_rows(rows)
-    lines = [f"- **{question}** {answer}" for question, answer in verdicts(groups)]
+    lines = [f"- **{question}** {answer}" for question, answer in verdicts(rows)]
     return "\n".join(lines) + "\n\n" + results_table(groups, target)
+
+
+def gn_paper_table(groups: list[Group]) -> str:
+    """Our test error (%) by batch size beside Wu and He's published ImageNet ResNet-50 error.
+
+    Theirs is another dataset and model: the columns are for comparing the
+    shape of the curves (does batch norm's error rise at small batches while
+    group norm's stays flat), not the values.
+    """
+    sizes = sorted({g.batch_size for g in groups}, reverse=True)
+    norms = list(dict.fromkeys(g.variant for g in groups))
+    ours = {(g.variant, g.batch_size): g for g in groups}
+    head = "| norm | " + " | ".join(f"{b}: ours | {b}: ImageNet" for b in sizes) + " |"
+    lines = [head, "|---|" + "---:|" * (2 * len(sizes))]
+    for norm in norms:
+        cells = []
+        for size in sizes:
+            group = ours.get((norm, size))
+            accuracy = None if group is None else group.mean("test_accuracy")
+            published = GN_PAPER_ERRORS.get(norm, {}).get(size)
+            cells += [_fmt(None if accuracy is None else 100 * (1 - accuracy), 1), _fmt(published, 1)]
+        lines.append(f"| {norm} | " + " | ".join(cells) + " |")
+    return ("Test error (%) here, beside the ImageNet validation error of ResNet-50 that Wu and He "
+            "report for the same batch sizes per device (8 devices; another dataset and model, so compare "
+            "the shapes of the curves, not the values).\n\n" + "\n".join(lines))
 
 
 def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> str:
@@ -224,18 +161,21 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
     target = first["target_accuracy"]
     lr = ", ".join(sorted({f"{r['lr']:g}" for r in rows}))
     values = lambda field: ", ".join(sorted({str(r[field]) for r in rows if r[field] is not None})) or "—"
+    optimizer = "SGD with momentum 0.9" if first.get("optimizer") == "sgd" else "Adam"
     lines = [
         f"# keras-norms compare: {first['model']} on {first['dataset']}",
         "",
         f"Measured on {context['machine']} ({context['versions']}). Data: {context['data']}; "
-        f"input shape {tuple(first['input_shape'])}. Each cell trains with Adam (learning rate {lr}, "
+        f"input shape {tuple(first['input_shape'])}. Each cell trains with {optimizer} (learning rate {lr}, "
         f"scaling: {first['lr_scaling']}) for {first['epochs']} epochs and is repeated over seeds "
         f"(mean ± standard deviation). Batch norm momentum: {values('bn_momentum')}; group norm groups: "
         f"{values('groups')} (auto: per layer, the largest divisor of its channels up to 32 that leaves "
         f"2+ channels per group). {len(rows)} runs: {context['run_minutes']:.1f} minutes in all, "
         f"{context['train_minutes']:.1f} of them training.",
         "",
-        "Columns: test accuracy; epochs and training seconds until the validation accuracy first "
+        "Columns: test accuracy; for batch norm, the test accuracy with population statistics "
+        "recomputed over the training set at the training batch size (`recalibrate_batch_norms`) "
+        "instead of the moving averages; epochs and training seconds until the validation accuracy first "
         f"reaches {target:g} (validation time excluded; the first epoch includes building the graph); "
         "train − test accuracy, both in inference mode "
         "(the generalization gap); accuracy on the corrupted test sets (Gaussian noise, "
@@ -244,7 +184,10 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
         "",
         "## The paper's claims, from these numbers",
         "",
-        *[f"- **{question}** {answer}" for question, answer in verdicts(groups)],
+        "Each claim is decided from the paired differences between runs of the same seed, with a "
+        "95% t-interval: yes or no only when the whole interval is on one side of zero.",
+        "",
+        *[f"- **{question}** {answer}" for question, answer in verdicts(rows, measured_only=False)],
         "",
         "## Results",
         "",
@@ -255,6 +198,10 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
         robustness_table(groups),
         "",
     ]
+    sizes = {r["batch_size"] for r in rows}
+    if first.get("optimizer") == "sgd" and len(sizes) > 1 and sizes <= set(GN_PAPER_ERRORS["batch"]):
+        # A run of `--protocol gn-paper` (or of its settings).
+        lines += ["## Beside Wu and He (2018), Figure 1", "", gn_paper_table(groups), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     lines += ["Every run, with its full configuration and learning curves: `results.json` "

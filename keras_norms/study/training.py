@@ -12,9 +12,10 @@ import keras
 import numpy as np
 
 from keras_norms.models import DEFAULT_INPUT_SHAPES, build_model
+from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.study import corruptions
 from keras_norms.study.datasets import DEFAULT_TARGET_ACCURACY, Splits, fit_to_shape, load, subsample
-from keras_norms.study.grid import Cell, GridError, GridSpec
+from keras_norms.study.grid import SGD_MOMENTUM, Cell, GridError, GridSpec
 
 #: At most this many training examples measure the train accuracy, and this many test examples
 #: each corrupted test set (CIFAR-10 would otherwise need gigabytes per corrupted copy).
@@ -124,6 +125,21 @@ def _finite(values):
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
+def _recalibrated_test_accuracy(model, cell: Cell, prepared: Prepared) -> float:
+    """Test accuracy after `recalibrate_batch_norms` over the training set at the training batch size.
+
+    The moving averages are replaced (in place: call this last) by the
+    population statistics of what each batch norm normalizes in training mode
+    (Wu and Johnson, 2021): the gap to the moving averages' accuracy is what
+    batch statistics that lag behind the weights cost at test time.
+    """
+    data = prepared.data
+    recalibrate_batch_norms(model, data.x_train, batch_size=cell.batch_size, verbose=0)
+    test = prepared.segments["test"]
+    logits = model.predict(prepared.eval_x[test], batch_size=EVAL_BATCH_SIZE, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == prepared.eval_y[test]))
+
+
 def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] | None = None,
                model_path=None) -> dict:
     """Trains one cell and returns its measurements (JSON-ready; None where not reached).
@@ -135,16 +151,21 @@ def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] |
     epoch reaching `cell.target_accuracy` and the training seconds until then;
     the median milliseconds per training step (epochs after the first, which
     also traces the graph); the accuracy on each corrupted test set and on the
-    heterogeneous one.
+    heterogeneous one; for batch norm, the test accuracy with recalibrated
+    population statistics instead of the moving averages.
     """
     logging.getLogger("tensorflow").addFilter(_NO_RETRACING_WARNING)  # idempotent
     data = prepared.data
     keras.utils.set_random_seed(cell.seed)
-    model = build_model(cell.model, cell.norm, input_shape=prepared.input_shape,
-                        num_classes=prepared.num_classes, **cell.norm_options())
+    model = build_model(cell.model, cell.norm_name, input_shape=prepared.input_shape,
+                        num_classes=prepared.num_classes, **cell.norm_options(), **cell.model_options())
     steps = math.ceil(len(data.y_train) / cell.batch_size)
+    if cell.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(cell.learning_rate, momentum=SGD_MOMENTUM)
+    else:
+        optimizer = keras.optimizers.Adam(cell.learning_rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(cell.learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         steps_per_execution=min(STEPS_PER_EXECUTION, steps),
@@ -165,8 +186,10 @@ def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] |
     reached = next((i for i, v in enumerate(val_accuracy) if v >= cell.target_accuracy), None)
     per_step = sorted(s / steps for s in (timer.train_seconds[1:] or timer.train_seconds))
     corrupted = {k: v for k, v in accuracy.items() if ":" in k}
+    recalibrated = _recalibrated_test_accuracy(model, cell, prepared) if cell.norm_name == "batch" else None
     return {
         "test_accuracy": accuracy["test"],
+        "test_accuracy_recalibrated": recalibrated,
         "train_accuracy": accuracy["train"],
         "generalization_gap": accuracy["train"] - accuracy["test"],
         "final_val_accuracy": val_accuracy[-1],

@@ -1,0 +1,295 @@
+"""The paper's claims, decided from paired differences over seeds with 95% confidence intervals.
+
+Every claim compares two sets of runs that share their seeds (the same seed
+gives the same initial weights and the same data order), so each seed gives
+one paired difference; the claim is decided by the t-interval of their mean
+(scipy): "Yes" when the whole 95% interval is on the claimed side of zero, "No"
+when it is all on the other side, and "Not resolved with N seeds" when it
+contains zero (or when there are fewer than 2 pairs). The interval is printed
+with every verdict. Pairing by seed makes the answer independent of the order
+in which the seeds ran.
+
+Claims compare the plain registry names (`batch`, `group`, ...) at the grid's
+first learning rate, batch norm momentum and group count, unless the claim is
+about that very setting; norm variants such as `batch(renorm=True)` are
+compared with plain batch norm in their own claim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Callable, Sequence
+
+#: Claims are decided at this confidence.
+CONFIDENCE = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """The paired differences `a - b` of one claim, one per seed, and their confidence interval."""
+
+    differences: tuple[float, ...]
+
+    @property
+    def pairs(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.differences)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% t-interval of the mean difference; None with fewer than 2 pairs."""
+        if self.pairs < 2:
+            return None
+        from scipy import stats
+
+        spread = statistics.stdev(self.differences) / math.sqrt(self.pairs)
+        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, self.pairs - 1)) * spread
+        return self.mean - half, self.mean + half
+
+    def answer(self) -> str:
+        """"Yes" (the interval is above zero), "No" (below) or "Not resolved with N seeds"."""
+        interval = self.interval
+        if interval is not None and interval[0] > 0:
+            return "Yes"
+        if interval is not None and interval[1] < 0:
+            return "No"
+        return f"Not resolved with {self.pairs} seed{'s' if self.pairs != 1 else ''}"
+
+    def describe(self, digits: int = 3) -> str:
+        interval = self.interval
+        if interval is None:
+            return f"difference {self.mean:+.{digits}f}, one seed: no interval"
+        return (f"difference {self.mean:+.{digits}f}, {int(100 * CONFIDENCE)}% interval "
+                f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}] over {self.pairs} seeds")
+
+
+def base_norm(label: str) -> str:
+    """The registry name of a norm label: `"batch(renorm=True)"` -> `"batch"`."""
+    return label.split("(", 1)[0]
+
+
+def _defaults(rows: Sequence[dict]) -> dict:
+    """The grid's first value of each setting a claim holds fixed (rows are in grid order)."""
+    first = lambda field, norm: next((r[field] for r in rows if base_norm(r["norm"]) == norm), None)
+    return {"lr": rows[0]["lr"], "bn_momentum": first("bn_momentum", "batch"),
+            "groups": first("groups", "group"), "placement": rows[0].get("placement")}
+
+
+def _select(rows, norm: str, *, batch_size=None, **fixed) -> list[dict]:
+    return [r for r in rows if r["norm"] == norm and (batch_size is None or r["batch_size"] == batch_size)
+            and all(r.get(k) == v for k, v in fixed.items() if v is not None)]
+
+
+def _per_seed(rows: Sequence[dict], value: Callable[[dict], float | None]) -> dict[int, float]:
+    """One value per seed: the mean over the seed's rows (e.g. over batch sizes)."""
+    values: dict[int, list[float]] = {}
+    for row in rows:
+        v = value(row)
+        if v is not None:
+            values.setdefault(row["seed"], []).append(v)
+    return {seed: statistics.fmean(vs) for seed, vs in values.items()}
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> Paired | None:
+    """`a[seed] - b[seed]` over the seeds both have, in seed order; None when they share none."""
+    seeds = sorted(set(a) & set(b))
+    return Paired(tuple(a[s] - b[s] for s in seeds)) if seeds else None
+
+
+def _field(name: str) -> Callable[[dict], float | None]:
+    return lambda row: row.get(name)
+
+
+_TEST_ACCURACY = _field("test_accuracy")
+
+
+def _curve_mean(row: dict) -> float | None:
+    curve = [v for v in (row.get("curves") or {}).get("val_accuracy", []) if v is not None]
+    return statistics.fmean(curve) if curve else None
+
+
+def _verdict(result: Paired | None, claim: str, detail: str = "") -> str:
+    if result is None:
+        return "Not measured: no seed ran both sides of the comparison."
+    return f"{result.answer()}: {claim} ({result.describe()}){detail}."
+
+
+class Claims:
+    """The claims the grid of `rows` can test, each as `(question, verdict)`."""
+
+    def __init__(self, rows: Sequence[dict]):
+        self.rows = list(rows)
+        self.sizes = sorted({r["batch_size"] for r in self.rows})
+        self.norms = list(dict.fromkeys(r["norm"] for r in self.rows))
+        self.fixed = _defaults(self.rows) if self.rows else {}
+
+    def _at(self, norm, batch_size=None, value=_TEST_ACCURACY, **changes):
+        fixed = {**self.fixed, **changes}
+        if base_norm(norm) != "batch":
+            fixed["bn_momentum"] = None
+        if base_norm(norm) != "group":
+            fixed["groups"] = None
+        return _per_seed(_select(self.rows, norm, batch_size=batch_size, **fixed), value)
+
+    def batch_norm_leads(self) -> str:
+        large = self.sizes[-1]
+        others = [n for n in self.norms if n != "batch" and "(" not in n]
+        if "batch" not in self.norms or not others:
+            return "Not measured: the grid needs batch norm and at least one other norm."
+        means = {n: statistics.fmean(v.values()) for n in others if (v := self._at(n, large))}
+        rival = max(means, key=means.get)
+        return _verdict(paired(self._at("batch", large), self._at(rival, large)),
+                        f"at batch size {large}, the largest here, batch norm beats the best other norm, "
+                        f"{rival}, on test accuracy")
+
+    def _degradation(self, norm: str) -> dict[int, float]:
+        large, small = self._at(norm, self.sizes[-1]), self._at(norm, self.sizes[0])
+        return {s: large[s] - small[s] for s in set(large) & set(small)}
+
+    def small_batches_hurt_batch_norm_more(self, rival: str) -> str:
+        if len(self.sizes) < 2 or "batch" not in self.norms or rival not in self.norms:
+            return f"Not measured: the grid needs two batch sizes, batch norm and {rival} norm."
+        return _verdict(paired(self._degradation("batch"), self._degradation(rival)),
+                        f"going from batch size {self.sizes[-1]} to {self.sizes[0]}, batch norm loses more "
+                        f"test accuracy than {rival} norm")
+
+    def heterogeneous(self) -> str:
+        if "group" not in self.norms or "batch" not in self.norms:
+            return "Not measured: the grid needs group norm and batch norm."
+        value = _field("heterogeneous_accuracy")
+        return _verdict(paired(self._at("group", value=value), self._at("batch", value=value)),
+                        "group norm beats batch norm on the heterogeneous test set (mean over batch sizes)")
+
+    def converges_faster(self) -> str:
+        if "none" not in self.norms or "batch" not in self.norms:
+            return "Not measured: the grid needs batch norm and no norm (`none`)."
+        return _verdict(paired(self._at("batch", value=_curve_mean), self._at("none", value=_curve_mean)),
+                        "batch norm has the higher validation accuracy averaged over the epochs (the area "
+                        "under the learning curve, mean over batch sizes) than no norm")
+
+    def higher_learning_rate(self) -> str:
+        lrs = sorted({r["lr"] for r in self.rows})
+        if len(lrs) < 2 or "none" not in self.norms or "batch" not in self.norms:
+            return ("Not measured: the grid needs two learning rates (`--lr`), batch norm and no norm.")
+        low, high = lrs[0], lrs[-1]
+
+        def drop(norm):
+            at_low, at_high = self._at(norm, lr=low), self._at(norm, lr=high)
+            return {seed: at_low[seed] - at_high[seed] for seed in set(at_low) & set(at_high)}
+
+        return _verdict(paired(drop("none"), drop("batch")),
+                        f"raising the learning rate from {low:g} to {high:g} costs no norm more test "
+                        "accuracy than batch norm (mean over batch sizes)")
+
+    def layer_norm_for_recurrent(self) -> str:
+        if not self.rows or self.rows[0]["model"] != "sequence":
+            return ("Not measured: the grid's model is not recurrent "
+                    "(`--model sequence --dataset seq-digits`).")
+        if "layer" not in self.norms or "batch" not in self.norms:
+            return "Not measured: the grid needs layer norm and batch norm."
+        small = self.sizes[0]
+        return _verdict(paired(self._at("layer", small), self._at("batch", small)),
+                        f"at batch size {small}, the smallest here, layer norm beats batch norm in the LSTM")
+
+    def momentum(self) -> str:
+        momentums = sorted({r["bn_momentum"] for r in self.rows if r["bn_momentum"] is not None})
+        if len(momentums) < 2:
+            return "Not measured: the grid needs two batch norm momentum values (`--bn-momentum`)."
+        small = self.sizes[0]
+        return _verdict(paired(self._at("batch", small, bn_momentum=momentums[-1]),
+                               self._at("batch", small, bn_momentum=momentums[0])),
+                        f"at batch size {small}, batch norm with momentum {momentums[-1]:g} beats momentum "
+                        f"{momentums[0]:g}")
+
+    def recalibration(self) -> str:
+        field = "test_accuracy_recalibrated"
+        if "batch" not in self.norms or not any(r.get(field) is not None for r in self.rows):
+            return "Not measured: the grid needs batch norm."
+        small = self.sizes[0]
+        gained = paired(self._at("batch", small, value=_field(field)), self._at("batch", small))
+        detail = ""
+        if len(self.sizes) > 1 and gained is not None:
+            lost = statistics.fmean(self._degradation("batch").values()) if self._degradation("batch") else 0
+            if lost > 0:
+                detail = (f"; batch norm loses {lost:.3f} from batch size {self.sizes[-1]} to {small}, "
+                          f"and recalibration recovers {gained.mean / lost:.0%} of it")
+        return _verdict(gained, f"at batch size {small}, recalibrated population statistics give batch norm "
+                        "a higher test accuracy than its moving averages", detail)
+
+    def variants(self) -> str:
+        variants = [n for n in self.norms if "(" in n and base_norm(n) in self.norms]
+        if not variants:
+            return ("Not measured: the grid has no variant of a norm beside it (e.g. "
+                    "`--norms batch,batch(renorm=True)`).")
+        small = self.sizes[0]
+        parts = []
+        for variant in variants:
+            result = paired(self._at(variant, small), self._at(base_norm(variant), small))
+            parts.append(f"{variant} vs {base_norm(variant)}: " + (
+                "no common seed" if result is None else f"{result.answer()} ({result.describe()})"))
+        return f"At batch size {small}, the smallest here: " + "; ".join(parts) + "."
+
+    def placement(self) -> str:
+        placements = {r.get("placement") for r in self.rows} - {None}
+        if placements != {"pre", "post"}:
+            return "Not measured: the grid needs the transformer with `--placement pre,post`."
+        norm = next((n for n in ("layer", "rms") if n in self.norms), None)
+        if norm is None:
+            return "Not measured: the grid needs layer or RMS norm."
+        return _verdict(paired(self._at(norm, placement="pre"), self._at(norm, placement="post")),
+                        f"with {norm} norm, pre-norm beats post-norm on test accuracy (mean over batch "
+                        "sizes)")
+
+    def transformer_norms(self) -> str:
+        if not self.rows or self.rows[0]["model"] != "transformer":
+            return "Not measured: the grid's model is not the transformer (`--model transformer`)."
+        parts = []
+        for a, b in (("layer", "rms"), ("layer", "none"), ("rms", "none")):
+            if a in self.norms and b in self.norms:
+                result = paired(self._at(a), self._at(b))
+                if result is not None:
+                    parts.append(f"{a} beats {b}: {result.answer()} ({result.describe()})")
+        if not parts:
+            return "Not measured: the grid needs two of layer, RMS and no norm."
+        return "Mean over batch sizes: " + "; ".join(parts) + "."
+
+    def all(self) -> list[tuple[str, str]]:
+        if not self.rows:
+            return []
+        return [
+            ("Does batch norm lead at large batch sizes?", self.batch_norm_leads()),
+            ("Do small batches hurt batch norm more than group norm?",
+             self.small_batches_hurt_batch_norm_more("group")),
+            ("Do small batches hurt batch norm more than layer norm?",
+             self.small_batches_hurt_batch_norm_more("layer")),
+            ("Does recalibration recover batch norm's small-batch loss?", self.recalibration()),
+            ("Do the batch norm variants help at small batch sizes?", self.variants()),
+            ("Does batch norm converge faster than no norm?", self.converges_faster()),
+            ("Does batch norm tolerate a higher learning rate?", self.higher_learning_rate()),
+            ("What does batch norm momentum change?", self.momentum()),
+            ("Is layer norm the better choice for the recurrent model at small batch?",
+             self.layer_norm_for_recurrent()),
+            ("Does group norm help on heterogeneous data?", self.heterogeneous()),
+            ("Pre-norm or post-norm in the transformer?", self.placement()),
+            ("Layer, RMS or no norm in the transformer?", self.transformer_norms()),
+        ]
+
+
+def verdicts(rows: Sequence[dict], *, measured_only: bool = True) -> list[tuple[str, str]]:
+    """`(question, verdict)` for each claim; with `measured_only`, the claims this grid can test.
+
+    Example:
+
+    >>> rows = [{"norm": n, "batch_size": 8, "seed": s, "lr": 1e-3, "bn_momentum": None, "groups": None,
+    ...          "model": "lenet", "test_accuracy": acc + 0.01 * s}
+    ...         for s in range(3) for n, acc in (("batch", 0.95), ("layer", 0.90))]
+    >>> verdicts(rows)[0][1].split(":")[0]
+    'Yes'
+    """
+    found = Claims(rows).all()
+    return [(q, v) for q, v in found if not (measured_only and v.startswith("Not measured"))]

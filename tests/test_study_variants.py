@@ -1,0 +1,101 @@
+"""Norm variants, the transformer's placement and Wu and He's protocol in the study's grid and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keras_norms import cli
+from keras_norms.study.grid import GN_PAPER_ERRORS, GridError, GridSpec, check_names, parse_norm
+
+
+def test_variants_parse_to_a_name_and_literal_arguments():
+    assert parse_norm("batch(renorm=True, renorm_momentum=0.9)") == (
+        "batch", {"renorm": True, "renorm_momentum": 0.9})
+    assert parse_norm(" group(groups=8) ") == ("group", {"groups": 8})
+    for bad in ("batch(True)", "batch(renorm=x)", "batch(", "batch(**kw)", "1+2", "a.b(c=1)"):
+        with pytest.raises(GridError, match="bad norm"):
+            parse_norm(bad)
+
+
+def test_variant_cells_carry_their_label_and_arguments():
+    spec = GridSpec(norms=("batch", "batch(renorm=True)", "batch(momentum=0.5)", "group(groups=8)"),
+                    batch_sizes=(4,), seeds=(0,), bn_momentums=(0.9, 0.99))
+    cells = spec.cells(input_shape=(32, 32, 1), target_accuracy=0.9)
+    labels = [c.norm for c in cells]
+    # Plain batch norm and the renorm variant run both momentum values; a variant that sets it does not.
+    assert labels == ["batch", "batch", "batch(renorm=True)", "batch(renorm=True)", "batch(momentum=0.5)",
+                      "group(groups=8)"]
+    renorm = cells[2]
+    assert renorm.norm_name == "batch" and renorm.norm_options() == {"renorm": True, "momentum": 0.9}
+    assert cells[4].norm_options() == {"momentum": 0.5} and cells[5].norm_options() == {"groups": 8}
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_cells_without_the_new_settings_keep_their_keys():
+    # Keys of cells made before optimizer and placement existed (results already on disk match them).
+    cells = GridSpec(norms=("batch", "group"), batch_sizes=(8,), seeds=(0,)).cells(
+        input_shape=(32, 32, 1), target_accuracy=0.9)
+    assert [c.key for c in cells] == ["164fe0a2b82b74a4", "adcf80de33c4f84d"]
+    sgd = GridSpec(norms=("batch",), batch_sizes=(8,), seeds=(0,), optimizer="sgd").cells(
+        input_shape=(32, 32, 1), target_accuracy=0.9)
+    assert sgd[0].key != cells[0].key
+
+
+def test_placements_only_for_the_transformer():
+    spec = GridSpec(model="transformer", norms=("layer",), batch_sizes=(4,), seeds=(0,),
+                    placements=("pre", "post"))
+    assert [c.placement for c in spec.cells(input_shape=(8, 8), target_accuracy=0.9)] == ["pre", "post"]
+    with pytest.raises(GridError, match="--placement is for --model transformer"):
+        check_names(GridSpec(placements=("post",)))
+    with pytest.raises(GridError, match="--placement takes pre and post, got middle"):
+        check_names(GridSpec(model="transformer", placements=("middle",)))
+
+
+@pytest.mark.parametrize(("norms", "message"), [
+    ("batch,batch(renorm=maybe)", "bad norm 'batch(renorm=maybe)'"),
+    ("batch,bacth(renorm=True)", "unknown norm 'bacth(renorm=True)'"),
+    ("batch(virtual_batch_size=0)", "batch(virtual_batch_size=0)"),
+    ("group(groups=5)", "group(groups=5)"),
+])
+def test_a_bad_variant_exits_2_naming_it_before_anything_trains(norms, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["compare", "--norms", norms, "--out", str(out), "--train-size", "100",
+                     "--batch-sizes", "8"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (out / "cells").exists()
+
+
+def test_the_gn_paper_protocol_preset():
+    import argparse
+
+    from keras_norms.study.cli import add_parser, spec_from_args
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    spec = spec_from_args(parser.parse_args(["compare", "--protocol", "gn-paper", "--epochs", "5"]))
+    assert spec.batch_sizes == (32, 16, 8, 4, 2) and spec.optimizer == "sgd" and spec.lr_scaling == "linear"
+    assert spec.norms == ("batch", "group", "layer", "instance") and spec.epochs == 5 and len(spec.seeds) == 3
+    cells = spec.cells(input_shape=(32, 32, 1), target_accuracy=0.9)
+    expected = {b: pytest.approx(0.1 * b / 32) for b in (32, 16, 8, 4, 2)}
+    assert {c.batch_size: c.learning_rate for c in cells} == expected
+
+
+@pytest.mark.slow
+def test_a_gn_paper_run_trains_with_sgd_and_prints_the_published_errors(tmp_path, capsys):
+    out = tmp_path / "gn"
+    args = ["compare", "--protocol", "gn-paper", "--norms", "batch,group,batch(renorm=True)",
+            "--batch-sizes", "4,2", "--epochs", "1", "--seeds", "0,1", "--train-size", "120",
+            "--out", str(out), "--no-progress"]
+    assert cli.main(args) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["optimizer"] for r in rows} == {"sgd"} and len(rows) == 12
+    assert all(r["learning_rate"] == pytest.approx(0.1 * r["batch_size"] / 32) for r in rows)
+    assert {r["norm"] for r in rows} == {"batch", "group", "batch(renorm=True)"}
+    report = (out / "report.md").read_text()
+    assert "## Beside Wu and He (2018), Figure 1" in report and "SGD with momentum 0.9" in report
+    published = GN_PAPER_ERRORS["batch"][2]
+    assert "| batch | " in report and f"{published:.1f}" in report
+    assert "batch(renorm=True) vs batch" in report  # the variants' claim, with its interval
+    assert (out / "error_vs_batch_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
