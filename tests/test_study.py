@@ -291,7 +291,7 @@ def _snapshot(folder):
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "vgg"], "unknown model 'vgg'; valid names: paper_cnn, lenet, resnet, sequence"),
     (["--norms", "batch,nope"], "unknown norm 'nope'; valid names: batch, layer"),
-    (["--dataset", "mnist"], "unknown dataset 'mnist'; valid names: digits, cifar10, seq-digits"),
+    (["--dataset", "svhn"], "unknown dataset 'svhn'; valid names: digits, cifar10, seq-digits, mnist"),
     (["--batch-sizes", "8,5000"],
      "batch size 5000 is larger than the training set (1077 examples of digits)"),
     (["--dataset", "cifar10", "--data-dir", "{empty}"], "missing data_batch_1, data_batch_2"),

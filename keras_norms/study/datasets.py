@@ -1,9 +1,14 @@
-"""Real data sets with fixed, seeded train/validation/test splits."""
+"""Real data sets with fixed, seeded train/validation/test splits.
+
+`DATASETS` names them and says what each gives a model: scikit-learn's bundled digits (as images
+or as sequences), the image and text sets of `keras.datasets` (read from Keras' cache, see
+`keras_datasets`), and a folder of images with one subfolder per class.
+"""
 
 from __future__ import annotations
 
+import math
 import pathlib
-import pickle
 from typing import NamedTuple
 
 import numpy as np
@@ -69,18 +74,44 @@ def digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: float
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test)
 
 
+class DatasetInfo(NamedTuple):
+    """What a data set gives a model, so that the model can pick its input layer.
+
+    `input` is "image" (float32 `(H, W, C)` in [0, 1]), "sequence" (float32 `(T, F)` in [0, 1]) or
+    "tokens" (int32 word ids `(T,)`, 0 for padding, all below `vocabulary_size`: an Embedding
+    input). `shape` is one example's shape and `num_classes` the number of labels; None where the
+    files decide (an image folder). `target_accuracy` is the validation accuracy that counts as
+    converged. `files` says where the files come from.
+    """
+
+    input: str
+    shape: tuple[int, ...] | None
+    num_classes: int | None
+    target_accuracy: float
+    files: str
+    vocabulary_size: int | None = None
+
+
+_KERAS_CACHE = "Keras' cache ($KERAS_HOME/datasets or ~/.keras/datasets; downloaded if missing) or --data-dir"
+
 #: The data sets `load` knows.
-DATASETS = ("digits", "cifar10", "seq-digits")
+DATASETS = {
+    "digits": DatasetInfo("image", (8, 8, 1), 10, 0.9, "bundled with scikit-learn"),
+    "cifar10": DatasetInfo("image", (32, 32, 3), 10, 0.5, f"cifar-10-batches-py/ in {_KERAS_CACHE}"),
+    "seq-digits": DatasetInfo("sequence", (8, 8), 10, 0.85, "bundled with scikit-learn"),
+    "mnist": DatasetInfo("image", (28, 28, 1), 10, 0.95, f"mnist.npz in {_KERAS_CACHE}"),
+    "fashion_mnist": DatasetInfo("image", (28, 28, 1), 10, 0.85, f"fashion-mnist/*.gz in {_KERAS_CACHE}"),
+    "cifar100": DatasetInfo("image", (32, 32, 3), 100, 0.3, f"cifar-100-python/ in {_KERAS_CACHE}"),
+    "imdb": DatasetInfo("tokens", (200,), 2, 0.8, f"imdb.npz in {_KERAS_CACHE}", vocabulary_size=20000),
+    "images": DatasetInfo("image", None, None, 0.5, "--data-dir: one subfolder of images per class"),
+}
 
 #: The validation accuracy a cell must reach to count as converged, per data set.
-DEFAULT_TARGET_ACCURACY = {"digits": 0.9, "seq-digits": 0.85, "cifar10": 0.5}
-
-CIFAR_FOLDER = "cifar-10-batches-py"
-CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+DEFAULT_TARGET_ACCURACY = {name: info.target_accuracy for name, info in DATASETS.items()}
 
 
 class DataError(ValueError):
-    """A data set cannot be loaded as asked (a missing file, an unknown name)."""
+    """A data set cannot be loaded as asked (a missing or damaged file, an unknown name)."""
 
 
 def seq_digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: float = 0.2) -> Splits:
@@ -96,111 +127,175 @@ def seq_digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: f
     return Splits(*(x[..., 0] if x.ndim == 4 else x for x in data))
 
 
-_NUMPY_GLOBALS = {"_reconstruct", "ndarray", "dtype", "scalar"}
+def _seeded_split(x, y, test_size: int, seed: int):
+    """`train_test_split` into `len(y) - test_size` and `test_size` examples, stratified where every
+    class can be (a class of one example, or more classes than a side has examples, cannot)."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.unique(y, return_counts=True)[1]
+    stratify = counts.min() >= 2 and len(counts) <= min(test_size, len(y) - test_size)
+    return train_test_split(x, y, test_size=test_size, stratify=y if stratify else None, random_state=seed)
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles the CIFAR batches (dicts, lists and NumPy arrays) and nothing that runs code."""
-
-    def find_class(self, module, name):
-        numpy_array = module.split(".")[0] == "numpy" and name in _NUMPY_GLOBALS
-        # Protocol-2 pickles written by Python 3 encode byte strings through _codecs.encode.
-        if numpy_array or (module, name) == ("_codecs", "encode"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+def _hold_out(x, y, fraction: float, seed: int, what: str):
+    """A seeded `fraction` of (x, y) held out: `x_kept, x_held, y_kept, y_held`."""
+    held = math.ceil(fraction * len(y))
+    if held >= len(y):
+        raise DataError(f"{len(y)} examples are too few to hold out {what} ({fraction:g} of them)")
+    return _seeded_split(x, y, held, seed)
 
 
-def _read_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        batch = _ArrayUnpickler(f, encoding="bytes").load()
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    if "data" not in batch or "labels" not in batch:
-        raise DataError(f"{path} is not a CIFAR-10 batch (it has no 'data' and 'labels' entries)")
-    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, np.asarray(batch["labels"], dtype=np.int32)
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"Argument `{name}` must be in (0, 1). Received: {name}={value!r}")
 
 
-def find_cifar_folder(data_dir) -> pathlib.Path:
-    """The `cifar-10-batches-py` folder: `data_dir` itself or its child of that name.
+def keras_dataset(name: str, seed: int = 0, validation_fraction: float = 0.1, data_dir=None,
+                  download: bool | None = None) -> Splits:
+    """mnist, fashion_mnist, cifar10, cifar100 or imdb, as `keras.datasets` has them.
+
+    The test set is the data set's own, in the order Keras gives it; a seeded, stratified
+    `validation_fraction` of its training set is the validation set. Images are float32 in [0, 1],
+    IMDB reviews int32 token ids (see `DATASETS`), labels int32. Files come from Keras' cache or
+    `data_dir`; see `keras_datasets.find_files` for where each lies and when it is downloaded.
 
     Raises:
-        DataError: the folder lacks some of `CIFAR_FILES` (the message names them).
+        DataError: a file is missing and cannot be downloaded, or is damaged.
     """
-    base = pathlib.Path(data_dir).expanduser()
-    folder = base / CIFAR_FOLDER if (base / CIFAR_FOLDER).is_dir() else base
-    missing = [name for name in CIFAR_FILES if not (folder / name).is_file()]
-    if missing:
-        raise DataError(
-            f"--data-dir {data_dir}: missing {', '.join(missing)}; point it at the extracted "
-            f"'{CIFAR_FOLDER}' folder of https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-        )
-    return folder
+    from keras_norms.study import keras_datasets
+
+    _check_fraction("validation_fraction", validation_fraction)
+    (x_rest, y_rest), (x_test, y_test) = keras_datasets.load_arrays(name, data_dir, download)
+    x_train, x_val, y_train, y_val = _hold_out(x_rest, y_rest, validation_fraction, seed, "a validation set")
+    if DATASETS[name].input == "image":
+        x_train, x_val, x_test = (np.asarray(x, dtype=np.float32) / 255.0 for x in (x_train, x_val, x_test))
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test)
 
 
-def cifar10(seed: int = 0, validation_fraction: float = 0.1, data_dir=None) -> Splits:
+def cifar10(seed: int = 0, validation_fraction: float = 0.1, data_dir=None,
+            download: bool | None = None) -> Splits:
     """CIFAR-10 (32x32x3, 10 classes) with a seeded, stratified validation split of the training set.
 
     Args:
         seed: Seed of the validation split.
         validation_fraction: Fraction of the 50,000 training images held out.
-        data_dir: The standard `cifar-10-batches-py` folder (or its parent);
-            None downloads it through `keras.datasets.cifar10` (needs a network).
+        data_dir: The standard `cifar-10-batches-py` folder (or its parent); None reads Keras'
+            cache and downloads what is missing there (see `keras_dataset`).
+        download: Whether missing files may be downloaded; None: unless `KERAS_NORMS_OFFLINE` is set.
 
     Returns:
         A `Splits` tuple, images float32 in [0, 1], labels int32.
 
     Raises:
-        DataError: `data_dir` lacks the expected files.
+        DataError: `data_dir` or the cache lacks the expected files.
     """
-    from sklearn.model_selection import train_test_split
+    return keras_dataset("cifar10", seed, validation_fraction, data_dir, download)
 
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(
-            "Argument `validation_fraction` must be in (0, 1). "
-            f"Received: validation_fraction={validation_fraction!r}"
-        )
-    if data_dir is None:
-        import keras
 
-        (x_rest, y_rest), (x_test, y_test) = keras.datasets.cifar10.load_data()
+#: The largest side an image folder's images are read at.
+MAX_IMAGE_SIDE = 256
+_IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what image_dataset_from_directory reads
+
+
+def _class_folders(folder: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_image_folder(folder: pathlib.Path, class_names, color_mode: str, size):
+    import keras
+    import tensorflow as tf
+
+    try:
+        images = keras.utils.image_dataset_from_directory(
+            folder, labels="inferred", label_mode="int", class_names=class_names, color_mode=color_mode,
+            batch_size=256, image_size=size, shuffle=False, data_format="channels_last", verbose=False)
+        batches = [(x.numpy(), y.numpy()) for x, y in images]
+    except (ValueError, tf.errors.OpError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot read the images in {folder}: {detail}") from None
+    x = np.concatenate([x for x, _ in batches]) / np.float32(255.0)
+    return x.astype(np.float32), np.concatenate([y for _, y in batches]).astype(np.int32)
+
+
+def image_folder(data_dir, seed: int = 0, validation_fraction: float = 0.1,
+                 test_fraction: float = 0.2) -> Splits:
+    """Images in one subfolder per class, read with `keras.utils.image_dataset_from_directory`.
+
+    With `train/` and `test/` subfolders (each with the same class subfolders), `test/` is the test
+    set; otherwise a seeded, stratified `test_fraction` of all images is. Either way a seeded,
+    stratified `validation_fraction` of the training images is the validation set. Labels number
+    the class folders in sorted order. Every image is read at the size of the first one (in sorted
+    order), scaled down to at most `MAX_IMAGE_SIDE` pixels a side, as one channel if that image has
+    one (grayscale) and as RGB otherwise; float32 in [0, 1].
+
+    Raises:
+        DataError: not a folder of class subfolders, fewer than 2 classes, or an unreadable image.
+    """
+    import tensorflow as tf
+
+    _check_fraction("validation_fraction", validation_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    root = pathlib.Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--data-dir {data_dir} is not a folder")
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    train_root = root / "train" if split else root
+    class_names = _class_folders(train_root)
+    if len(class_names) < 2:
+        raise DataError(f"--data-dir {data_dir}: {train_root} needs a subfolder of images for each of "
+                        f"2 or more classes (or train/ and test/ folders holding them); found "
+                        f"{class_names or 'none'}")
+    if split and _class_folders(root / "test") != class_names:
+        raise DataError(f"--data-dir {data_dir}: test/ has the class folders "
+                        f"{_class_folders(root / 'test')}, train/ has {class_names}; they must be the same")
+    files = sorted(p for name in class_names for p in (train_root / name).rglob("*")
+                   if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"--data-dir {data_dir}: no {'/'.join(_IMAGE_SUFFIXES)} images in the class "
+                        f"folders of {train_root}")
+    try:
+        first = tf.io.decode_image(tf.io.read_file(str(files[0])), expand_animations=False).shape
+    except tf.errors.OpError as error:
+        raise DataError(f"{files[0]} is not a readable image ({error.message.splitlines()[0]})") from None
+    scale = min(1.0, MAX_IMAGE_SIDE / max(first[0], first[1]))
+    size = (max(1, round(first[0] * scale)), max(1, round(first[1] * scale)))
+    color_mode = "grayscale" if first[2] in (1, 2) else "rgb"
+    x_rest, y_rest = _read_image_folder(train_root, class_names, color_mode, size)
+    if split:
+        x_test, y_test = _read_image_folder(root / "test", class_names, color_mode, size)
     else:
-        folder = find_cifar_folder(data_dir)
-        parts = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-        x_rest = np.concatenate([p[0] for p in parts])
-        y_rest = np.concatenate([p[1] for p in parts])
-        x_test, y_test = _read_cifar_batch(folder / "test_batch")
-    y_rest, y_test = np.ravel(y_rest).astype("int32"), np.ravel(y_test).astype("int32")
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=validation_fraction, stratify=y_rest, random_state=seed
-    )
-    scale = lambda x: (np.asarray(x, dtype=np.float32) / 255.0)
-    return Splits(scale(x_train), y_train, scale(x_val), y_val, scale(x_test), y_test.astype("int32"))
+        x_rest, x_test, y_rest, y_test = _hold_out(x_rest, y_rest, test_fraction, seed, "a test set")
+    x_train, x_val, y_train, y_val = _hold_out(x_rest, y_rest, validation_fraction, seed, "a validation set")
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test)
 
 
-def load(name: str, seed: int = 0, data_dir=None) -> Splits:
+def load(name: str, seed: int = 0, data_dir=None, download: bool | None = None) -> Splits:
     """One of `DATASETS` by name.
 
     Raises:
-        DataError: an unknown name, or `data_dir` given for a data set that has no files.
+        DataError: an unknown name, missing or damaged files, or a `data_dir` given for a data set
+            that has no files (or none for `images`, which needs one).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    if name == "cifar10":
-        return cifar10(seed, data_dir=data_dir)
-    if data_dir is not None:
-        raise DataError(f"--data-dir is for cifar10; {name!r} is bundled with scikit-learn")
-    return digits(seed) if name == "digits" else seq_digits(seed)
+    if name == "images":
+        if data_dir is None:
+            raise DataError("--dataset images needs --data-dir: a folder with one subfolder of images "
+                            "per class")
+        return image_folder(data_dir, seed)
+    if name in ("digits", "seq-digits"):
+        if data_dir is not None:
+            raise DataError(f"--data-dir is for files of the other data sets; {name!r} is bundled with "
+                            "scikit-learn")
+        return digits(seed) if name == "digits" else seq_digits(seed)
+    return keras_dataset(name, seed, data_dir=data_dir, download=download)
 
 
 def subsample(data: Splits, train_size: int | None, seed: int = 0) -> Splits:
-    """Keeps a seeded, stratified `train_size` of the training set (all of it for None)."""
+    """Keeps a seeded `train_size` of the training set (stratified where it can be; all of it for None)."""
     if train_size is None or train_size >= len(data.y_train):
         return data
-    from sklearn.model_selection import train_test_split
-
-    x_train, _, y_train, _ = train_test_split(
-        data.x_train, data.y_train, train_size=train_size, stratify=data.y_train, random_state=seed
-    )
+    x_train, _, y_train, _ = _seeded_split(data.x_train, data.y_train, len(data.y_train) - train_size, seed)
     return data._replace(x_train=x_train, y_train=y_train)
 
 
@@ -225,6 +320,9 @@ def fit_to_shape(x: np.ndarray, shape) -> np.ndarray:
     shape = tuple(shape)
     if x.shape[1:] == shape:
         return x
+    if np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"token ids of shape {x.shape[1:]} cannot be brought to shape {shape}: they need a "
+                        f"model whose input is {x.shape[1:]} (an Embedding)")
     if len(shape) == 2:
         rows = x.reshape(len(x), x.shape[1], -1)
         if rows.shape[1:] != shape:

@@ -114,7 +114,7 @@ class GridSpec:
     norms: tuple[str, ...] = ("batch", "layer", "group", "instance", "none")
     batch_sizes: tuple[int, ...] = (2, 8, 32, 128)
     epochs: int = 8
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
     lrs: tuple[float, ...] = (1e-3,)
     lr_scaling: str = "none"
     bn_momentums: tuple[float, ...] = (0.9,)

@@ -25,7 +25,8 @@ GRID_FILE = "grid.json"
 OPTIONS = {"model": "--model", "dataset": "--dataset", "norms": "--norms", "batch_sizes": "--batch-sizes",
            "epochs": "--epochs", "seeds": "--seeds", "lrs": "--lr", "lr_scaling": "--lr-scaling",
            "bn_momentums": "--bn-momentum", "groups": "--groups", "target_accuracy": "--target-accuracy",
-           "input_shape": "--input-shape", "train_size": "--train-size", "split_seed": "split_seed"}
+           "input_shape": "--input-shape", "train_size": "--train-size", "split_seed": "split_seed",
+           "optimizer": "--optimizer", "placements": "--placement", "protocol": "--protocol"}
 
 
 class ShardError(ValueError):
@@ -238,7 +239,7 @@ def claim_grid(out_dir, record: dict, *, strict: bool) -> None:
     >>> claim_grid(out, grid_record(GridSpec(seeds=(0,)), (32, 32, 1), 0.9, "digits"), strict=True)
     Traceback (most recent call last):
     ...
-    keras_norms.study.store.StoreError: --out ... (--seeds: 0,1 in grid.json, 0 here): ...
+    keras_norms.study.store.StoreError: --out ... (--seeds: 0,1,2 in grid.json, 0 here): ...
     """
     out = pathlib.Path(out_dir)
     text = json.dumps(record, indent=1) + "\n"
