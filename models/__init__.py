@@ -12,15 +12,18 @@ from keras_norms.models.build import DEFAULT_INPUT_SHAPES, build_model, model_na
 from keras_norms.models.cnn import lenet, paper_cnn, resnet
 from keras_norms.models.lstm import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.models.sequence import sequence
+from keras_norms.models.transformer import PositionEmbedding, transformer
 
 __all__ = [
     "DEFAULT_INPUT_SHAPES",
     "LayerNormLSTMCell",
     "LayerNormSimpleRNNCell",
+    "PositionEmbedding",
     "build_model",
     "lenet",
     "model_names",
     "paper_cnn",
     "resnet",
     "sequence",
+    "transformer",
 ]

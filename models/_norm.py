@@ -11,8 +11,12 @@ from keras_norms.group import GroupNormalization, InstanceNormalization
 MAX_GROUPS = 32
 
 
-def check_norm(norm) -> None:
+def check_norm(norm, extra: tuple[str, ...] = ()) -> None:
     """Raises early for a `norm` that cannot give a new layer at every position.
+
+    Args:
+        norm: The factory's `norm` argument.
+        extra: Names a model accepts beyond the registry (the transformer's `"adaln"`).
 
     Raises:
         ValueError: An unknown registry name (the message lists the valid ones).
@@ -26,9 +30,10 @@ def check_norm(norm) -> None:
             f"shared. Received: norm={norm!r}"
         )
     if isinstance(norm, str):
-        if norm.strip().lower() not in keras_norms.names():
+        valid = [*keras_norms.names(), *extra]
+        if norm.strip().lower() not in valid:
             raise ValueError(
-                f"Unknown normalization {norm!r}. Valid names: {', '.join(keras_norms.names())}. "
+                f"Unknown normalization {norm!r}. Valid names: {', '.join(valid)}. "
                 f"Received: norm={norm!r}"
             )
     elif not callable(norm):

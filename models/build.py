@@ -6,8 +6,13 @@ import keras
 from keras_norms.models._norm import check_norm
 from keras_norms.models.cnn import lenet, paper_cnn, resnet
 from keras_norms.models.sequence import sequence
+from keras_norms.models.transformer import EXTRA_NORMS as TRANSFORMER_NORMS
+from keras_norms.models.transformer import transformer
 
-_FACTORIES = {"paper_cnn": paper_cnn, "lenet": lenet, "resnet": resnet, "sequence": sequence}
+_FACTORIES = {"paper_cnn": paper_cnn, "lenet": lenet, "resnet": resnet, "sequence": sequence,
+              "transformer": transformer}
+#: Norm names a model takes beyond the registry.
+_EXTRA_NORMS = {"transformer": TRANSFORMER_NORMS}
 
 #: The input shape each model is built for when `input_shape` is None.
 DEFAULT_INPUT_SHAPES = {
@@ -15,6 +20,7 @@ DEFAULT_INPUT_SHAPES = {
     "lenet": (32, 32, 1),
     "resnet": (32, 32, 3),
     "sequence": (28, 28),
+    "transformer": (32, 32, 3),
 }
 
 
@@ -27,21 +33,25 @@ def build_model(name: str, norm="batch", input_shape=None, num_classes: int = 10
     """Returns a new, uncompiled classifier (logits) with `norm` at each normalization position.
 
     Args:
-        name: `"paper_cnn"`, `"lenet"`, `"resnet"` or `"sequence"` (see the
-            functions of the same name for the architectures and their options).
+        name: `"paper_cnn"`, `"lenet"`, `"resnet"`, `"sequence"` or
+            `"transformer"` (see the functions of the same name for the
+            architectures and their options).
         norm: A registry name (`"batch"`, `"layer"`, `"group"`, `"instance"`,
-            `"rms"`, `"none"`, ...), a layer class, or a callable returning a new
-            layer. A group norm without `groups=` gets, at each layer, the
-            largest divisor of its channels up to 32 that leaves 2+ channels per group.
+            `"rms"`, `"none"`, ...; the transformer also takes `"adaln"`), a
+            layer class, or a callable returning a new layer. A group norm
+            without `groups=` gets, at each layer, the largest divisor of its
+            channels up to 32 that leaves 2+ channels per group.
         input_shape: The shape of one example; None for the model's default
             (`DEFAULT_INPUT_SHAPES`).
         num_classes: Number of output logits.
-        **options: The model's own options (`width=`, `depth=`, `units=`) and,
+        **options: The model's own options (`width=`, `depth=`, `units=`,
+            the transformer's `placement="pre"` or `"post"`, `dim=`, ...) and,
             for the rest, constructor arguments of every norm layer
             (`groups=8`, `momentum=0.9`, `epsilon=1e-5`, ...).
 
     Returns:
-        A `keras.Sequential` (a functional `keras.Model` for `"resnet"`).
+        A `keras.Sequential` (a functional `keras.Model` for `"resnet"` and
+        `"transformer"`).
 
     Raises:
         ValueError: An unknown model or norm name (the message lists the valid
@@ -63,6 +73,6 @@ def build_model(name: str, norm="batch", input_shape=None, num_classes: int = 10
         raise ValueError(
             f"Argument `num_classes` must be a positive int. Received: num_classes={num_classes!r}"
         )
-    check_norm(norm)
+    check_norm(norm, extra=_EXTRA_NORMS.get(name, ()))
     shape = DEFAULT_INPUT_SHAPES[name] if input_shape is None else tuple(input_shape)
     return _FACTORIES[name](norm, shape, num_classes, **options)

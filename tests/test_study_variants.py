@@ -99,3 +99,40 @@ def test_a_gn_paper_run_trains_with_sgd_and_prints_the_published_errors(tmp_path
     assert "| batch | " in report and f"{published:.1f}" in report
     assert "batch(renorm=True) vs batch" in report  # the variants' claim, with its interval
     assert (out / "error_vs_batch_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_the_transformer_compares_placements_and_norms_on_sequences(tmp_path, capsys):
+    out = tmp_path / "transformer"
+    args = ["compare", "--model", "transformer", "--dataset", "seq-digits", "--placement", "pre,post",
+            "--norms", "layer,rms,none", "--batch-sizes", "32", "--epochs", "2", "--seeds", "0,1",
+            "--train-size", "300", "--out", str(out), "--no-progress"]
+    assert cli.main(args) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert len(rows) == 12 and {(r["placement"], r["norm"]) for r in rows} == {
+        (p, n) for p in ("pre", "post") for n in ("layer", "rms", "none")}
+    assert all(r["model"] == "transformer" for r in rows)
+    report = (out / "report.md").read_text()
+    for claim in ("**Pre-norm or post-norm in the transformer?** ",
+                  "**Layer, RMS or no norm in the transformer?** "):
+        line = next(x for x in report.splitlines() if claim in x)
+        assert "interval" in line and "Not measured" not in line
+    assert "| layer pre-norm | 32 |" in report and "| layer post-norm | 32 |" in report
+
+
+@pytest.mark.slow
+def test_the_transformer_reads_a_text_dataset_from_the_keras_cache(tmp_path, monkeypatch, capsys):
+    from test_datasets import write_imdb
+
+    home = tmp_path / "keras-home"
+    write_imdb(home / "datasets")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setenv("KERAS_NORMS_OFFLINE", "1")
+    out = tmp_path / "imdb"
+    args = ["compare", "--model", "transformer", "--dataset", "imdb", "--norms", "layer,adaln",
+            "--batch-sizes", "8", "--epochs", "1", "--seeds", "0", "--out", str(out), "--no-progress"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["norm"] for r in rows] == ["layer", "adaln"] and rows[0]["input_shape"] == [200]
+    assert all(r["heterogeneous_accuracy"] is None and 0 <= r["test_accuracy"] <= 1 for r in rows)
+    assert (out / "learning_curves.png").exists() and not (out / "robustness.png").exists()

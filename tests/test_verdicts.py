@@ -134,4 +134,4 @@ def test_learning_rate_momentum_recurrent_and_variants_claims():
 def test_the_summary_prints_every_measured_verdict_and_the_table():
     text = summary_text(_grid(0.70, 0.93), target=0.9)
     assert text.count("- **") == len(verdicts(_grid(0.70, 0.93)))
-    assert "| batch | 2 | 0.700 ± 0.010 | 3 |" in text
+    assert "| batch | 2 | 0.700 ± 0.010 | 0.750 | 3 |" in text

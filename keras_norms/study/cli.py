@@ -178,7 +178,7 @@ def run(args) -> int:
         from keras_norms.study.training import prepare
 
         prepared = prepare(spec)
-        check_models(spec, prepared.input_shape, prepared.num_classes)
+        check_models(spec, prepared.input_shape, prepared.num_classes, prepared.model_options)
         record = grid_record(spec, prepared.input_shape, prepared.target_accuracy, data_description(prepared))
         claim_grid(args.out, record, strict=shard is not None)
     except (GridError, DataError, StoreError) as error:

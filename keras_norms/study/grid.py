@@ -214,17 +214,17 @@ def check_names(spec: GridSpec) -> None:
     """Raises `GridError` for unknown model, norm or dataset names and bad values (before any data loads)."""
     import keras_norms
     from keras_norms.models import model_names
+    from keras_norms.models.transformer import EXTRA_NORMS
     from keras_norms.study.datasets import DATASETS
 
     if spec.model not in model_names():
         raise GridError(f"unknown model {spec.model!r}; valid names: {', '.join(model_names())}")
     if spec.dataset not in DATASETS:
         raise GridError(f"unknown dataset {spec.dataset!r}; valid names: {', '.join(DATASETS)}")
-    unknown = [n for n in spec.norms if parse_norm(n)[0] not in keras_norms.names()]
+    valid = keras_norms.names() + (list(EXTRA_NORMS) if spec.model == "transformer" else [])
+    unknown = [n for n in spec.norms if parse_norm(n)[0] not in valid]
     if unknown:
-        raise GridError(
-            f"unknown norm {', '.join(map(repr, unknown))}; valid names: {', '.join(keras_norms.names())}"
-        )
+        raise GridError(f"unknown norm {', '.join(map(repr, unknown))}; valid names: {', '.join(valid)}")
     if spec.optimizer not in OPTIMIZERS:
         raise GridError(f"unknown --optimizer {spec.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     bad = [p for p in spec.placements if p not in PLACEMENTS]
@@ -250,7 +250,7 @@ def check_names(spec: GridSpec) -> None:
         raise GridError(f"--lr values must be > 0, got {','.join(map(str, spec.lrs))}")
 
 
-def check_models(spec: GridSpec, input_shape, num_classes: int) -> None:
+def check_models(spec: GridSpec, input_shape, num_classes: int, model_options: dict | None = None) -> None:
     """Builds each distinct model of the grid once, so bad options fail before any training."""
     from keras_norms.models import build_model
 
@@ -263,7 +263,7 @@ def check_models(spec: GridSpec, input_shape, num_classes: int) -> None:
         seen.add(signature)
         try:
             build_model(spec.model, cell.norm_name, input_shape=input_shape, num_classes=num_classes,
-                        **options)
+                        **options, **(model_options or {}))
         except (ValueError, TypeError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             message = f"cannot build {spec.model} with norm {cell.norm!r} {options or ''}: {detail}"

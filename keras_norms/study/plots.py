@@ -88,6 +88,18 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     fig.tight_layout()
     _save(fig, out / PLOTS[1])
 
+    written = list(PLOTS[:2])
+    if any(r.get("heterogeneous_accuracy") is not None for r in rows):  # token ids have no corruptions
+        _robustness(plt, variants, reference, out / PLOTS[2])
+        written.append(PLOTS[2])
+    gn_paper_sizes = set(GN_PAPER_ERRORS["batch"])
+    if rows and rows[0].get("optimizer") == "sgd" and len(sizes) > 1 and set(sizes) <= gn_paper_sizes:
+        _error_vs_batch_size(plt, variants, sizes, out / GN_PAPER_PLOT)
+        written.append(GN_PAPER_PLOT)
+    return written
+
+
+def _robustness(plt, variants, reference, path) -> None:
     fig, axes = plt.subplots(1, len(CORRUPTIONS), figsize=(3.4 * len(CORRUPTIONS), 3.2), sharey=True)
     for ax, corruption in zip(axes, CORRUPTIONS, strict=True):
         for variant, gs in variants.items():
@@ -102,13 +114,7 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     axes[-1].legend(fontsize="x-small")
     fig.suptitle(f"Robustness at batch size {reference}")
     fig.tight_layout()
-    _save(fig, out / PLOTS[2])
-    written = list(PLOTS)
-    gn_paper_sizes = set(GN_PAPER_ERRORS["batch"])
-    if rows and rows[0].get("optimizer") == "sgd" and len(sizes) > 1 and set(sizes) <= gn_paper_sizes:
-        _error_vs_batch_size(plt, variants, sizes, out / GN_PAPER_PLOT)
-        written.append(GN_PAPER_PLOT)
-    return written
+    _save(fig, path)
 
 
 def _error_vs_batch_size(plt, variants, sizes, path) -> None:

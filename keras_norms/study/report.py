@@ -193,11 +193,10 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
         "",
         results_table(groups, target),
         "",
-        "## Robustness (accuracy; corruptions averaged over severities 1-5)",
-        "",
-        robustness_table(groups),
-        "",
     ]
+    if any(r.get("heterogeneous_accuracy") is not None for r in rows):  # token ids have no corruptions
+        lines += ["## Robustness (accuracy; corruptions averaged over severities 1-5)", "",
+                  robustness_table(groups), ""]
     sizes = {r["batch_size"] for r in rows}
     if first.get("optimizer") == "sgd" and len(sizes) > 1 and sizes <= set(GN_PAPER_ERRORS["batch"]):
         # A run of `--protocol gn-paper` (or of its settings).

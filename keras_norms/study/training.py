@@ -47,16 +47,25 @@ class Prepared(NamedTuple):
     eval_x: np.ndarray
     eval_y: np.ndarray
     segments: dict[str, slice]
+    #: Options every model of the grid is built with (token ids: the transformer's `vocab_size`).
+    model_options: dict | None = None
 
 
 def model_input_shape(spec: GridSpec, data: Splits) -> tuple[int, ...]:
-    """`spec.input_shape`, else the data's own rows for the sequence model, else the model's default."""
+    """`spec.input_shape`, else the data's own rows (sequence model) or examples (transformer), else the
+    model's default."""
     if spec.input_shape is not None:
         return tuple(spec.input_shape)
+    x = data.x_train
     if spec.model == "sequence":
-        x = data.x_train
         return (x.shape[1], int(np.prod(x.shape[2:])))
+    if spec.model == "transformer":
+        return tuple(x.shape[1:])
     return DEFAULT_INPUT_SHAPES[spec.model]
+
+
+def _is_tokens(x: np.ndarray) -> bool:
+    return np.issubdtype(x.dtype, np.integer)
 
 
 def prepare(spec: GridSpec) -> Prepared:
@@ -78,11 +87,13 @@ def prepare(spec: GridSpec) -> Prepared:
     x_test, y_test = data.x_test[:CORRUPTED_EXAMPLES], data.y_test[:CORRUPTED_EXAMPLES]
     parts = {"train": (data.x_train[:TRAIN_EVAL_EXAMPLES], data.y_train[:TRAIN_EVAL_EXAMPLES]),
              "test": (data.x_test, data.y_test)}
-    for name in corruptions.CORRUPTIONS:
-        for severity in corruptions.SEVERITIES:
-            corrupted = corruptions.corrupt(x_test, name, severity, seed=spec.split_seed)
-            parts[f"{name}:{severity}"] = (corrupted, y_test)
-    parts["heterogeneous"] = (corruptions.heterogeneous(x_test, seed=spec.split_seed)[0], y_test)
+    tokens = _is_tokens(data.x_train)
+    if not tokens:  # the corruptions are of images (and of sequences read as images)
+        for name in corruptions.CORRUPTIONS:
+            for severity in corruptions.SEVERITIES:
+                corrupted = corruptions.corrupt(x_test, name, severity, seed=spec.split_seed)
+                parts[f"{name}:{severity}"] = (corrupted, y_test)
+        parts["heterogeneous"] = (corruptions.heterogeneous(x_test, seed=spec.split_seed)[0], y_test)
     segments, start = {}, 0
     for name, (_, y) in parts.items():
         segments[name] = slice(start, start + len(y))
@@ -92,6 +103,7 @@ def prepare(spec: GridSpec) -> Prepared:
         data, tuple(shape), int(max(data.y_train.max(), data.y_test.max())) + 1, target,
         np.concatenate([x for x, _ in parts.values()]), np.concatenate([y for _, y in parts.values()]),
         segments,
+        {"vocab_size": int(max(data.x_train.max(), data.x_test.max())) + 1} if tokens else {},
     )
 
 
@@ -158,7 +170,8 @@ def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] |
     data = prepared.data
     keras.utils.set_random_seed(cell.seed)
     model = build_model(cell.model, cell.norm_name, input_shape=prepared.input_shape,
-                        num_classes=prepared.num_classes, **cell.norm_options(), **cell.model_options())
+                        num_classes=prepared.num_classes, **cell.norm_options(), **cell.model_options(),
+                        **(prepared.model_options or {}))
     steps = math.ceil(len(data.y_train) / cell.batch_size)
     if cell.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(cell.learning_rate, momentum=SGD_MOMENTUM)
@@ -199,8 +212,8 @@ def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] |
         "seconds_to_target": None if reached is None else float(sum(timer.train_seconds[: reached + 1])),
         "ms_per_step": 1000.0 * per_step[len(per_step) // 2],
         "train_seconds": float(sum(timer.train_seconds)),
-        "corrupted_accuracy": float(np.mean(list(corrupted.values()))),
-        "heterogeneous_accuracy": accuracy["heterogeneous"],
+        "corrupted_accuracy": float(np.mean(list(corrupted.values()))) if corrupted else None,
+        "heterogeneous_accuracy": accuracy.get("heterogeneous"),
         **{f"acc_{k.replace(':', '_s')}": v for k, v in corrupted.items()},
         "curves": {
             "loss": _finite(history["loss"]),

@@ -216,8 +216,12 @@ class Claims:
         if len(self.sizes) > 1 and gained is not None:
             lost = statistics.fmean(self._degradation("batch").values()) if self._degradation("batch") else 0
             if lost > 0:
+                share = (f"recalibration recovers {gained.mean / lost:.0%} of it" if gained.mean > 0
+                         else "recalibration recovers none of it")
                 detail = (f"; batch norm loses {lost:.3f} from batch size {self.sizes[-1]} to {small}, "
-                          f"and recalibration recovers {gained.mean / lost:.0%} of it")
+                          f"and {share}")
+            else:
+                detail = f"; batch norm loses nothing from batch size {self.sizes[-1]} to {small} here"
         return _verdict(gained, f"at batch size {small}, recalibrated population statistics give batch norm "
                         "a higher test accuracy than its moving averages", detail)
 
