@@ -29,7 +29,8 @@ demo: $(STAMP)
 	$(BIN)/keras-norms compare --quick --out demo-out --export-best
 
 # Speed and memory against keras.layers, PyTorch (when installed: pip install -e '.[bench]') and the
-# memory floor; writes BENCHMARKS.md and BENCHMARKS.json (about 6 minutes on 2 CPU cores).
+# memory floor, on JAX too, and whole-model steps; writes BENCHMARKS.md and BENCHMARKS.json (about 8 minutes
+# on 2 CPU cores).
 # BENCH_ARGS=--quick for a short run; python -m benchmarks --help for the options.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

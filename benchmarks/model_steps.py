@@ -63,9 +63,14 @@ def run(norms, *, repeats: int, warmup: int) -> list[dict]:
         for norm in norms:
             if norm not in KERAS_NORMS:
                 continue
-            contenders = {"keras-norms": step(model_name, norm, shape, batch_size),
-                          "keras": step(model_name, KERAS_NORMS[norm], shape, batch_size),
-                          "no norm": step(model_name, "none", shape, batch_size)}
+            try:
+                contenders = {"keras-norms": step(model_name, norm, shape, batch_size),
+                              "keras": step(model_name, KERAS_NORMS[norm], shape, batch_size),
+                              "no norm": step(model_name, "none", shape, batch_size)}
+            except ValueError as error:  # e.g. the transformer refuses instance norm, and says why
+                reason = str(error).splitlines()[0][:90]
+                print(f"model {model_name:>11} {norm:>8}  skipped: {reason}", flush=True)
+                continue
             timings = interleaved(contenders, repeats=repeats, warmup=warmup)
             row = {"model": model_name, "norm": norm, "shape": list(shape), "batch_size": batch_size,
                    **{key: {n: t[field] for n, t in timings.items()}
