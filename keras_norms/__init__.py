@@ -1,4 +1,4 @@
-"""keras-norms: normalization layers for Keras 3 on TensorFlow.
+"""keras-norms: normalization layers for Keras 3, on TensorFlow, JAX and PyTorch.
 
 Example:
 
