@@ -14,10 +14,12 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # The whole suite on TensorFlow, then the backend contract suite (test_backend_*.py) on JAX (and on
-# PyTorch when it is installed, e.g. a CPU wheel of torch), each backend in its own process.
+# PyTorch when it is installed, e.g. a CPU wheel of torch), each backend in its own process; float64 on
+# JAX runs in a process of its own with jax_enable_x64.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py
+	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64
 	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
 		KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py && \
 		echo "Backends tested: tensorflow (whole suite), jax, torch (contract suite)"; \

@@ -22,7 +22,6 @@ Without those variables it runs as one process with the whole global batch.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -36,36 +35,11 @@ if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402  (tf.data: Keras shards a tf.data.Dataset between processes)
-from sklearn.datasets import load_digits  # noqa: E402
+from digits_cnn import build_model, digits, parse, save_weights  # noqa: E402
 
 import keras_norms  # noqa: E402
 from keras_norms.distributed import BackupAndRestore, is_chief  # noqa: E402
-
-
-def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--norm", default="batch", help="the CNN's norm: a registry name (batch, group, ...)")
-    parser.add_argument("--global-batch", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training set")
-    parser.add_argument("--checkpoint-dir", required=True)
-    parser.add_argument("--out", help="the chief saves the final weights here (.npz)")
-    parser.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep after each step")
-    return parser.parse_args(argv)
-
-
-def build_model(norm: str) -> keras.Model:
-    """The paper's small CNN on 8x8 digits, with `norm` after each convolution."""
-    keras.utils.set_random_seed(0)
-    layers = [keras.Input((8, 8, 1))]
-    for filters in (16, 32):
-        norm_arguments = {"groups": 8} if norm == "group" else {}
-        layers += [keras.layers.Conv2D(filters, 3, padding="same"), keras_norms.get(norm, **norm_arguments),
-                   keras.layers.ReLU()]
-    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
-    return keras.Sequential(layers)
 
 
 class _Delay(keras.callbacks.Callback):
@@ -78,14 +52,13 @@ class _Delay(keras.callbacks.Callback):
 
 
 def main(argv=None):
-    args = parse(argv)
+    args = parse(__doc__.split("\n\n")[0], argv)
     if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES"):
         keras.distribution.initialize()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
     print(f"process {jax.process_index()} of {jax.process_count()}, devices {jax.devices()}", flush=True)
 
-    data = load_digits()
-    x, y = (data.images / 16.0).astype("float32")[..., None], data.target.astype("int32")
+    x, y = digits()
     steps = args.steps_per_epoch or len(x) // args.global_batch
     x, y = x[:steps * args.global_batch], y[:steps * args.global_batch]
     # The global batches, in the same order every epoch; Keras gives each process its slice of each.
@@ -105,8 +78,7 @@ def main(argv=None):
     losses = history.history.get("loss")
     print(f"process {jax.process_index()}: resumed at epoch {resumed_at}, losses {losses}", flush=True)
     if args.out and is_chief():
-        weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
-        np.savez(args.out, resumed_at=resumed_at, **weights)
+        save_weights(args.out, model, resumed_at)
 
 
 if __name__ == "__main__":

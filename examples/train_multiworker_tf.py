@@ -21,7 +21,6 @@ the whole global batch: the same training on one process.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -33,44 +32,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
+from digits_cnn import build_model, digits, parse, save_weights  # noqa: E402
 
 import keras_norms  # noqa: E402
 from keras_norms.distributed import is_chief  # noqa: E402
 
 
-def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--norm", default="batch", help="the CNN's norm: a registry name (batch, group, ...)")
-    parser.add_argument("--global-batch", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training set")
-    parser.add_argument("--checkpoint-dir", required=True)
-    parser.add_argument("--out", help="the chief saves the final weights here (.npz)")
-    parser.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep after each step")
-    return parser.parse_args(argv)
-
-
-def digits():
-    data = load_digits()
-    x = (data.images / 16.0).astype("float32")[..., None]
-    return x, data.target.astype("int32")
-
-
-def build_model(norm: str) -> keras.Model:
-    """The paper's small CNN on 8x8 digits, with `norm` after each convolution."""
-    keras.utils.set_random_seed(0)
-    layers = [keras.Input((8, 8, 1))]
-    for filters in (16, 32):
-        norm_arguments = {"groups": 8} if norm == "group" else {}
-        layers += [keras.layers.Conv2D(filters, 3, padding="same"), keras_norms.get(norm, **norm_arguments),
-                   keras.layers.ReLU()]
-    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
-    return keras.Sequential(layers)
-
-
 def main(argv=None):
-    args = parse(argv)
+    args = parse(__doc__.split("\n\n")[0], argv)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING))
@@ -126,8 +95,7 @@ def main(argv=None):
             shutil.rmtree(write_to, ignore_errors=True)
         print(f"worker {worker}: epoch {epoch + 1} loss {np.mean(losses):.4f}", flush=True)
     if args.out and is_chief():
-        weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
-        np.savez(args.out, resumed_at=resumed_at, **weights)
+        save_weights(args.out, model, resumed_at)
 
 
 if __name__ == "__main__":

@@ -29,35 +29,10 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _sync_bn_data import GLOBAL_BATCH, initial_weights  # noqa: E402
+from _sync_bn_data import data as _data  # noqa: E402
 
 import keras_norms  # noqa: E402
-
-GLOBAL_BATCH = 16
-STEPS = 3
-
-
-def data():
-    rng = np.random.default_rng(7)
-    # Channels with different means and scales, and the second half of each batch shifted, so that
-    # the statistics of each device's half batch differ from those of the global batch.
-    x = rng.normal(size=(GLOBAL_BATCH * STEPS, 5)) * [1.0, 2.0, 3.0, 0.5, 4.0] + [1.0, 0.0, -2.0, 3.0, 0.5]
-    x[np.arange(len(x)) % GLOBAL_BATCH >= GLOBAL_BATCH // 2] += 3.0
-    y = rng.normal(size=(GLOBAL_BATCH * STEPS, 1))
-    return x.astype("float32"), y.astype("float32")
-
-
-def initial_weights():
-    rng = np.random.default_rng(11)
-    return [
-        rng.normal(size=(5, 4)).astype("float32"),  # dense kernel
-        rng.normal(size=(4,)).astype("float32") * 0.1,  # dense bias
-        (1.0 + 0.2 * rng.normal(size=(4,))).astype("float32"),  # gamma
-        (0.1 * rng.normal(size=(4,))).astype("float32"),  # beta
-        np.zeros(4, "float32"),  # moving_mean
-        np.ones(4, "float32"),  # moving_variance
-        rng.normal(size=(4, 1)).astype("float32"),  # dense_1 kernel
-        np.zeros(1, "float32"),  # dense_1 bias
-    ]
 
 
 def distribute(on: bool):
@@ -67,7 +42,7 @@ def distribute(on: bool):
 
 def train(distributed, synchronized, tool=False):
     distribute(distributed)
-    x, y = data()
+    x, y = _data(3.0)
     norm = (keras.layers.BatchNormalization(momentum=0.5, name="bn") if tool
             else keras_norms.BatchNormalization(momentum=0.5, synchronized=synchronized, name="bn"))
     model = keras.Sequential(
@@ -87,7 +62,7 @@ def train(distributed, synchronized, tool=False):
 def first_step():
     """Moving statistics of a batch norm on the input after one DataParallel step with momentum 0."""
     distribute(True)
-    x, y = data()
+    x, y = _data(3.0)
     norm = keras_norms.BatchNormalization(momentum=0.0, synchronized=True, name="bn")
     model = keras.Sequential([keras.Input((5,)), norm, keras.layers.Dense(1, name="head")])
     model.compile(optimizer="sgd", loss="mse", jit_compile=True)

@@ -28,37 +28,14 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _sync_bn_data import GLOBAL_BATCH, initial_weights  # noqa: E402
+from _sync_bn_data import data as _data  # noqa: E402
 
 import keras_norms  # noqa: E402
 
-GLOBAL_BATCH = 16
-STEPS = 3
-
-
-def data():
-    rng = np.random.default_rng(7)
-    # Channels with different means and scales, so that per-replica statistics differ.
-    x = rng.normal(size=(GLOBAL_BATCH * STEPS, 5)) * [1.0, 2.0, 3.0, 0.5, 4.0] + [1.0, 0.0, -2.0, 3.0, 0.5]
-    y = rng.normal(size=(GLOBAL_BATCH * STEPS, 1))
-    return x.astype("float32"), y.astype("float32")
-
-
-def initial_weights():
-    rng = np.random.default_rng(11)
-    return [
-        rng.normal(size=(5, 4)).astype("float32"),  # dense kernel
-        rng.normal(size=(4,)).astype("float32") * 0.1,  # dense bias
-        (1.0 + 0.2 * rng.normal(size=(4,))).astype("float32"),  # gamma
-        (0.1 * rng.normal(size=(4,))).astype("float32"),  # beta
-        np.zeros(4, "float32"),  # moving_mean
-        np.ones(4, "float32"),  # moving_variance
-        rng.normal(size=(4, 1)).astype("float32"),  # dense_1 kernel
-        np.zeros(1, "float32"),  # dense_1 bias
-    ]
-
 
 def train(strategy, synchronized, tool=False):
-    x, y = data()
+    x, y = _data()
     with strategy.scope():
         norm = (keras.layers.BatchNormalization(momentum=0.5, name="bn") if tool
                 else keras_norms.BatchNormalization(momentum=0.5, synchronized=synchronized, name="bn"))
