@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo bench lint clean
+.PHONY: test docs demo bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +13,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all]'
 	touch $(STAMP)
 
-# The whole suite on TensorFlow, then the backend contract suite (test_backend_*.py) on JAX (and on
+# The site: the guides in docs/ and the API reference from the docstrings (mkdocstrings), into site/;
+# strict: any warning (a broken link, a docstring argument that is not in the signature) fails it.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs: $(STAMP)
+	$(MKDOCS)
+
+# The site build, then the whole suite on TensorFlow, then the backend contract suite (test_backend_*.py) on JAX (and on
 # PyTorch when it is installed, e.g. a CPU wheel of torch), each backend in its own process; float64 on
 # JAX runs in a process of its own with jax_enable_x64.
 test: $(STAMP)
+	$(MKDOCS)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py
 	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64
@@ -41,4 +49,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis

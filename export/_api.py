@@ -29,8 +29,11 @@ RANDOM_EXAMPLES = 8
 class ExportResult:
     """What `export_model` wrote and measured.
 
-    Attributes:
-        directory: The export directory.
+    `export_model` returns it; the fields are its attributes (frozen).
+    `table()` summarizes it in a few lines.
+
+    Args:
+        directory: The export directory (absolute).
         paths: Path of each artefact by name: `"saved_model"`, `"model.tflite"`,
             `"model_int8.tflite"`, ..., `"manifest.json"`.
         ops: The TFLite op list (execution order) of each `.tflite` file.
@@ -39,8 +42,22 @@ class ExportResult:
             input set: `random`, `representative`, `eval`) and, with
             `eval_data`, `accuracy` (`keras`, `exported`, `change`). Empty when
             `verify=False`.
-        batch_norms: What happened to each batch norm (`FoldRecord`s).
+        batch_norms: What happened to each batch norm (`FoldRecord`s; empty
+            with `fold_batch_norm=False`).
         manifest: The content of `manifest.json`.
+
+    Examples:
+        >>> import os, tempfile, keras
+        >>> from keras_norms.export import export_model
+        >>> model = keras.Sequential([keras.Input((4,), name="features"),
+        ...                           keras.layers.Dense(3, name="logits")])
+        >>> result = export_model(model, os.path.join(tempfile.mkdtemp(), "out"), formats=("tflite",))
+        >>> result.manifest["model"]["inputs"], result.ops
+        ([{'name': 'features', 'shape': [1, 4], 'dtype': 'float32'}], {'model.tflite': ['FULLY_CONNECTED']})
+        >>> print(result.table())
+        file                         size   ops  max abs err
+        model.tflite ... 1 ...
+        manifest.json ... - -
     """
 
     directory: Path
@@ -51,7 +68,14 @@ class ExportResult:
     manifest: dict
 
     def table(self) -> str:
-        """A short plain-text table: files, sizes, op counts, parity (and accuracy with eval data)."""
+        """Summarizes the export as a short plain-text table, one line per file.
+
+        Returns:
+            The table as a str (a header, then one line per file with its
+                size, TFLite op count and max abs error against Keras, `-` where
+                not applicable; with `eval_data`, also the exported accuracy and
+                its change in points).
+        """
         with_accuracy = any("accuracy" in p for p in self.parity.values())
         header = f"{'file':<22} {'size':>10} {'ops':>5} {'max abs err':>12}"
         header += f" {'accuracy (change)':>19}" if with_accuracy else ""
@@ -319,15 +343,22 @@ def export_model(
         ParityError: A float32 artefact differs from Keras by more than 1e-5.
         ExportError: Any other reason the export cannot be verified.
 
-    Example:
+    Examples:
+        >>> import os, tempfile, keras, keras_norms
+        >>> from keras_norms.export import export_model
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+        ...                           keras_norms.BatchNormalization(name="bn"), keras.layers.ReLU()])
+        >>> directory = os.path.join(tempfile.mkdtemp(), "exported")
+        >>> result = export_model(model, directory, formats=("tflite",))
+        >>> sorted(os.listdir(directory))
+        ['manifest.json', 'model.tflite']
+        >>> result.batch_norms, result.ops["model.tflite"]
+        ([FoldRecord(batch_norm='bn', folded_into='conv')], ['CONV_2D'])
+        >>> result.parity["model.tflite"]["max_abs_error"] < 1e-5
+        True
 
-    >>> import keras, keras_norms
-    >>> from keras_norms.export import export_model
-    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
-    ...                           keras_norms.BatchNormalization(), keras.layers.ReLU()])
-    >>> result = export_model(model, "exported")  # doctest: +SKIP
-    >>> sorted(result.paths)  # doctest: +SKIP
-    ['manifest.json', 'model.tflite', 'saved_model']
+        The default `formats` also writes `saved_model/`; `quantize="int8"`
+        with `representative_data` adds `model_int8.tflite`.
     """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(

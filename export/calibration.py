@@ -17,12 +17,11 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     Raises:
         ValueError: The input shape is not an image of these kinds.
 
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_norms.export.calibration import fit_images
-    >>> fit_images(np.zeros((5, 8, 8, 1), "float32"), (16, 16, 3)).shape
-    (5, 16, 16, 3)
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms.export.calibration import fit_images
+        >>> fit_images(np.zeros((5, 8, 8, 1), "float32"), (16, 16, 3)).shape
+        (5, 16, 16, 3)
     """
     import tensorflow as tf
 

@@ -33,21 +33,34 @@ class ChannelAffine(keras.layers.Layer):
     into a preceding layer: in inference, batch norm is exactly this, with
     ``scale = gamma / sqrt(moving_variance + epsilon)`` and
     ``shift = beta - moving_mean * scale``. The math runs in float32 and the
-    output has the compute dtype. The weights are not trainable.
+    output has the compute dtype. The weights (`scale` and `shift`, shape
+    `(channels,)`, initialized to ones and zeros) are not trainable; a mask
+    passes through unchanged.
 
     Args:
-        axis: The channel axis.
+        axis: The channel axis, an int; not the batch axis.
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
-    Example:
+    Call arguments:
+        inputs: A tensor of rank 2 or more whose `axis` has a known size.
 
-    >>> import numpy as np
-    >>> from keras_norms.export import ChannelAffine
-    >>> layer = ChannelAffine(axis=-1)
-    >>> layer.build((None, 3))
-    >>> layer.set_weights([np.array([1.0, 2.0, 3.0]), np.zeros(3)])
-    >>> layer(np.ones((1, 3), "float32")).numpy().tolist()
-    [[1.0, 2.0, 3.0]]
+    Returns:
+        ``inputs * scale + shift`` (broadcast along `axis`), of the input's
+            shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: `axis` is not an int (booleans are refused).
+        ValueError: When built: `axis` is the batch axis or out of range, or
+            the channel axis has no defined size.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms.export import ChannelAffine
+        >>> layer = ChannelAffine(axis=-1)
+        >>> layer.build((None, 3))
+        >>> layer.set_weights([np.array([1.0, 2.0, 3.0]), np.zeros(3)])
+        >>> layer(np.ones((1, 3), "float32")).numpy().tolist()
+        [[1.0, 2.0, 3.0]]
     """
 
     def __init__(self, axis: int = -1, **kwargs):
@@ -97,10 +110,26 @@ class ChannelAffine(keras.layers.Layer):
 class FoldRecord:
     """What `fold_batch_norms` did with one batch norm.
 
-    Attributes:
+    `fold_batch_norms(model, records=[...])` appends one per batch norm;
+    `export_model` returns them as `ExportResult.batch_norms` and writes them
+    to the manifest. Frozen (immutable); the fields are attributes.
+
+    Args:
         batch_norm: The batch norm layer's name.
         folded_into: The name of the Conv/Dense layer that absorbed it, or
             `None` when it became a `ChannelAffine` multiply-add.
+
+    Examples:
+        >>> import keras
+        >>> from keras_norms.export import fold_batch_norms
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense"),
+        ...                           keras.layers.BatchNormalization(name="folded"), keras.layers.ReLU(),
+        ...                           keras.layers.BatchNormalization(name="after_relu")])
+        >>> records = []
+        >>> _ = fold_batch_norms(model, records=records)
+        >>> records
+        [FoldRecord(batch_norm='folded', folded_into='dense'),
+         FoldRecord(batch_norm='after_relu', folded_into=None)]
     """
 
     batch_norm: str
@@ -110,15 +139,14 @@ class FoldRecord:
 def batch_norm_scale_shift(layer) -> tuple[np.ndarray, np.ndarray]:
     """The inference-mode batch norm as ``x * scale + shift``, per channel, in float64.
 
-    Example:
-
-    >>> import keras
-    >>> from keras_norms.export.folding import batch_norm_scale_shift
-    >>> bn = keras.layers.BatchNormalization(epsilon=0.0)
-    >>> bn.build((None, 2))
-    >>> scale, shift = batch_norm_scale_shift(bn)
-    >>> scale.tolist(), shift.tolist()
-    ([1.0, 1.0], [0.0, 0.0])
+    Examples:
+        >>> import keras
+        >>> from keras_norms.export.folding import batch_norm_scale_shift
+        >>> bn = keras.layers.BatchNormalization(epsilon=0.0)
+        >>> bn.build((None, 2))
+        >>> scale, shift = batch_norm_scale_shift(bn)
+        >>> scale.tolist(), shift.tolist()
+        ([1.0, 1.0], [0.0, 0.0])
     """
     mean = np.asarray(layer.moving_mean, dtype=np.float64)
     variance = np.asarray(layer.moving_variance, dtype=np.float64)
@@ -223,20 +251,20 @@ def fold_batch_norms(model: keras.Model, *, records: list | None = None) -> kera
 
     Returns:
         A new Keras model with the same inputs and outputs (equal within
-        float32 rounding, in inference mode).
+            float32 rounding, in inference mode).
 
     Raises:
-        ValueError: `model` is not a built Sequential or functional model.
+        ValueError: `model` is not a Keras model, or not a built Sequential or
+            functional one (a subclassed model has no layer graph to rewrite).
 
-    Example:
-
-    >>> import keras, keras_norms
-    >>> from keras_norms.export import fold_batch_norms
-    >>> model = keras.Sequential([keras.Input((8, 8, 3)),
-    ...     keras.layers.Conv2D(4, 3, use_bias=False), keras_norms.BatchNormalization()])
-    >>> folded = fold_batch_norms(model)
-    >>> [type(layer).__name__ for layer in folded.layers], folded.layers[0].use_bias
-    (['Conv2D', 'Identity'], True)
+    Examples:
+        >>> import keras, keras_norms
+        >>> from keras_norms.export import fold_batch_norms
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)),
+        ...     keras.layers.Conv2D(4, 3, use_bias=False), keras_norms.BatchNormalization()])
+        >>> folded = fold_batch_norms(model)
+        >>> [type(layer).__name__ for layer in folded.layers], folded.layers[0].use_bias
+        (['Conv2D', 'Identity'], True)
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"fold_batch_norms needs a keras.Model. Received: model={model!r}")

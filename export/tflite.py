@@ -90,12 +90,11 @@ def _signature_tensors(details: dict) -> list[dict]:
 def inspect(content: bytes) -> TFLiteGraph:
     """Reads the ops, tensor shapes and signature of a `.tflite` model.
 
-    Example:
-
-    >>> from keras_norms.export.tflite import inspect
-    >>> graph = inspect(open("out/model.tflite", "rb").read())  # doctest: +SKIP
-    >>> graph.ops, graph.max_rank  # doctest: +SKIP
-    (['CONV_2D', 'MEAN', ...], 4)
+    Examples:
+        >>> from keras_norms.export.tflite import inspect
+        >>> graph = inspect(open("out/model.tflite", "rb").read())  # doctest: +SKIP
+        >>> graph.ops, graph.max_rank  # doctest: +SKIP
+        (['CONV_2D', 'MEAN', ...], 4)
     """
     interpreter = make_interpreter(content, delegates=False)
     ops = [op["op_name"] for op in interpreter._get_ops_details()]

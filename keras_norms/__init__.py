@@ -1,12 +1,11 @@
 """keras-norms: normalization layers for Keras 3, on TensorFlow, JAX and PyTorch.
 
-Example:
-
->>> import keras, keras_norms
->>> model = keras.Sequential([
-...     keras.Input((8, 8, 16)),
-...     keras_norms.GroupNormalization(groups=4),
-... ])
+Examples:
+    >>> import keras, keras_norms
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 16)),
+    ...     keras_norms.GroupNormalization(groups=4),
+    ... ])
 """
 
 from keras_norms import functional

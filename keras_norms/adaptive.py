@@ -131,33 +131,54 @@ class AdaptiveInstanceNormalization(_ConditionedNormalization):
         mode: `"features"` or `"vector"`, the kind of `style` (see above).
         alpha: The style weight, in [0, 1]; a call may override it.
         epsilon: Small float added to the variances, > 0.
-        activation: `"vector"` mode: applied to the style code first (default none).
-        kernel_initializer, bias_initializer: `"vector"` mode: of the projection.
-        kernel_regularizer, bias_regularizer: `"vector"` mode: optional regularizers.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        activation: `"vector"` mode: applied to the style code before the
+            projection (default `None`: the identity).
+        kernel_initializer: `"vector"` mode: initializer of the projection kernel.
+        bias_initializer: `"vector"` mode: initializer of the projection bias.
+        kernel_regularizer: `"vector"` mode: optional regularizer of the projection kernel.
+        bias_regularizer: `"vector"` mode: optional regularizer of the projection bias.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
         inputs: The content, a tensor of rank 3 to 5, channels last.
         style: A feature map (`"features"`) or a `(batch, style_dim)` code (`"vector"`),
             with the batch size of `inputs`.
-        alpha: Optional float overriding the constructor's `alpha`.
+        alpha: Optional float in [0, 1] overriding the constructor's `alpha`.
+
+    Returns:
+        The stylized content, of the shape of `inputs`, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `alpha` (of the constructor or of a call) or `epsilon`
+            is not a number.
+        ValueError: In the constructor, if `mode` is not `"features"` or
+            `"vector"`, `alpha` is outside [0, 1], `epsilon` is <= 0, or Keras
+            cannot interpret the activation, an initializer or a regularizer.
+            When the layer is built or called, if `inputs` is not of rank 3 to
+            5 or its channel size is undefined; in `"features"` mode, if
+            `style` has another rank or channel count than `inputs`; in
+            `"vector"` mode, if `style` is not of rank 2 or has an undefined
+            or (once built) another number of features; in both, if `style`
+            has a batch size other than that of `inputs`. When called, if
+            `inputs` has another rank or channel count than the layer was
+            built for, or `alpha` is outside [0, 1].
 
     Reference:
         Huang and Belongie, 2017, "Arbitrary Style Transfer in Real-time with
         Adaptive Instance Normalization", https://arxiv.org/abs/1703.06868;
-        Karras et al., 2019 (style codes), https://arxiv.org/abs/1812.04948
+        Karras et al., 2019, "A Style-Based Generator Architecture for
+        Generative Adversarial Networks", https://arxiv.org/abs/1812.04948
 
-    Example:
-
-    >>> import numpy as np, keras_norms
-    >>> rng = np.random.default_rng(0)
-    >>> content = rng.normal(size=(2, 16, 16, 8)).astype("float32")
-    >>> style = rng.normal(3.0, 2.0, size=(2, 8, 8, 8)).astype("float32")
-    >>> y = np.asarray(keras_norms.AdaptiveInstanceNormalization()(content, style))
-    >>> bool(np.allclose(y.mean(axis=(1, 2)), style.mean(axis=(1, 2)), atol=1e-4))
-    True
-    >>> bool(np.allclose(y.std(axis=(1, 2)), style.std(axis=(1, 2)), atol=1e-3))
-    True
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> rng = np.random.default_rng(0)
+        >>> content = rng.normal(size=(2, 16, 16, 8)).astype("float32")
+        >>> style = rng.normal(3.0, 2.0, size=(2, 8, 8, 8)).astype("float32")
+        >>> y = np.asarray(keras_norms.AdaptiveInstanceNormalization()(content, style))
+        >>> bool(np.allclose(y.mean(axis=(1, 2)), style.mean(axis=(1, 2)), atol=1e-4))
+        True
+        >>> bool(np.allclose(y.std(axis=(1, 2)), style.std(axis=(1, 2)), atol=1e-3))
+        True
     """
 
     condition_name = "style"
@@ -223,42 +244,58 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
     scale] = activation(condition) @ kernel + bias``, broadcast over the other
     axes (the tokens).
 
-    `zero=True` is adaLN-Zero: the projection also gives a gate, the layer
-    returns `(modulated, gate)` (the gate shaped to broadcast against `x`),
-    and `kernel` and `bias` start at zero. A residual block
-    ``x + gate * f(modulated)`` is then exactly the identity at
-    initialization, which is what makes deep diffusion transformers train
-    stably.
+    `zero=True` is adaLN-Zero: the projection also gives a gate
+    (``[shift, scale, gate]``), the layer returns `(modulated, gate)` (the
+    gate shaped to broadcast against `x`), and `kernel` and `bias` start at
+    zero. A residual block ``x + gate * f(modulated)`` is then exactly the
+    identity at initialization, which is what makes deep diffusion
+    transformers train stably.
 
     Args:
         zero: adaLN-Zero: return a gate too, and initialize the projection to zero.
         epsilon: Small float added to the variance, > 0 (DiT: 1e-6).
         activation: Applied to the condition before the projection (DiT: SiLU).
-        kernel_initializer: Of the projection; default `"zeros"` with
-            `zero=True` (which requires zeros) and `"glorot_uniform"` without.
-        bias_initializer: Of the projection; must be zeros with `zero=True`.
-        kernel_regularizer, bias_regularizer: Optional regularizers.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        kernel_initializer: Initializer of the projection kernel; default
+            `"zeros"` with `zero=True` (which requires zeros) and
+            `"glorot_uniform"` without.
+        bias_initializer: Initializer of the projection bias; must be zeros
+            with `zero=True`.
+        kernel_regularizer: Optional regularizer of the projection kernel.
+        bias_regularizer: Optional regularizer of the projection bias.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
         inputs: Tensor of rank 2 or more, features last (e.g. `(batch, tokens, dim)`).
-        condition: Tensor `(batch, features)`.
+        condition: Tensor `(batch, features)`, with the batch size of `inputs`.
 
     Returns:
-        The modulated tensor; with `zero=True`, `(modulated, gate)`.
+        The modulated tensor, of the shape of `inputs`; with `zero=True`,
+        `(modulated, gate)`, the gate of shape `(batch, 1, ..., 1, dim)`. Both
+        in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `epsilon` is not a number.
+        ValueError: In the constructor, if `zero=True` and `kernel_initializer`
+            or `bias_initializer` is not zeros, `epsilon` is <= 0, or Keras
+            cannot interpret the activation, an initializer or a regularizer.
+            When the layer is built, if `inputs` has rank < 2 or its last axis
+            has an undefined size. When it is built or called, if `condition`
+            is not of rank 2, has an undefined or (once built) another number
+            of features, or a batch size other than that of `inputs`. When it
+            is called, if `inputs` has another rank or last-axis size than the
+            layer was built for.
 
     Reference:
         Peebles and Xie, 2023, "Scalable Diffusion Models with Transformers",
         https://arxiv.org/abs/2212.09748
 
-    Example:
-
-    >>> import keras, keras_norms
-    >>> x = keras.random.normal((2, 16, 32))
-    >>> c = keras.random.normal((2, 64))
-    >>> h, gate = keras_norms.AdaptiveLayerNormalization(zero=True)(x, c)
-    >>> tuple(h.shape), tuple(gate.shape), float(keras.ops.max(keras.ops.abs(gate)))
-    ((2, 16, 32), (2, 1, 32), 0.0)
+    Examples:
+        >>> import keras, keras_norms
+        >>> x = keras.random.normal((2, 16, 32))
+        >>> c = keras.random.normal((2, 64))
+        >>> h, gate = keras_norms.AdaptiveLayerNormalization(zero=True)(x, c)
+        >>> tuple(h.shape), tuple(gate.shape), float(keras.ops.max(keras.ops.abs(gate)))
+        ((2, 16, 32), (2, 1, 32), 0.0)
     """
 
     def __init__(self, zero: bool = False, epsilon: float = 1e-6, activation="silu", kernel_initializer=None,
@@ -317,33 +354,60 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
     (`groups` groups of channels, no affine of its own), then scaled and
     shifted per example and channel: ``GN(x) * (1 + scale) + shift`` with
     ``[scale, shift] = activation(condition) @ kernel + bias``, the
-    "scale-shift norm" of improved DDPM / ADM (Dhariwal and Nichol, 2021).
+    "scale-shift norm" of improved DDPM / ADM (AdaGN in Dhariwal and Nichol,
+    2021). Use it in the residual blocks of a diffusion U-Net, in place of a
+    group norm followed by adding the embedding.
 
     Args:
         groups: Number of groups; must divide the number of channels. `-1`
             means one channel per group.
         epsilon: Small float added to the variance, > 0.
         activation: Applied to the embedding before the projection (default SiLU).
-        kernel_initializer, bias_initializer: Of the projection.
-        kernel_regularizer, bias_regularizer: Optional regularizers.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        kernel_initializer: Initializer of the projection kernel.
+        bias_initializer: Initializer of the projection bias.
+        kernel_regularizer: Optional regularizer of the projection kernel.
+        bias_regularizer: Optional regularizer of the projection bias.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
         inputs: Tensor of rank 3 to 5, channels last.
-        condition: Tensor `(batch, features)`.
+        condition: Tensor `(batch, features)`, with the batch size of `inputs`.
+
+    Returns:
+        The modulated tensor, of the shape of `inputs`, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `groups` is not an int, or `epsilon` is not a number.
+        ValueError: In the constructor, if `groups` is 0 or < -1, `epsilon` is
+            <= 0, or Keras cannot interpret the activation, an initializer or a
+            regularizer. When the layer is built, if `inputs` is not of rank 3
+            to 5, its channel axis has an undefined size, or `groups` does not
+            divide the number of channels. When it is built or called, if
+            `condition` is not of rank 2, has an undefined or (once built)
+            another number of features, or a batch size other than that of
+            `inputs`. When it is called, if `inputs` has another rank or
+            channel count than the layer was built for.
 
     Reference:
         Dhariwal and Nichol, 2021, "Diffusion Models Beat GANs on Image
         Synthesis", https://arxiv.org/abs/2105.05233; Wu and He, 2018,
         "Group Normalization", https://arxiv.org/abs/1803.08494
 
-    Example:
-
-    >>> import keras, keras_norms
-    >>> layer = keras_norms.AdaptiveGroupNormalization(groups=4)
-    >>> y = layer(keras.random.normal((2, 8, 8, 16)), keras.random.normal((2, 32)))
-    >>> tuple(y.shape), tuple(layer.kernel.shape)
-    ((2, 8, 8, 16), (32, 32))
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(3.0, 2.0, size=(2, 8, 8, 16)).astype("float32")
+        >>> c = rng.normal(size=(2, 32)).astype("float32")
+        >>> layer = keras_norms.AdaptiveGroupNormalization(groups=4)
+        >>> y = np.asarray(layer(x, c))
+        >>> gn = np.asarray(layer(x, np.zeros_like(c)))  # silu(0) = 0 and zero bias: GN(x) alone
+        >>> gn.reshape(2, 64, 4, 4).std(axis=(1, 3)).round(2)  # each group of 4 channels
+        array([[1., 1., 1., 1.],
+               [1., 1., 1., 1.]], dtype=float32)
+        >>> projected = c / (1 + np.exp(-c)) @ np.asarray(layer.kernel) + np.asarray(layer.bias)
+        >>> scale, shift = np.split(projected[:, None, None], 2, axis=-1)  # kernel: (32, 2 * 16)
+        >>> bool(np.allclose(y, gn * (1 + scale) + shift, atol=1e-4))
+        True
     """
 
     def __init__(self, groups: int = 32, epsilon: float = 1e-5, activation="silu",

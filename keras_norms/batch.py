@@ -48,13 +48,18 @@ class BatchNormalization(AffineNormalization):
     """Batch normalization (Ioffe and Szegedy, 2015), with the variants the paper discusses.
 
     In training, each channel is normalized with the mean and variance of the
-    current batch, and moving averages are kept for inference:
+    current batch, ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``,
+    and moving averages are kept for inference:
     ``moving = moving * momentum + batch * (1 - momentum)``. In inference
     (`training=False`, `predict`, `evaluate`) the moving statistics are used.
-    Arguments, config keys and weights (`gamma`, `beta`, `moving_mean`,
-    `moving_variance`) are those of `keras.layers.BatchNormalization`.
+    Use it in convolutional networks trained with batches of a reasonable
+    size; for small or per-example batches prefer `GroupNormalization` or
+    `LayerNormalization`. Arguments, config keys and weights (`gamma`, `beta`,
+    `moving_mean`, `moving_variance`) are those of
+    `keras.layers.BatchNormalization`.
 
     Modes of use:
+
     - **`trainable=False`** freezes the layer *and* runs it in inference mode,
       as in Keras: moving statistics are used and neither they nor gamma/beta
       change.
@@ -65,11 +70,12 @@ class BatchNormalization(AffineNormalization):
     - **`virtual_batch_size=k`** (ghost batch norm, Hoffer et al. 2017): in
       training the batch is cut into consecutive groups of `k` examples, each
       normalized with its own statistics; the batch size must be a multiple of
-      `k`.
+      `k`. The moving averages follow the mean of the groups' statistics.
     - **`renorm=True`** (batch renormalization, Ioffe 2017): the batch-normalized
       value is corrected by `r` and `d` (clipped by `renorm_clipping`) towards
       the moving statistics, so training and inference agree even for small or
-      non-i.i.d. batches. Same variables and update rule as Keras.
+      non-i.i.d. batches. Same variables and update rule as Keras (the layer
+      then also holds `moving_stddev`, `renorm_mean` and `renorm_stddev`).
     - **`synchronized=True`**: mean and variance are those of the global
       batch of all devices. On TensorFlow, under a `tf.distribute` strategy,
       each replica's sums are all-reduced (the mean first, then the squared
@@ -84,15 +90,20 @@ class BatchNormalization(AffineNormalization):
         axis: The channel axis (`-1` channels last, `1` channels first).
         momentum: Momentum of the moving averages, in [0, 1].
         epsilon: Small float added to the variance, > 0.
-        center, scale: Learn `beta` / `gamma`.
-        beta_initializer, gamma_initializer: Initializers of beta and gamma.
-        moving_mean_initializer, moving_variance_initializer: Initializers of
-            the moving statistics.
-        beta_regularizer, gamma_regularizer: Optional regularizers.
-        beta_constraint, gamma_constraint: Optional constraints.
+        center: If `True`, add the learned offset `beta`.
+        scale: If `True`, multiply by the learned scale `gamma`.
+        beta_initializer: Initializer of `beta`.
+        gamma_initializer: Initializer of `gamma`.
+        moving_mean_initializer: Initializer of the moving mean.
+        moving_variance_initializer: Initializer of the moving variance.
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
         renorm: Use batch renormalization in training.
         renorm_clipping: Dict with optional keys `"rmax"`, `"rmin"`, `"dmax"`
-            clipping `r` to `[rmin, rmax]` and `d` to `[-dmax, dmax]`.
+            clipping `r` to `[rmin, rmax]` and `d` to `[-dmax, dmax]`; `None`
+            (no clipping) by default.
         renorm_momentum: Momentum of the statistics that `r` and `d` use, in [0, 1].
         synchronized: Statistics over the global batch of all devices
             (TensorFlow and JAX; see above).
@@ -104,7 +115,7 @@ class BatchNormalization(AffineNormalization):
     Call arguments:
         inputs: Tensor of rank 2 or more, batch first.
         training: Python bool; `True` uses batch statistics and updates the
-            moving ones (unless frozen).
+            moving ones (unless frozen, or the layer is not trainable).
         mask: Optional boolean tensor, as Keras' `Masking` and
             `Embedding(mask_zero=True)` produce it: the input's shape without
             its last axis (each entry masks the positions along that axis), or
@@ -112,18 +123,52 @@ class BatchNormalization(AffineNormalization):
             not count in the batch statistics; all positions are normalized.
             Inference ignores it.
 
-    Reference:
-        Ioffe and Szegedy, 2015, https://arxiv.org/abs/1502.03167;
-        Ioffe, 2017 (batch renormalization), https://arxiv.org/abs/1702.03275;
-        Hoffer et al., 2017 (ghost batch norm), https://arxiv.org/abs/1705.08741
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
 
-    Example:
+    Raises:
+        TypeError: If `epsilon`, `momentum` or `renorm_momentum` is not a real
+            number, `axis` is not an int, `renorm_clipping` is not a dict or
+            `None`, or `virtual_batch_size` is not an int or `None` (booleans
+            are refused).
+        ValueError: If `epsilon` is not > 0; `momentum` or `renorm_momentum` is
+            outside [0, 1]; `axis` is 0; `renorm_clipping` has keys other than
+            `"rmax"`, `"rmin"`, `"dmax"`, or `rmax < rmin`, or `dmax < 0`;
+            `synchronized=True` on a backend other than TensorFlow or JAX;
+            `virtual_batch_size` is < 1 or is combined with `synchronized=True`.
+            When building: the input has rank < 2, `axis` is out of range or
+            names the batch axis, the channel size is undefined, or a known
+            batch size is not a multiple of `virtual_batch_size`. When called:
+            the input's rank or channel size differs from the built one, a
+            training batch is not a multiple of `virtual_batch_size`, or `mask`
+            does not broadcast against the input.
+        tf.errors.InvalidArgumentError: On TensorFlow, in a graph where the
+            batch size is unknown, when a training batch is not a multiple of
+            `virtual_batch_size` (checked as the graph runs).
 
-    >>> import keras, keras_norms
-    >>> layer = keras_norms.BatchNormalization(momentum=0.9)
-    >>> y = layer(keras.random.normal((16, 4, 4, 8)), training=True)
-    >>> [w.name for w in layer.weights]
-    ['gamma', 'beta', 'moving_mean', 'moving_variance']
+    References:
+        Ioffe and Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
+        Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167;
+        Ioffe, 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence
+        in Batch-Normalized Models", https://arxiv.org/abs/1702.03275;
+        Hoffer et al., 2017, "Train longer, generalize better: closing the
+        generalization gap in large batch training of neural networks",
+        https://arxiv.org/abs/1705.08741
+
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> layer = keras_norms.BatchNormalization(momentum=0.9)
+        >>> x = np.array([[4.0], [6.0]])  # one channel: batch mean 5, variance 1
+        >>> np.round(np.asarray(layer(x, training=True)), 3)
+        array([[-1.],
+               [ 1.]], dtype=float32)
+        >>> round(float(layer.moving_mean[0]), 4), round(float(layer.moving_variance[0]), 4)
+        (0.5, 1.0)
+        >>> np.round(np.asarray(layer(x, training=False)), 3)  # (x - 0.5) / sqrt(1 + 1e-3)
+        array([[3.498],
+               [5.497]], dtype=float32)
+        >>> [w.name for w in layer.weights]
+        ['gamma', 'beta', 'moving_mean', 'moving_variance']
     """
 
     def __init__(

@@ -12,14 +12,13 @@ weights that tfa saved with ``data_init=True``.) The registration
 only adds names to look up: keras-norms layers are still saved under their own.
 `tfa_custom_objects()` gives the same mapping for an explicit `custom_objects`.
 
-Example:
-
->>> import keras, keras_norms
->>> config = {"class_name": "Addons>GroupNormalization",
-...           "config": {"groups": 4, "axis": -1, "epsilon": 1e-3}}
->>> layer = keras.layers.deserialize(config)
->>> type(layer).__name__, layer.groups
-('GroupNormalization', 4)
+Examples:
+    >>> import keras, keras_norms
+    >>> config = {"class_name": "Addons>GroupNormalization",
+    ...           "config": {"groups": 4, "axis": -1, "epsilon": 1e-3}}
+    >>> layer = keras.layers.deserialize(config)
+    >>> type(layer).__name__, layer.groups
+    ('GroupNormalization', 4)
 """
 
 from __future__ import annotations
@@ -33,7 +32,30 @@ from keras_norms.weight_norm import TfaWeightNormalization
 
 
 def tfa_custom_objects() -> dict[str, type]:
-    """The mapping from tensorflow-addons' registered names to the keras-norms layers that succeed them."""
+    """Maps tensorflow-addons' registered names to the keras-norms layers that succeed them.
+
+    Importing keras_norms already registers these names globally (unless a
+    custom object of the same name was registered before); pass this mapping as
+    `custom_objects` to make the loading of a tfa-era file explicit, or to load
+    it where the global registration was replaced.
+
+    Returns:
+        A new dict from each `"Addons>..."` name to its keras-norms class
+            (`GroupNormalization`, `InstanceNormalization`,
+            `FilterResponseNormalization`, `TLU`, `LayerNormLSTMCell`,
+            `LayerNormSimpleRNNCell`, and `TfaWeightNormalization` for
+            `"Addons>WeightNormalization"`).
+
+    Examples:
+        >>> import keras, keras_norms
+        >>> objects = keras_norms.tfa_custom_objects()
+        >>> objects["Addons>WeightNormalization"].__name__
+        'TfaWeightNormalization'
+        >>> config = {"class_name": "Addons>InstanceNormalization", "config": {"epsilon": 1e-5}}
+        >>> layer = keras.layers.deserialize(config, custom_objects=objects)
+        >>> type(layer).__name__, layer.epsilon
+        ('InstanceNormalization', 1e-05)
+    """
     return {
         "Addons>GroupNormalization": GroupNormalization,
         "Addons>InstanceNormalization": InstanceNormalization,

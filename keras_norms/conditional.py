@@ -99,6 +99,9 @@ class ConditionalBatchNormalization(_ConditionalLayer):
     Batch normalization without an affine of its own, then a gamma and beta per
     example taken from the condition:
     ``y = (x - mean) / sqrt(variance + epsilon) * gamma(c) + beta(c)``.
+    Use it to condition a network on a class (the generators and
+    discriminators of class-conditional GANs) or on a vector (a question
+    embedding, a noise code) through its normalization layers.
 
     - **Class ids** (`num_classes=K`): `gamma` and `beta` are `(K, channels)`
       tables (embeddings) starting at 1 and 0; ``gamma(c) = gamma[c]``,
@@ -118,21 +121,40 @@ class ConditionalBatchNormalization(_ConditionalLayer):
     flag and `trainable=False` (inference mode).
 
     Args:
-        num_classes: Number of classes for class-id conditions, or `None` for
-            conditioning vectors.
-        axis, momentum, epsilon, moving_mean_initializer,
-            moving_variance_initializer, renorm, renorm_clipping,
-            renorm_momentum, synchronized, virtual_batch_size,
-            freeze_statistics: As in `keras_norms.BatchNormalization`.
-        gamma_initializer, beta_initializer: Initializers of the class tables.
-        kernel_initializer, bias_initializer: Initializers of the projections.
-        gamma_regularizer, beta_regularizer: Regularizers of the class tables.
-        kernel_regularizer: Regularizer of the projection kernels.
+        num_classes: Number of classes for class-id conditions (the rows of
+            the `gamma` and `beta` tables), or `None` for conditioning vectors.
+        axis: The channel axis (`-1` channels last, `1` channels first).
+        momentum: Momentum of the moving averages, in [0, 1].
+        epsilon: Small float added to the variance, > 0.
+        moving_mean_initializer: Initializer of the moving mean.
+        moving_variance_initializer: Initializer of the moving variance.
+        renorm: Use batch renormalization in training.
+        renorm_clipping: Dict with optional keys `"rmax"`, `"rmin"`, `"dmax"`
+            clipping the renormalization corrections `r` to `[rmin, rmax]` and
+            `d` to `[-dmax, dmax]`.
+        renorm_momentum: Momentum of the statistics that `r` and `d` use, in [0, 1].
+        synchronized: Statistics over the global batch of all devices
+            (TensorFlow and JAX, as in `keras_norms.BatchNormalization`).
+        virtual_batch_size: Examples per virtual batch (ghost batch norm), or
+            `None`; the batch size must be a multiple of it.
+        freeze_statistics: Normalize with the moving statistics even in
+            training, and do not update them (fine-tuning); also settable on a
+            built layer (`layer.freeze_statistics = True`, then compile again).
+        gamma_initializer: Initializer of the `gamma` table (class ids only).
+        beta_initializer: Initializer of the `beta` table (class ids only).
+        kernel_initializer: Initializer of `gamma_kernel` and `beta_kernel`
+            (vectors only); with the default zeros, and zero biases, the layer
+            starts as plain batch norm.
+        bias_initializer: Initializer of `gamma_bias` and `beta_bias` (vectors only).
+        gamma_regularizer: Optional regularizer of the `gamma` table.
+        beta_regularizer: Optional regularizer of the `beta` table.
+        kernel_regularizer: Optional regularizer of `gamma_kernel` and `beta_kernel`.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
-        inputs: Tensor of rank 2 or more, batch first.
-        condition: Class ids `(batch,)`/`(batch, 1)`, or vectors `(batch, features)`.
+        inputs: Tensor of rank 2 or more, batch first, channels on `axis`.
+        condition: Class ids of shape `(batch,)` or `(batch, 1)` (cast to
+            int32), or float vectors `(batch, features)`; the batch size of `inputs`.
         training: Python bool: batch statistics (and moving-average updates)
             when `True`, moving statistics otherwise.
         inputs_mask: Optional mask of `inputs`, as `BatchNormalization`'s
@@ -140,19 +162,48 @@ class ConditionalBatchNormalization(_ConditionalLayer):
             `Embedding(mask_zero=True)` here by itself): masked positions do
             not count in the batch statistics.
 
+    Returns:
+        The modulated tensor, of the shape of `inputs`, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `num_classes`, `axis` or `virtual_batch_size` is not an
+            int, `epsilon`, `momentum` or `renorm_momentum` is not a number, or
+            `renorm_clipping` is not a dict.
+        ValueError: In the constructor, if `num_classes` or
+            `virtual_batch_size` is < 1, `axis` is 0, `epsilon` is <= 0,
+            `momentum` or `renorm_momentum` is outside [0, 1],
+            `renorm_clipping` has other keys than `"rmax"`, `"rmin"`, `"dmax"`,
+            or `rmax < rmin` or `dmax < 0`, `synchronized=True` is combined
+            with `virtual_batch_size` or used on a backend other than
+            TensorFlow and JAX, or Keras cannot interpret an initializer or
+            regularizer. When the layer is built, if `inputs` has rank < 2, or
+            `axis` is not one of its axes or has an undefined size. When it is
+            built or called, if `condition` does not fit: class ids not of
+            shape `(batch,)` or `(batch, 1)`, vectors not of rank 2 or with an
+            undefined or (once built) another number of features, or a batch
+            size other than that of `inputs`; or if the known batch size is
+            not a multiple of `virtual_batch_size` (when called: in training).
+            When it is called, if `inputs` has another rank or channel count
+            than the layer was built for, or in training `inputs_mask` does
+            not broadcast against `inputs`.
+
     Reference:
         de Vries et al., 2017, "Modulating early visual processing by language",
         https://arxiv.org/abs/1707.00683; Miyato and Koyama, 2018, "cGANs with
         Projection Discriminator", https://arxiv.org/abs/1802.05637
 
-    Example:
-
-    >>> import numpy as np, keras_norms
-    >>> layer = keras_norms.ConditionalBatchNormalization(num_classes=10)
-    >>> x = np.random.default_rng(0).normal(size=(4, 8, 8, 16)).astype("float32")
-    >>> y = layer(x, np.array([0, 3, 3, 9]), training=True)
-    >>> tuple(y.shape), tuple(layer.gamma.shape)
-    ((4, 8, 8, 16), (10, 16))
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> layer = keras_norms.ConditionalBatchNormalization(num_classes=10)
+        >>> x = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 8, 8, 16)).astype("float32")
+        >>> classes = np.array([0, 3, 3, 9])
+        >>> y = np.asarray(layer(x, classes, training=True))  # gamma 1 and beta 0: batch norm
+        >>> tuple(layer.gamma.shape), bool(abs(y.mean()) < 1e-4), round(float(y.std()), 2)
+        ((10, 16), True, 1.0)
+        >>> _ = layer.beta.assign(np.arange(10, dtype="float32")[:, None] * np.ones(16, "float32"))
+        >>> y = np.asarray(layer(x, classes, training=True))  # beta of class k: k
+        >>> y.mean(axis=(1, 2, 3)).round().astype(int)
+        array([0, 3, 3, 9])
     """
 
     def __init__(
@@ -286,35 +337,58 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
     with `gamma` and `beta` `(num_styles, channels)` tables (starting at 1 and
     0) and `w` the example's style: an integer style id (`w` one-hot) or a
     float vector of `num_styles` style weights, which mixes styles (weights
-    summing to 1 interpolate between them, as in the paper).
+    summing to 1 interpolate between them, as in the paper). Use it for one
+    style-transfer network that renders several styles, each costing only
+    its two rows of parameters.
 
     Args:
-        num_styles: Number of styles (rows of `gamma` and `beta`).
-        axis: The channel axis: `-1` (channels last) or `1` (channels first).
+        num_styles: Number of styles (the rows of `gamma` and `beta`).
+        axis: The channel axis (`-1` channels last, `1` channels first).
         epsilon: Small float added to the variance, > 0.
-        gamma_initializer, beta_initializer: Initializers of the style tables.
-        gamma_regularizer, beta_regularizer: Optional regularizers.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        gamma_initializer: Initializer of the `gamma` table (default ones).
+        beta_initializer: Initializer of the `beta` table (default zeros).
+        gamma_regularizer: Optional regularizer of the `gamma` table.
+        beta_regularizer: Optional regularizer of the `beta` table.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
-        inputs: Tensor of rank 3 to 5, batch first.
+        inputs: Tensor of rank 3 to 5, batch first, channels on `axis`.
         condition: Integer style ids `(batch,)`/`(batch, 1)` (an id outside
             `[0, num_styles)` gives gamma = beta = 0; ids are not
-            range-checked), or float style weights `(batch, num_styles)`.
+            range-checked), or float style weights `(batch, num_styles)`;
+            its dtype tells which. The batch size of `inputs`.
+
+    Returns:
+        The normalized and modulated tensor, of the shape of `inputs`, in the
+        layer's compute dtype.
+
+    Raises:
+        TypeError: If `num_styles` or `axis` is not an int, or `epsilon` is
+            not a number.
+        ValueError: In the constructor, if `num_styles` is < 1, `axis` is 0,
+            `epsilon` is <= 0, or Keras cannot interpret an initializer or
+            regularizer. When the layer is built, if `inputs` is not of rank 3
+            to 5, or `axis` is not one of its axes or has an undefined size.
+            When it is built or called, if `condition` does not fit: integer
+            ids not of shape `(batch,)` or `(batch, 1)`, float weights not of
+            shape `(batch, num_styles)`, or a batch size other than that of
+            `inputs`. When it is called, if `inputs` has another rank or
+            channel count than the layer was built for.
 
     Reference:
         Dumoulin et al., 2017, "A Learned Representation For Artistic Style",
         https://arxiv.org/abs/1610.07629
 
-    Example:
-
-    >>> import numpy as np, keras_norms
-    >>> layer = keras_norms.ConditionalInstanceNormalization(num_styles=3)
-    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
-    >>> by_id = layer(x, np.array([0, 2]))
-    >>> mixed = layer(x, np.array([[0.5, 0.0, 0.5], [0.0, 0.0, 1.0]], "float32"))
-    >>> tuple(mixed.shape), tuple(layer.gamma.shape)
-    ((2, 8, 8, 4), (3, 4))
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> layer = keras_norms.ConditionalInstanceNormalization(num_styles=3)
+        >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+        >>> layer.build(x.shape, (2,))
+        >>> _ = layer.beta.assign([[0.0] * 4, [1.0] * 4, [2.0] * 4])  # beta of style k: k
+        >>> by_id = np.asarray(layer(x, np.array([0, 2])))
+        >>> mixed = np.asarray(layer(x, np.array([[0.5, 0.0, 0.5], [0.0, 0.0, 1.0]], "float32")))
+        >>> by_id.mean(axis=(1, 2, 3)).round().astype(int), mixed.mean(axis=(1, 2, 3)).round().astype(int)
+        (array([0, 2]), array([1, 2]))
     """
 
     def __init__(
@@ -387,31 +461,51 @@ class FiLM(_ConditionalLayer):
     A scale and a shift per example and channel, projected from a
     conditioning vector `c` and broadcast over the spatial or time axes:
     ``y = x * (1 + c @ gamma_kernel + gamma_bias) + (c @ beta_kernel + beta_bias)``.
-    The gain is written as 1 + delta and the projections start at zero, so the
-    layer starts as the identity.
+    The gain is written as 1 + delta and the projections start at zero (the
+    default initializers), so the layer starts as the identity. Use it to
+    condition any features on a vector (a question or text embedding, a
+    timestep), for instance after a normalization without an affine.
 
     Args:
-        axis: The channel axis.
-        kernel_initializer, bias_initializer: Initializers of the projections.
-        kernel_regularizer: Regularizer of the projection kernels.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        axis: The channel axis (`-1` channels last, `1` channels first).
+        kernel_initializer: Initializer of `gamma_kernel` and `beta_kernel` (default zeros).
+        bias_initializer: Initializer of `gamma_bias` and `beta_bias` (default zeros).
+        kernel_regularizer: Optional regularizer of `gamma_kernel` and `beta_kernel`.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
-        inputs: Tensor of rank 2 or more, batch first.
-        condition: Conditioning vectors `(batch, features)`.
+        inputs: Tensor of rank 2 or more, batch first, channels on `axis`.
+        condition: Conditioning vectors `(batch, features)`, with the batch
+            size of `inputs`.
+
+    Returns:
+        The modulated tensor, of the shape of `inputs`, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `axis` is not an int.
+        ValueError: In the constructor, if `axis` is 0 or Keras cannot
+            interpret an initializer or regularizer. When the layer is built,
+            if `inputs` has rank < 2, or `axis` is not one of its axes or has
+            an undefined size. When it is built or called, if `condition` is
+            not of rank 2, has an undefined or (once built) another number of
+            features, or a batch size other than that of `inputs`. When it is
+            called, if `inputs` has another rank or channel count than the
+            layer was built for.
 
     Reference:
         Perez et al., 2018, "FiLM: Visual Reasoning with a General Conditioning
         Layer", https://arxiv.org/abs/1709.07871
 
-    Example:
-
-    >>> import numpy as np, keras_norms
-    >>> layer = keras_norms.FiLM()
-    >>> x = np.ones((2, 5, 8), "float32")
-    >>> y = layer(x, np.ones((2, 3), "float32"))
-    >>> bool((y.numpy() == x).all()), tuple(layer.gamma_kernel.shape)  # the identity at first
-    (True, (3, 8))
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> layer = keras_norms.FiLM()
+        >>> x, c = np.ones((2, 5, 8), "float32"), np.ones((2, 3), "float32")
+        >>> y = np.asarray(layer(x, c))
+        >>> bool((y == x).all()), tuple(layer.gamma_kernel.shape)  # the identity at first
+        (True, (3, 8))
+        >>> _ = layer.gamma_bias.assign(np.ones(8, "float32"))  # a gain of 1 + 1
+        >>> float(np.asarray(layer(x, c)).max())
+        2.0
     """
 
     def __init__(self, axis: int = -1, kernel_initializer="zeros", bias_initializer="zeros",

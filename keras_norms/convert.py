@@ -9,14 +9,13 @@ weights of the original, which they leave untouched; Keras' batch norms become
 options they set. `recalibrate_batch_norms` updates a model's moving
 statistics in place (PreciseBN; in `keras_norms.recalibrate`).
 
-Example:
-
->>> import keras, keras_norms
->>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3),
-...                           keras.layers.BatchNormalization()])
->>> grouped = keras_norms.convert_norms(model, "group", groups=4)
->>> [type(layer).__name__ for layer in grouped.layers]
-['Conv2D', 'GroupNormalization']
+Examples:
+    >>> import keras, keras_norms
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3),
+    ...                           keras.layers.BatchNormalization()])
+    >>> grouped = keras_norms.convert_norms(model, "group", groups=4)
+    >>> [type(layer).__name__ for layer in grouped.layers]
+    ['Conv2D', 'GroupNormalization']
 """
 
 from __future__ import annotations
@@ -174,11 +173,18 @@ def _rebuild(model, replace: Callable) -> keras.Model:
 def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> keras.Model:
     """Returns a copy of `model` with every batch norm (or every layer `match` selects) replaced by `to`.
 
-    The new layers keep the replaced ones' names and the arguments they share
-    with `to` (`axis`, `epsilon`, `center`, `scale`, the initializers, ...),
-    then `kwargs` apply. Weights whose name and shape match (gamma and beta,
-    moving statistics between batch norms) are carried over; every other layer
-    is copied with its weights exactly. Preprocessing layers
+    Use it to try another norm on a model you already have, a
+    `keras.applications` backbone included, without rewriting its code. Each
+    new layer is made by calling `to` with the entries of the replaced
+    layer's config that `to` takes as named parameters (`axis`, `epsilon`;
+    for `BatchNormalization` also `center`, `scale`, the initializers, ...),
+    with `name`, `dtype` and `trainable` when `to` takes `**kwargs`, and with
+    `kwargs`. What `to` takes only through `**kwargs` (`center` and `scale` of
+    `GroupNormalization` and `LayerNormalization`) is not carried: pass it in
+    `kwargs`. A filter response norm never gets the replaced layer's `axis`
+    (its `axis` lists the spatial axes). Weights whose name and shape match
+    (gamma and beta, moving statistics between batch norms) are carried over;
+    every other layer is copied with its weights exactly. Preprocessing layers
     (`keras.layers.Normalization`) are never replaced. The original model is
     not modified.
 
@@ -189,23 +195,35 @@ def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> kera
             carried arguments and `kwargs`.
         match: Optional `match(layer) -> bool` choosing the layers to replace;
             by default every batch norm, Keras' or keras-norms'.
-        **kwargs: Arguments of the new layers, e.g. `groups=32`.
+        **kwargs: Arguments of the new layers, e.g. `groups=32`; they override
+            the carried ones.
 
     Returns:
-        The new model.
+        A new, uncompiled model of the same kind (Sequential or functional),
+            with the same inputs and outputs.
 
     Raises:
-        TypeError: `model` is not a Keras model, or `to` or `match` is not callable.
-        ValueError: `model` is not built, `to` names no normalization, or a new
-            layer does not fit its input (e.g. `groups` not dividing the channels).
+        TypeError: `model` is not a Keras model, `match` is not callable, or
+            `to` returned something that is not a layer.
+        ValueError: `model` is not built; `to` is an unregistered name, a class
+            that is not a normalization layer, a layer instance or not
+            callable; or a new layer rejects its arguments or does not fit its
+            input (e.g. `groups` not dividing the channels).
 
-    Example:
+    Examples:
+        >>> import keras, keras_norms
+        >>> model = keras.Sequential([keras.Input((8, 8, 16)), keras.layers.Conv2D(16, 3),
+        ...                           keras.layers.BatchNormalization(epsilon=1e-5, name="bn")])
+        >>> norm = keras_norms.convert_norms(model, "group", groups=4).get_layer("bn")
+        >>> type(norm).__name__, norm.groups, norm.epsilon
+        ('GroupNormalization', 4, 1e-05)
 
-    >>> import keras, keras_norms
-    >>> backbone = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3))
-    >>> layer_normed = keras_norms.convert_norms(backbone, "layer")
-    >>> any(keras_norms.convert.is_batch_norm(layer) for layer in layer_normed.layers)
-    False
+        Only the layers `match` selects are replaced:
+
+        >>> swapped = keras_norms.convert_norms(model, keras_norms.LayerNormalization,
+        ...                                     match=lambda layer: layer.name == "bn")
+        >>> [type(layer).__name__ for layer in swapped.layers]
+        ['Conv2D', 'LayerNormalization']
     """
     factory = _factory(to)
     if match is None:
@@ -241,14 +259,24 @@ def freeze_batch_norms(model) -> keras.Model:
     Keras' batch norms become `keras_norms.BatchNormalization(freeze_statistics=True)`
     with the same weights; keras-norms' batch norms, conditional batch norms and
     SPADE get `freeze_statistics=True`. Inference outputs are unchanged. Compile
-    the returned model to train it.
+    the returned model to train it. `unfreeze_batch_norms` undoes it.
 
-    Example:
+    Args:
+        model: A built Sequential or functional model (nested models included).
 
-    >>> import keras, keras_norms
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
-    >>> keras_norms.freeze_batch_norms(model).layers[0].freeze_statistics
-    True
+    Returns:
+        A new, uncompiled model with the weights of `model`, which is not modified.
+
+    Raises:
+        TypeError: `model` is not a Keras model.
+        ValueError: `model` is not built, or does not build again with the
+            new layers.
+
+    Examples:
+        >>> import keras, keras_norms
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+        >>> keras_norms.freeze_batch_norms(model).layers[0].freeze_statistics
+        True
     """
     return _with_batch_norm_option(model, "freeze_statistics", True)
 
@@ -256,7 +284,28 @@ def freeze_batch_norms(model) -> keras.Model:
 def unfreeze_batch_norms(model) -> keras.Model:
     """Returns a copy of `model` whose batch norms use and update batch statistics in training again.
 
-    The inverse of `freeze_batch_norms`: `freeze_statistics=False` on every batch norm.
+    The inverse of `freeze_batch_norms`: `freeze_statistics=False` on every
+    batch norm (Keras' become `keras_norms.BatchNormalization`), conditional
+    batch norm and SPADE, which then normalize by batch statistics in training
+    and update their moving statistics.
+
+    Args:
+        model: A built Sequential or functional model (nested models included).
+
+    Returns:
+        A new, uncompiled model with the weights of `model`, which is not modified.
+
+    Raises:
+        TypeError: `model` is not a Keras model.
+        ValueError: `model` is not built, or does not build again with the
+            new layers.
+
+    Examples:
+        >>> import keras, keras_norms
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+        >>> frozen = keras_norms.freeze_batch_norms(model)
+        >>> keras_norms.unfreeze_batch_norms(frozen).layers[0].freeze_statistics
+        False
     """
     return _with_batch_norm_option(model, "freeze_statistics", False)
 
@@ -273,11 +322,22 @@ def synchronize_batch_norms(model) -> keras.Model:
     batch norms become `keras_norms.BatchNormalization`. PyTorch has no
     multi-device Keras training: the layers' constructor raises.
 
-    Example:
+    Args:
+        model: A built Sequential or functional model (nested models included).
 
-    >>> import keras, keras_norms
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
-    >>> keras_norms.synchronize_batch_norms(model).layers[0].synchronized
-    True
+    Returns:
+        A new, uncompiled model with the weights of `model`, which is not modified.
+
+    Raises:
+        TypeError: `model` is not a Keras model.
+        ValueError: `model` is not built; the backend is PyTorch; or a batch
+            norm has a `virtual_batch_size`, which cannot be combined with
+            `synchronized=True`.
+
+    Examples:
+        >>> import keras, keras_norms
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+        >>> keras_norms.synchronize_batch_norms(model).layers[0].synchronized
+        True
     """
     return _with_batch_norm_option(model, "synchronized", True)

@@ -29,11 +29,13 @@ def process_index() -> int:
     TensorFlow: the task in `TF_CONFIG`, where the chief is the task of type
     `"chief"`, or worker 0 when there is none. PyTorch: 0.
 
-    Example:
+    Returns:
+        The index of this process, an int (0 for the chief and in a single process).
 
-    >>> from keras_norms.distributed import process_index
-    >>> process_index()  # a single process
-    0
+    Examples:
+        >>> from keras_norms.distributed import process_index
+        >>> process_index()  # a single process
+        0
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -51,7 +53,19 @@ def process_index() -> int:
 
 
 def is_chief() -> bool:
-    """Whether this process writes checkpoints and results (`process_index() == 0`)."""
+    """Tells whether this process is the chief, the one that writes checkpoints and results.
+
+    Guard what only one process of a multi-process job should do (writing
+    files, printing reports) with it; in a single process it is always True.
+
+    Returns:
+        True when `process_index() == 0`.
+
+    Examples:
+        >>> from keras_norms.distributed import is_chief
+        >>> is_chief()  # a single process
+        True
+    """
     return process_index() == 0
 
 
@@ -74,14 +88,13 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         save_freq: `"epoch"`, or an int: save every that many batches.
         delete_checkpoint: Delete the checkpoint when training finishes.
 
-    Example:
-
-    >>> import keras, numpy as np, tempfile
-    >>> from keras_norms.distributed import BackupAndRestore
-    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    >>> model.compile("sgd", "mse")
-    >>> backup = BackupAndRestore(tempfile.mkdtemp())
-    >>> _ = model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=2, callbacks=[backup], verbose=0)
+    Examples:
+        >>> import keras, numpy as np, tempfile
+        >>> from keras_norms.distributed import BackupAndRestore
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        >>> model.compile("sgd", "mse")
+        >>> backup = BackupAndRestore(tempfile.mkdtemp())
+        >>> _ = model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=2, callbacks=[backup], verbose=0)
     """
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint: bool = True):

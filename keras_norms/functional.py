@@ -15,14 +15,13 @@ memory; with JAX, batch norm in training and layer and RMS norm take a
 closed-form gradient. `use_fast_paths(False)` runs the plain `keras.ops` math
 below instead, which is also what PyTorch runs.
 
-Example:
-
->>> import numpy as np
->>> from keras_norms import functional as F
->>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
->>> y = F.group_norm(x, groups=4)
->>> tuple(y.shape)
-(2, 4, 4, 8)
+Examples:
+    >>> import numpy as np
+    >>> from keras_norms import functional as F
+    >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+    >>> y = F.group_norm(x, groups=4)
+    >>> tuple(y.shape)
+    (2, 4, 4, 8)
 """
 
 from __future__ import annotations
@@ -107,20 +106,26 @@ _fast_paths = os.environ.get(_FAST_PATHS_VARIABLE, "1").strip().lower() not in (
 def use_fast_paths(enabled: bool = True):
     """Turns the fast paths (TensorFlow and JAX) on or off inside the block (process-wide).
 
-    The setting is read when a function is traced: a `tf.function` or
-    `jax.jit` function (a compiled Keras model) keeps the path it was traced
-    with. The environment variable ``KERAS_NORMS_FAST_PATHS=0`` turns the fast
-    paths off by default. PyTorch always takes the plain `keras.ops` path.
+    A context manager: the previous setting comes back when the block exits,
+    also when it raises. The setting is read when a function is traced: a
+    `tf.function` or `jax.jit` function (a compiled Keras model) keeps the path
+    it was traced with. The environment variable ``KERAS_NORMS_FAST_PATHS=0``
+    turns the fast paths off by default. PyTorch always takes the plain
+    `keras.ops` path. Both paths compute the same values to float32 rounding, so
+    switching them off is for comparing and debugging, not for accuracy.
 
-    Example:
+    Args:
+        enabled: `True` to take the fast paths where the backend has them,
+            `False` to run the plain `keras.ops` math.
 
-    >>> import numpy as np
-    >>> from keras_norms import functional as F
-    >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
-    >>> with F.use_fast_paths(False):
-    ...     plain = F.group_norm(x, groups=4)
-    >>> bool(np.allclose(plain, F.group_norm(x, groups=4), atol=1e-5))
-    True
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+        >>> with F.use_fast_paths(False):
+        ...     plain = F.group_norm(x, groups=4)
+        >>> bool(np.allclose(plain, F.group_norm(x, groups=4), atol=1e-5))
+        True
     """
     global _fast_paths
     previous, _fast_paths = _fast_paths, bool(enabled)
@@ -131,7 +136,23 @@ def use_fast_paths(enabled: bool = True):
 
 
 def fast_paths_enabled() -> bool:
-    """Whether the functions here take the fast paths (TensorFlow or JAX backend, not switched off)."""
+    """Whether the functions here take the fast paths (TensorFlow or JAX backend, not switched off).
+
+    The fast paths are switched off by `use_fast_paths(False)` or by the
+    environment variable ``KERAS_NORMS_FAST_PATHS=0``. Even when they are on,
+    float64 inputs, and inputs a fast path does not cover, take the plain
+    `keras.ops` path.
+
+    Returns:
+        `True` on the TensorFlow and JAX backends unless the fast paths are
+        switched off; `False` on any other backend (PyTorch).
+
+    Examples:
+        >>> from keras_norms import functional as F
+        >>> with F.use_fast_paths(False):
+        ...     F.fast_paths_enabled()
+        False
+    """
     return _fast_paths and backend.backend() in ("tensorflow", "jax")
 
 
@@ -160,7 +181,29 @@ def _as_axes(axes: int | Sequence[int], rank: int) -> tuple[int, ...]:
 def broadcast_shape(rank: int, axes: int | Sequence[int], sizes: Sequence[int]):
     """The shape that broadcasts a parameter of `sizes` along `axes` of a rank-`rank` tensor.
 
-    Example: ``broadcast_shape(4, -1, [8]) == [1, 1, 1, 8]``.
+    A list of `rank` ones with `sizes` on `axes`: the shape a per-feature
+    parameter (gamma, beta, a statistic) is reshaped to before it meets the
+    tensor. Negative axes count from the end, and the sizes are matched to the
+    axes in increasing order, whatever order `axes` lists them in.
+
+    Args:
+        rank: The rank of the tensor the parameter broadcasts against.
+        axes: The axis or axes of that tensor the parameter spans.
+        sizes: The size of the parameter along each of `axes` (e.g. its shape),
+            one entry per axis.
+
+    Returns:
+        A list of `rank` ints: `sizes` on `axes`, 1 elsewhere.
+
+    Raises:
+        ValueError: If `sizes` does not have exactly one entry per axis of `axes`.
+
+    Examples:
+        >>> from keras_norms import functional as F
+        >>> F.broadcast_shape(4, -1, [8])
+        [1, 1, 1, 8]
+        >>> F.broadcast_shape(4, [1, 2], [5, 6])
+        [1, 5, 6, 1]
     """
     axes = _as_axes(axes, rank)
     shape = [1] * rank
@@ -183,6 +226,10 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
             synchronized: bool = False):
     """Mean and (biased) variance of `x` over `axes`, in float32 (float64 for float64 `x`).
 
+    Two passes: the mean, then the mean of the squared deviations from it, so
+    the variance stays accurate when the data has a large mean. With a `mask`,
+    both are weighted means over the `True` positions only.
+
     Args:
         x: Input tensor of any float dtype.
         axes: Axis or axes to reduce over.
@@ -195,7 +242,20 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
             global batch, so there is nothing more to reduce.
 
     Returns:
-        `(mean, variance)`, float32 tensors (float64 for float64 `x`).
+        `(mean, variance)`, float32 tensors (float64 for float64 `x`) of the
+        shape of `x` without `axes` (with `axes` of length 1 when `keepdims`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype="float32")
+        >>> mean, variance = F.moments(x, axes=1)
+        >>> print(np.asarray(mean).round(4), np.asarray(variance).round(4))
+        [2. 5.] [0.6667 0.6667]
+        >>> mask = np.array([[True, True, False], [False, False, False]])
+        >>> mean, variance = F.moments(x, axes=1, mask=mask)
+        >>> print(np.asarray(mean).round(4), np.asarray(variance).round(4))
+        [1.5 0. ] [0.25 0.  ]
     """
     x = _upcast(x)
     axes = _as_axes(axes, len(x.shape))
@@ -221,8 +281,30 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
 def normalize(x, mean, variance, scale=None, offset=None, *, epsilon: float):
     """``(x - mean) / sqrt(variance + epsilon) * scale + offset``, in float32 (float64 for float64 `x`).
 
-    All arguments must already broadcast against `x`. `scale` and `offset`
-    may be `None` (no scale, no shift).
+    The last step of the norms here, once their statistics are known. The
+    statistics and parameters are cast to the dtype the math runs in and must
+    already broadcast against `x` (computed with `keepdims=True`, or reshaped
+    with `broadcast_shape`).
+
+    Args:
+        x: Input tensor of any float dtype.
+        mean: The mean to subtract, broadcastable to `x`.
+        variance: The variance whose root (after adding `epsilon`) divides,
+            broadcastable to `x`.
+        scale: Optional gamma, broadcastable to `x`; `None` for no scale.
+        offset: Optional beta, broadcastable to `x`; `None` for no shift.
+        epsilon: Added to the variance (keyword-only, no default).
+
+    Returns:
+        The normalized tensor, float32 (float64 for float64 `x`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.array([1.0, 2.0, 3.0], dtype="float32")
+        >>> y = F.normalize(x, x.mean(), x.var(), scale=2.0, offset=1.0, epsilon=0.0)
+        >>> print(np.asarray(y).round(4))
+        [-1.4495  1.      3.4495]
     """
     x = _upcast(x)
     inverse = ops.rsqrt(_like(variance, x) + epsilon)
@@ -255,16 +337,40 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
                epsilon: float = 1e-3, dtype=None):
     """Normalizes `x` with given per-channel statistics (batch or moving).
 
+    ``(x - mean) / sqrt(variance + epsilon) * scale + offset``, each parameter
+    of shape `(channels,)` broadcast along `axis`: batch normalization at
+    inference, with the moving averages, or with statistics computed elsewhere
+    (`batch_norm_train` computes those of the batch itself). On the TensorFlow
+    fast path it runs the fused batch norm kernel or one multiply-add with
+    folded parameters; on JAX, one multiply-add.
+
     Args:
         x: Input tensor, channels on `axis`.
-        mean, variance: Per-channel statistics, shape `(channels,)`.
-        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        mean: Per-channel mean, shape `(channels,)`.
+        variance: Per-channel variance, shape `(channels,)`.
+        scale: Optional per-channel gamma, shape `(channels,)`.
+        offset: Optional per-channel beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
         dtype: The dtype of the result; when None, the dtype the math runs in.
 
     Returns:
-        The normalized tensor (computed in float32, or float64 for float64 `x`).
+        The normalized tensor in `dtype` (computed in float32, or float64 for
+        float64 `x`).
+
+    Reference:
+        Ioffe and Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
+        Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+        >>> mean = np.array([0.0, 1.0, -1.0], dtype="float32")
+        >>> variance = np.array([1.0, 4.0, 0.25], dtype="float32")
+        >>> y = F.batch_norm(x, mean, variance, epsilon=1e-3)
+        >>> bool(np.allclose(y, (x - mean) / np.sqrt(variance + 1e-3), atol=1e-5))
+        True
     """
     kernels = _kernels(x)
     dtype = _result_dtype(x, dtype)
@@ -288,13 +394,16 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
 def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: float = 1e-3, dtype=None):
     """Batch normalization with the statistics of the batch itself (training).
 
-    Equivalent to ``batch_norm(x, *moments(x, every axis but axis), scale,
-    offset)``, with gradients through the statistics; on the TensorFlow fast
-    path one fused kernel (or closed-form gradient) instead.
+    Each channel is normalized over every axis but `axis` (the batch and the
+    spatial axes). Equivalent to ``batch_norm(x, *moments(x, every axis but
+    axis), scale, offset)``, with gradients through the statistics; on the fast
+    paths one fused kernel (TensorFlow) or a closed-form gradient (TensorFlow
+    and JAX) instead.
 
     Args:
         x: Input tensor of rank >= 2, channels on `axis`.
-        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        scale: Optional per-channel gamma, shape `(channels,)`.
+        offset: Optional per-channel beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
         dtype: The dtype of `outputs`; when None, the dtype the math runs in.
@@ -304,14 +413,26 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
         (float64 for float64 `x`) per-channel batch mean and biased variance,
         shape `(channels,)`, without gradient (they feed moving averages).
 
-    Example:
+    Reference:
+        Ioffe and Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
+        Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167
 
-    >>> import numpy as np
-    >>> from keras_norms import functional as F
-    >>> x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
-    >>> outputs, mean, variance = F.batch_norm_train(x)
-    >>> tuple(outputs.shape), tuple(mean.shape)
-    ((8, 4, 4, 3), (3,))
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(8, 4, 4, 3)).astype("float32")
+        >>> outputs, mean, variance = F.batch_norm_train(x)
+        >>> tuple(outputs.shape), tuple(mean.shape)
+        ((8, 4, 4, 3), (3,))
+        >>> bool(np.allclose(mean, x.mean(axis=(0, 1, 2)), atol=1e-5))
+        True
+        >>> bool(np.allclose(variance, x.var(axis=(0, 1, 2)), rtol=1e-4))
+        True
+        >>> outputs = np.asarray(outputs)
+        >>> bool(np.allclose(outputs.mean(axis=(0, 1, 2)), 0.0, atol=1e-5))
+        True
+        >>> print(np.round(outputs.var(axis=(0, 1, 2)), 3))
+        [1. 1. 1.]
     """
     kernels = _kernels(x)
     dtype = _result_dtype(x, dtype)
@@ -332,11 +453,12 @@ def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1, mask=No
 
     The batch is cut into consecutive virtual batches of `virtual_batch_size`
     examples. `x` is viewed as `(num_virtual, virtual_batch_size * rest,
-    channels)` (channels moved last), so the statistics of each virtual batch
-    are one reduction.
+    channels)` (channels moved last; `rest` is the product of the other
+    non-batch axes), so the statistics of each virtual batch are one reduction.
 
     Args:
-        x: Input tensor; its batch size must be a multiple of `virtual_batch_size`.
+        x: Input tensor, batch first; its batch size must be a multiple of
+            `virtual_batch_size`.
         virtual_batch_size: Examples per virtual batch.
         axis: The channel axis.
         mask: Optional boolean tensor broadcastable to `x`; only `True`
@@ -347,6 +469,16 @@ def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1, mask=No
         view of `x` of shape `(num_virtual, -1, channels)` and its statistics
         of shape `(num_virtual, 1, channels)`. Undo the view with
         `ungroup_virtual_batches`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(6, 5, 3)).astype("float32")
+        >>> grouped, mean, variance = F.virtual_batch_moments(x, 2)
+        >>> tuple(grouped.shape), tuple(mean.shape)
+        ((3, 10, 3), (3, 1, 3))
+        >>> bool(np.allclose(mean[:, 0], x.reshape(3, 10, 3).mean(axis=1), atol=1e-6))
+        True
     """
     x = _upcast(x)
 
@@ -362,7 +494,31 @@ def virtual_batch_moments(x, virtual_batch_size: int, *, axis: int = -1, mask=No
 
 
 def ungroup_virtual_batches(grouped, like, *, axis: int = -1):
-    """Inverse of the view taken by `virtual_batch_moments`, to the shape of `like`."""
+    """Inverse of the view taken by `virtual_batch_moments`, to the shape of `like`.
+
+    `grouped` is reshaped to the shape of `like` with its channels last, then
+    the channels are moved back to `axis`.
+
+    Args:
+        grouped: Tensor of shape `(num_virtual, -1, channels)`: the view
+            `virtual_batch_moments` returns, or a result computed from it
+            element by element (the normalized view).
+        like: The tensor the view was taken of; gives the shape to restore.
+        axis: The channel axis of `like`, as given to `virtual_batch_moments`.
+
+    Returns:
+        `grouped` with the shape and axis order of `like`, in its own dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(4, 3, 5)).astype("float32")
+        >>> grouped, _, _ = F.virtual_batch_moments(x, 2, axis=1)
+        >>> tuple(grouped.shape)
+        (2, 10, 3)
+        >>> bool(np.array_equal(F.ungroup_virtual_batches(grouped, x, axis=1), x))
+        True
+    """
     channels_last = _channels_last(like, axis)
     restored = ops.reshape(grouped, ops.shape(channels_last))
     return _channels_restore(restored, axis, len(like.shape))
@@ -372,10 +528,17 @@ def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, a
                        epsilon: float = 1e-3, mask=None):
     """Ghost batch normalization: each run of `virtual_batch_size` examples normalized on its own statistics.
 
+    The batch is cut into consecutive virtual batches of `virtual_batch_size`
+    examples, and each is batch-normalized with its own per-channel mean and
+    variance (over its examples and the spatial axes): the regularizing noise of
+    small batches, kept when training with large ones.
+
     Args:
-        x: Input tensor; its batch size must be a multiple of `virtual_batch_size`.
+        x: Input tensor, batch first; its batch size must be a multiple of
+            `virtual_batch_size`.
         virtual_batch_size: Examples per virtual batch.
-        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        scale: Optional per-channel gamma, shape `(channels,)`.
+        offset: Optional per-channel beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
         mask: Optional boolean tensor broadcastable to `x`; only `True`
@@ -385,6 +548,26 @@ def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, a
         `(outputs, mean, variance)`: the normalized tensor, and the statistics
         of each virtual batch, shape `(num_virtual, channels)`, without
         gradient; float32 (float64 for float64 `x`).
+
+    Reference:
+        Hoffer et al., 2017, "Train longer, generalize better: closing the
+        generalization gap in large batch training of neural networks",
+        https://arxiv.org/abs/1705.08741
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(8, 4, 3)).astype("float32")
+        >>> x[4:] += 10.0  # the second virtual batch has another mean
+        >>> outputs, mean, variance = F.virtual_batch_norm(x, 4)
+        >>> bool(np.allclose(mean, x.reshape(2, 16, 3).mean(axis=1), atol=1e-5))
+        True
+        >>> outputs = np.asarray(outputs).reshape(2, 16, 3)  # (virtual batch, positions, channels)
+        >>> bool(np.allclose(outputs.mean(axis=1), 0.0, atol=1e-5))
+        True
+        >>> print(np.round(outputs.var(axis=1), 2))
+        [[1. 1. 1.]
+         [1. 1. 1.]]
     """
     kernels = None if mask is not None else _kernels(x)
     if kernels is not None:
@@ -421,9 +604,15 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
                epsilon: float = 1e-3):
     """Layer normalization: each example normalized over `axis`.
 
+    ``(x - mean) / sqrt(variance + epsilon) * scale + offset`` with the mean and
+    variance of each example over `axis` (the features, by default the last
+    axis), so the result does not depend on the batch: the norm of transformers
+    and recurrent networks.
+
     Args:
         x: Input tensor.
-        scale, offset: Optional gamma and beta with the shape of `x` along `axis`.
+        scale: Optional gamma, with the shape of `x` along `axis`.
+        offset: Optional beta, with the shape of `x` along `axis`.
         axis: Axis or axes to normalize over (never the batch axis).
         epsilon: Added to the variance.
 
@@ -432,6 +621,16 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
 
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(5.0, 3.0, size=(2, 3, 8)).astype("float32")
+        >>> y = F.layer_norm(x)
+        >>> mean = x.mean(axis=-1, keepdims=True)
+        >>> variance = x.var(axis=-1, keepdims=True)
+        >>> bool(np.allclose(y, (x - mean) / np.sqrt(variance + 1e-3), atol=1e-5))
+        True
     """
     kernels = _kernels(x)
     if kernels is not None:
@@ -450,12 +649,34 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
 def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 1e-6):
     """Root-mean-square normalization: ``x / sqrt(mean(x^2) + epsilon) * scale``.
 
-    The mean is not subtracted: the divisor is the root mean square, not the
-    standard deviation.
+    The mean square is taken over `axis` for each example. The mean is not
+    subtracted: the divisor is the root mean square, not the standard deviation,
+    and there is no offset. Cheaper than layer norm, it is the norm of many
+    recent transformers.
+
+    Args:
+        x: Input tensor.
+        scale: Optional gamma, with the shape of `x` along `axis`.
+        axis: Axis or axes of the mean square (never the batch axis).
+        epsilon: Added to the mean square.
+
+    Returns:
+        The normalized tensor, float32 (float64 for float64 `x`).
 
     Reference:
         Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
         https://arxiv.org/abs/1910.07467
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.array([[3.0, 4.0], [1.0, -1.0]], dtype="float32")
+        >>> y = np.asarray(F.rms_norm(x))
+        >>> print(np.round(y, 4))
+        [[ 0.8485  1.1314]
+         [ 1.     -1.    ]]
+        >>> print(np.round(np.sqrt(np.mean(np.square(y), axis=-1)), 4))
+        [1. 1.]
     """
     kernels = _kernels(x)
     if kernels is not None:
@@ -478,7 +699,8 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     Channels on `axis` are split into `groups` consecutive groups; each group
     of each example is normalized over its channels and all non-batch axes.
     `groups=-1` (or the number of channels) is instance normalization,
-    `groups=1` is layer normalization over all non-batch axes.
+    `groups=1` is layer normalization over all non-batch axes. Independent of
+    the batch size, it suits small batches, where batch norm degrades.
 
     No intermediate tensor has a higher rank than `x`: per-channel statistics
     of shape `(batch, channels)` are pooled into groups by a rank-2 reshape,
@@ -486,9 +708,11 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
 
     Args:
         x: Input tensor of rank >= 2 with the batch on axis 0.
-        groups: Number of groups; must divide the channel count. `-1` means one
-            channel per group.
-        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        groups: Number of groups; must divide the channel count (not checked
+            here: `GroupNormalization` checks it). `-1` means one channel per
+            group.
+        scale: Optional per-channel gamma, shape `(channels,)`.
+        offset: Optional per-channel beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
 
@@ -497,6 +721,18 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
 
     Reference:
         Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+        >>> y = F.group_norm(x, groups=4)
+        >>> g = x.reshape(2, 4, 4, 4, 2)  # (batch, height, width, groups, channels per group)
+        >>> mean = g.mean(axis=(1, 2, 4), keepdims=True)
+        >>> variance = g.var(axis=(1, 2, 4), keepdims=True)
+        >>> expected = ((g - mean) / np.sqrt(variance + 1e-3)).reshape(x.shape)
+        >>> bool(np.allclose(y, expected, atol=1e-5))
+        True
     """
     kernels = _kernels(x)
     if kernels is not None:
@@ -545,13 +781,25 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
 def linear(x, kernel, bias=None):
     """``x @ kernel + bias``: a conditioning vector projected to per-channel parameters.
 
+    Computed in float32, or in float64 when one of the operands is float64.
+
     Args:
         x: Tensor of shape `(batch, features)`.
         kernel: Shape `(features, units)`.
         bias: Optional, shape `(units,)`.
 
     Returns:
-        The tensor of shape `(batch, units)`.
+        The tensor of shape `(batch, units)`, float32 (float64 when an operand
+        is float64).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.array([[1.0, 2.0]], dtype="float32")
+        >>> kernel = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype="float32")
+        >>> bias = np.array([0.0, 0.0, 10.0], dtype="float32")
+        >>> print(np.asarray(F.linear(x, kernel, bias)))
+        [[ 1.  2. 13.]]
     """
     x, kernel, bias = _upcast_all(x, kernel, bias)
     outputs = ops.matmul(x, kernel)
@@ -572,7 +820,20 @@ def select_rows(table, condition):
         condition: Integer ids `(batch,)` or float weights `(batch, rows)`.
 
     Returns:
-        The tensor of shape `(batch, features)`.
+        The tensor of shape `(batch, features)`, float32 (float64 when `table`
+        or the weights are float64).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> table = np.arange(6.0, dtype="float32").reshape(3, 2)
+        >>> print(np.asarray(F.select_rows(table, np.array([2, 0, 5]))))
+        [[4. 5.]
+         [0. 1.]
+         [0. 0.]]
+        >>> weights = np.array([[0.5, 0.5, 0.0]], dtype="float32")
+        >>> print(np.asarray(F.select_rows(table, weights)))
+        [[1. 2.]]
     """
     if "int" in backend.standardize_dtype(condition.dtype):
         condition = ops.one_hot(ops.cast(condition, "int32"), table.shape[0], dtype=table.dtype)
@@ -598,11 +859,25 @@ def modulate(x, scale=None, offset=None, *, axis: int = -1):
 
     Args:
         x: Input tensor, batch first, channels on `axis`.
-        scale, offset: `(batch, channels)` or the shape of `x`, or `None`.
+        scale: `(batch, channels)` or the shape of `x`, or `None` (no scaling).
+        offset: `(batch, channels)` or the shape of `x`, or `None` (no shift).
         axis: The channel axis.
 
     Returns:
-        The modulated tensor.
+        The modulated tensor, float32 (float64 when an operand is float64).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.ones((2, 3, 3, 3), dtype="float32")
+        >>> scale = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype="float32")
+        >>> offset = np.ones((2, 3), dtype="float32")
+        >>> y = np.asarray(F.modulate(x, scale, offset))
+        >>> print(y[:, 0, 0, :])
+        [[2. 3. 4.]
+         [5. 6. 7.]]
+        >>> bool((y == y[:, :1, :1, :]).all())  # the same at every position
+        True
     """
     rank = len(x.shape)
     outputs, scale, offset = _upcast_all(x, scale, offset)
@@ -630,6 +905,18 @@ def resize_nearest(images, size):
 
     Returns:
         The resized tensor, in the dtype of `images`.
+
+    Raises:
+        ValueError: If `size` does not have exactly two entries.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> row = np.arange(4, dtype="float32").reshape(1, 1, 4, 1)  # one row of pixels 0, 1, 2, 3
+        >>> print(np.asarray(F.resize_nearest(row, (1, 2)))[0, 0, :, 0])
+        [1. 3.]
+        >>> print(np.asarray(F.resize_nearest(row, (1, 8)))[0, 0, :, 0])
+        [0. 0. 1. 1. 2. 2. 3. 3.]
     """
     for axis, out_size in zip((1, 2), size, strict=True):
         in_size = images.shape[axis]
@@ -649,6 +936,9 @@ def resize_nearest(images, size):
 def conv2d(x, kernel, bias=None):
     """A stride-1, "same"-padded 2D convolution of channels-last `x` (SPADE's convolutions).
 
+    The input is zero-padded so that the output keeps its height and width.
+    Computed in float32, or in float64 when one of the operands is float64.
+
     Args:
         x: Tensor `(batch, height, width, in_channels)`.
         kernel: `(kernel_height, kernel_width, in_channels, out_channels)`.
@@ -656,6 +946,16 @@ def conv2d(x, kernel, bias=None):
 
     Returns:
         The tensor `(batch, height, width, out_channels)`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.ones((1, 3, 3, 1), dtype="float32")
+        >>> kernel = np.ones((3, 3, 1, 1), dtype="float32")  # sums each 3x3 neighbourhood
+        >>> print(np.asarray(F.conv2d(x, kernel))[0, :, :, 0])
+        [[4. 6. 4.]
+         [6. 9. 6.]
+         [4. 6. 4.]]
     """
     x, kernel, bias = _upcast_all(x, kernel, bias)
     outputs = ops.conv(x, kernel, strides=1, padding="same", data_format="channels_last")
@@ -690,13 +990,27 @@ def condition_parameters(condition, kernel, bias=None, *, chunks: int, activatio
         condition: Tensor of shape `(batch, features)`.
         kernel: Shape `(features, chunks * channels)`.
         bias: Optional, shape `(chunks * channels,)`.
-        chunks: How many parameter tensors to split the projection into.
+        chunks: How many parameter tensors to split the projection into; must
+            divide the last dimension of `kernel`.
         activation: Optional callable applied to `condition` first (SiLU in DiT
             and diffusion U-Nets).
 
     Returns:
         A list of `chunks` tensors of shape `(batch, channels)`, float32
         (float64 when `condition` or `kernel` is float64).
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras import ops
+        >>> from keras_norms import functional as F
+        >>> condition = np.array([[1.0, -2.0]], dtype="float32")
+        >>> kernel = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]], dtype="float32")
+        >>> scale, shift = F.condition_parameters(condition, kernel, chunks=2)
+        >>> print(np.asarray(scale), np.asarray(shift))
+        [[ 1. -2.]] [[-2.  1.]]
+        >>> scale, shift = F.condition_parameters(condition, kernel, chunks=2, activation=ops.relu)
+        >>> print(np.asarray(scale), np.asarray(shift))
+        [[1. 0.]] [[0. 1.]]
     """
     condition, kernel = _upcast_all(condition, kernel)
     if activation is not None:
@@ -712,10 +1026,39 @@ def adaptive_instance_norm(content, style, *, alpha: float = 1.0, epsilon: float
     ``sigma = sqrt(variance + epsilon)`` taken per example and channel over the
     spatial axes; then ``alpha * AdaIN(x, y) + (1 - alpha) * x``, the paper's
     content-style trade-off. `style` may have other spatial sizes than `content`.
+    There are no learned parameters: the style statistics are the affine
+    parameters.
+
+    Args:
+        content: Tensor, batch first, channels on `axis`, with spatial axes.
+        style: Tensor with the batch size and channels of `content`; its
+            spatial sizes may differ.
+        alpha: Content-style trade-off: 1 gives AdaIN's output, 0 gives
+            `content` back, values between blend the two linearly.
+        epsilon: Added to both variances.
+        axis: The channel axis of both tensors.
+
+    Returns:
+        The stylized tensor of the shape of `content`, float32 (float64 for
+        float64 `content`).
 
     Reference:
         Huang and Belongie, 2017, "Arbitrary Style Transfer in Real-time with
         Adaptive Instance Normalization", https://arxiv.org/abs/1703.06868
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> rng = np.random.default_rng(0)
+        >>> content = rng.normal(size=(1, 8, 8, 3)).astype("float32")
+        >>> style = rng.normal([5.0, -1.0, 0.0], [2.0, 0.5, 3.0], size=(1, 4, 4, 3)).astype("float32")
+        >>> y = np.asarray(F.adaptive_instance_norm(content, style))
+        >>> bool(np.allclose(y.mean(axis=(1, 2)), style.mean(axis=(1, 2)), atol=1e-4))
+        True
+        >>> bool(np.allclose(y.std(axis=(1, 2)), style.std(axis=(1, 2)), rtol=1e-3))
+        True
+        >>> bool(np.allclose(F.adaptive_instance_norm(content, style, alpha=0.0), content))
+        True
     """
     rank = len(content.shape)
     content_mean, content_variance = moments(content, _spatial_axes(rank, axis), keepdims=True)
@@ -728,7 +1071,42 @@ def adaptive_instance_norm(content, style, *, alpha: float = 1.0, epsilon: float
 def modulated_instance_norm(x, scale, shift, *, alpha: float = 1.0, epsilon: float = 1e-5):
     """Learned AdaIN: ``IN(x) * (1 + scale) + shift`` with `(batch, channels)` parameters.
 
-    Blended with the input as ``alpha * that + (1 - alpha) * x``; channels last.
+    ``IN`` is instance normalization (each example and channel over the spatial
+    axes, without affine parameters). The per-example `scale` and `shift` are
+    typically projected from a style code (`condition_parameters`); the gain
+    ``1 + scale`` makes zero parameters the identity on ``IN(x)``. Blended with
+    the input as ``alpha * that + (1 - alpha) * x``; channels last.
+
+    Args:
+        x: Input tensor, batch first, channels last, with spatial axes.
+        scale: Per-example scale, shape `(batch, channels)`; the gain is
+            ``1 + scale``.
+        shift: Per-example shift, shape `(batch, channels)`.
+        alpha: Trade-off with the input: 1 gives the modulated output, 0 gives
+            `x` back, values between blend the two linearly.
+        epsilon: Added to the variance of the instance norm.
+
+    Returns:
+        The tensor of the shape of `x`, float32 (float64 when `x`, `scale` or
+        `shift` is float64).
+
+    Reference:
+        Karras et al., 2019, "A Style-Based Generator Architecture for
+        Generative Adversarial Networks", https://arxiv.org/abs/1812.04948
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(2, 4, 4, 3)).astype("float32")
+        >>> scale = np.ones((2, 3), dtype="float32")  # gain 2
+        >>> shift = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype="float32")
+        >>> y = np.asarray(F.modulated_instance_norm(x, scale, shift))
+        >>> print(np.round(y.mean(axis=(1, 2)), 3))
+        [[1. 2. 3.]
+         [4. 5. 6.]]
+        >>> print(np.round(y.std(axis=(1, 2)), 3))
+        [[2. 2. 2.]
+         [2. 2. 2.]]
     """
     stylized = modulate(group_norm(x, -1, epsilon=epsilon), 1.0 + scale, shift)
     return _blend(stylized, x, alpha)
@@ -742,12 +1120,14 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
     activation ``nu^2`` over `axis` (the spatial axes); the mean is not
     subtracted, so there is no batch dependence and no centring. With a learned
     epsilon the divisor is ``sqrt(nu^2 + |epsilon| + |learned_epsilon|)``, the
-    formula of tensorflow-addons.
+    formula of tensorflow-addons. Follow it with `tlu`, as in the paper.
 
     Args:
-        x: Input tensor, channels last.
-        scale, offset: Optional gamma and beta broadcasting against `x`, e.g. of
-            shape `(1, 1, 1, channels)`.
+        x: Input tensor, e.g. `(batch, height, width, channels)`.
+        scale: Optional gamma broadcasting against `x`, e.g. of shape
+            `(1, 1, 1, channels)`.
+        offset: Optional beta broadcasting against `x`, e.g. of shape
+            `(1, 1, 1, channels)`.
         axis: The axes of the mean square.
         epsilon: Constant added (as its absolute value) to the mean square.
         learned_epsilon: Optional tensor added as its absolute value.
@@ -759,6 +1139,17 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
         Singh and Krishnan, 2020, "Filter Response Normalization Layer:
         Eliminating Batch Dependence in the Training of Deep Neural Networks",
         https://arxiv.org/abs/1911.09737
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(2.0, 1.0, size=(2, 4, 4, 3)).astype("float32")
+        >>> y = np.asarray(F.filter_response_norm(x))
+        >>> print(np.round(np.mean(np.square(y), axis=(1, 2)), 3))  # nu^2 of the output
+        [[1. 1. 1.]
+         [1. 1. 1.]]
+        >>> bool(np.allclose(y, x / np.sqrt(np.mean(x**2, axis=(1, 2), keepdims=True) + 1e-6)))
+        True
     """
     x = _upcast(x)
     nu2 = _mean(ops.square(x), axis=_as_axes(axis, len(x.shape)), keepdims=True)
@@ -776,8 +1167,32 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
 def tlu(x, tau, alpha=None):
     """Thresholded linear unit: ``max(x, tau)``, or ``max(x, alpha * x + tau)`` (TLU-affine).
 
-    `tau` and `alpha` broadcast against `x`. Reference: Singh and Krishnan, 2020,
-    https://arxiv.org/abs/1911.09737
+    A ReLU with a learned threshold `tau`, the activation that follows filter
+    response normalization (whose output is not centred, so a plain ReLU could
+    leave units dead). TLU-affine, with `alpha`, is the variant of
+    tensorflow-addons.
+
+    Args:
+        x: Input tensor.
+        tau: The threshold, broadcasting against `x`.
+        alpha: Optional slope of TLU-affine, broadcasting against `x`.
+
+    Returns:
+        The activated tensor, float32 (float64 for float64 `x`).
+
+    Reference:
+        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
+        Eliminating Batch Dependence in the Training of Deep Neural Networks",
+        https://arxiv.org/abs/1911.09737
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.array([-2.0, -0.5, 1.0], dtype="float32")
+        >>> print(np.asarray(F.tlu(x, tau=-1.0)))
+        [-1.  -0.5  1. ]
+        >>> print(np.asarray(F.tlu(x, tau=0.0, alpha=0.5)))
+        [-1.   -0.25  1.  ]
     """
     x = _upcast(x)
     threshold = _like(tau, x) if alpha is None else _like(alpha, x) * x + _like(tau, x)
@@ -799,21 +1214,43 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
 
     Args:
         x: Input tensor of rank 3 or more, batch first, channels on `axis`.
-        mean_weights, variance_weights: Logits of shape `(3,)`, in the order
+        mean_weights: Logits of the mean mixture, shape `(3,)`, in the order
             (instance, layer, batch).
-        scale, offset: Optional per-channel gamma and beta, shape `(channels,)`.
+        variance_weights: Logits of the variance mixture, shape `(3,)`, in the
+            order (instance, layer, batch).
+        scale: Optional per-channel gamma, shape `(channels,)`.
+        offset: Optional per-channel beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
-        moving_mean, moving_variance: Optional per-channel statistics used
-            instead of the batch statistics.
+        moving_mean: Optional per-channel mean, shape `(channels,)`, used
+            instead of the batch mean; give `moving_variance` with it.
+        moving_variance: Optional per-channel variance, shape `(channels,)`,
+            used instead of the batch variance; give `moving_mean` with it.
 
     Returns:
-        `(outputs, batch_mean, batch_variance)`: the normalized tensor
-        and the per-channel batch statistics it used, shape `(channels,)`.
+        `(outputs, batch_mean, batch_variance)`: the normalized tensor, float32
+        (float64 for float64 `x`), and the per-channel statistics it used in the
+        batch slot, shape `(channels,)`: those of the batch, or `moving_mean` and
+        `moving_variance` when given.
 
     Reference:
         Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
         Normalization", https://arxiv.org/abs/1806.10779
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.random.default_rng(0).normal(size=(4, 5, 5, 3)).astype("float32")
+        >>> batch_only = np.array([0.0, 0.0, 50.0], dtype="float32")  # softmax ~ (0, 0, 1)
+        >>> y, mean, variance = F.switchable_norm(x, batch_only, batch_only)
+        >>> bool(np.allclose(y, F.batch_norm_train(x, epsilon=1e-5)[0], atol=1e-4))
+        True
+        >>> bool(np.allclose(mean, x.mean(axis=(0, 1, 2)), atol=1e-5))
+        True
+        >>> instance_only = np.array([50.0, 0.0, 0.0], dtype="float32")
+        >>> y, _, _ = F.switchable_norm(x, instance_only, instance_only)
+        >>> bool(np.allclose(y, F.group_norm(x, -1, epsilon=1e-5), atol=1e-4))
+        True
     """
     x = _upcast(x)
     rank = len(x.shape)
@@ -846,11 +1283,31 @@ def standardize_kernel(kernel, *, epsilon: float = 1e-5):
 
     ``(w - mean(w)) / sqrt(variance(w) + epsilon)`` over all axes but the
     last, e.g. over `(kernel_height, kernel_width, in_channels)` of a Conv2D
-    kernel, in float32 (float64 for a float64 kernel).
+    kernel, in float32 (float64 for a float64 kernel). Applied to the kernel
+    before each convolution, it smooths the loss landscape, which helps with
+    small batches (with group norm) where batch norm cannot be used.
+
+    Args:
+        kernel: The kernel, output channels on its last axis.
+        epsilon: Added to the variance.
+
+    Returns:
+        The standardized kernel of the shape of `kernel`, float32 (float64 for
+        a float64 kernel).
 
     Reference:
         Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
         Normalization and Weight Standardization", https://arxiv.org/abs/1903.10520
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> kernel = np.random.default_rng(0).normal(0.5, 0.1, size=(3, 3, 4, 8)).astype("float32")
+        >>> w = np.asarray(F.standardize_kernel(kernel, epsilon=1e-8))
+        >>> bool(np.allclose(w.mean(axis=(0, 1, 2)), 0.0, atol=1e-5))
+        True
+        >>> print(np.round(w.var(axis=(0, 1, 2)), 3))
+        [1. 1. 1. 1. 1. 1. 1. 1.]
     """
     rank = len(kernel.shape)
     mean, variance = moments(kernel, tuple(range(rank - 1)), keepdims=True)
@@ -861,6 +1318,23 @@ def kernel_norms(kernel, *, axis: int = -1):
     """``||kernel||`` per slice along `axis` (over every other axis), in the dtype of `kernel`.
 
     The lengths weight normalization starts `g` at, so that ``g * v / ||v||`` is `v`.
+
+    Args:
+        kernel: The kernel `v`, e.g. `(kernel_height, kernel_width, in, out)`.
+        axis: The axis whose slices are measured (the output channels).
+
+    Returns:
+        The Euclidean norm of each slice, shape `(kernel.shape[axis],)`, in
+        the dtype of `kernel`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> kernel = np.array([[3.0, 0.0], [4.0, 1.0]], dtype="float32")
+        >>> print(np.asarray(F.kernel_norms(kernel)))
+        [5. 1.]
+        >>> print(np.asarray(F.kernel_norms(kernel, axis=0)).round(4))
+        [3.     4.1231]
     """
     kernel = ops.convert_to_tensor(kernel)
     axes = [a for a in range(len(kernel.shape)) if a != axis % len(kernel.shape)]
@@ -872,6 +1346,8 @@ def weight_normalized_kernel(direction, length, *, axis: int = -1, epsilon: floa
 
     The norm is over every other axis; squared norms are floored at `epsilon`,
     as in `tf.nn.l2_normalize`. Computed in the dtype of `direction`.
+    Decoupling the length `g` of each output channel from its direction `v`
+    reparameterizes the kernel without any data statistics.
 
     Args:
         direction: The kernel `v`, e.g. `(kernel_height, kernel_width, in, out)`.
@@ -879,10 +1355,26 @@ def weight_normalized_kernel(direction, length, *, axis: int = -1, epsilon: floa
         axis: The output-channel axis of the kernel.
         epsilon: Floor of the squared norms.
 
+    Returns:
+        The kernel ``g * v / ||v||`` of the shape of `direction`, each slice
+        along `axis` of norm `length` (where ``||v||^2`` is at least `epsilon`).
+
     Reference:
         Salimans and Kingma, 2016, "Weight Normalization: A Simple
         Reparameterization to Accelerate Training of Deep Neural Networks",
         https://arxiv.org/abs/1602.07868
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> direction = np.array([[3.0, 0.0], [4.0, 2.0]], dtype="float32")
+        >>> length = np.array([10.0, 1.0], dtype="float32")
+        >>> print(np.asarray(F.weight_normalized_kernel(direction, length)))
+        [[6. 0.]
+         [8. 1.]]
+        >>> kernel = F.weight_normalized_kernel(direction, F.kernel_norms(direction))
+        >>> bool(np.allclose(kernel, direction))
+        True
     """
     direction = ops.convert_to_tensor(direction)
     rank = len(direction.shape)

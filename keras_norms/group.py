@@ -17,11 +17,12 @@ class GroupNormalization(AffineNormalization):
 
     The channels are split into `groups` consecutive groups and every example
     is normalized within each group, over the group's channels and all other
-    non-batch axes; then each channel gets its own `gamma` and `beta`. The
-    result does not depend on the batch, so it stays stable at batch size 1 or 2
-    where batch normalization degrades. `groups=1` is layer normalization over
-    all non-batch axes, `groups=-1` (one channel per group) instance
-    normalization.
+    non-batch axes: ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``;
+    then each channel gets its own `gamma` and `beta`. The result does not
+    depend on the batch, so it stays stable at batch size 1 or 2 where batch
+    normalization degrades (detection, segmentation, video, micro-batch
+    training). `groups=1` is layer normalization over all non-batch axes,
+    `groups=-1` (one channel per group) instance normalization.
 
     Arguments, config keys and weights (`gamma`, `beta`, shape `(channels,)`)
     are those of `keras.layers.GroupNormalization` and of tensorflow-addons'
@@ -33,26 +34,51 @@ class GroupNormalization(AffineNormalization):
             means one channel per group.
         axis: The channel axis: `-1` (channels last) or `1` (channels first).
         epsilon: Small float added to the variance, > 0.
-        center: If `True`, add the learned offset `beta`.
-        scale: If `True`, multiply by the learned scale `gamma`.
-        beta_initializer, gamma_initializer: Initializers of beta and gamma.
-        beta_regularizer, gamma_regularizer: Optional regularizers.
-        beta_constraint, gamma_constraint: Optional constraints.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        **kwargs: The keyword arguments below, and the base layer arguments
+            (`name`, `dtype`, ...).
+
+    Keyword Args:
+        center: If `True` (default), add the learned offset `beta`.
+        scale: If `True` (default), multiply by the learned scale `gamma`.
+        beta_initializer: Initializer of `beta` (default `"zeros"`).
+        gamma_initializer: Initializer of `gamma` (default `"ones"`).
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
 
     Call arguments:
-        inputs: Tensor of rank 2 to 5, batch first.
+        inputs: Tensor of rank 2 to 5, batch first. On rank 2 with one channel
+            per group each value is normalized alone and the output is `beta`;
+            the layer warns when it is built so.
+
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `groups` or `axis` is not an int (booleans are refused),
+            or `epsilon` is not a real number.
+        ValueError: If `groups` is 0 or less than -1, `epsilon` is not > 0, or
+            `axis` is 0. When building: the input's rank is not 2 to 5, `axis`
+            is out of range or names the batch axis, the channel size is
+            undefined, or `groups` exceeds or does not divide the number of
+            channels. When called: the input's rank or channel size differs
+            from the built one.
 
     Reference:
         Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
 
-    Example:
+    Examples:
+        Two groups of two channels, each normalized on its own, whatever its scale:
 
-    >>> import keras, keras_norms
-    >>> layer = keras_norms.GroupNormalization(groups=4)
-    >>> y = layer(keras.random.normal((2, 8, 8, 16)))
-    >>> tuple(y.shape), tuple(layer.gamma.shape)
-    ((2, 8, 8, 16), (16,))
+        >>> import numpy as np, keras_norms
+        >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])
+        >>> np.round(np.asarray(keras_norms.GroupNormalization(groups=2)(x)), 2)
+        array([[-1.,  1., -1.,  1.]], dtype=float32)
+        >>> layer = keras_norms.GroupNormalization(groups=4)
+        >>> y = layer(np.zeros((2, 8, 8, 16)))
+        >>> tuple(y.shape), tuple(layer.gamma.shape)
+        ((2, 8, 8, 16), (16,))
     """
 
     def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3, **kwargs):
@@ -112,34 +138,63 @@ class GroupNormalization(AffineNormalization):
 class InstanceNormalization(GroupNormalization):
     """Instance normalization (Ulyanov et al., 2016): group normalization with one channel per group.
 
-    Each channel of each example is normalized over its spatial (or time) axes,
-    then scaled and shifted per channel. It is the norm of style transfer: it
-    removes each image's contrast. tensorflow-addons-compatible arguments,
-    config keys and weights; building the layer never changes its config.
+    Each channel of each example is normalized over its spatial (or time)
+    axes, ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``, then
+    scaled and shifted per channel. It is the norm of style transfer and
+    image generation: it removes each image's contrast. It takes
+    tensorflow-addons' arguments and configs (whose `groups` entry is
+    ignored) and has its weights (`gamma`, `beta`, shape `(channels,)`);
+    building the layer never changes its config.
 
     Args:
         axis: The channel axis: `-1` (channels last) or `1` (channels first).
         epsilon: Small float added to the variance, > 0.
-        center, scale, beta_initializer, gamma_initializer, beta_regularizer,
-            gamma_regularizer, beta_constraint, gamma_constraint: As in
-            `GroupNormalization`.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+        **kwargs: The keyword arguments below, and the base layer arguments
+            (`name`, `dtype`, ...).
+
+    Keyword Args:
+        center: If `True` (default), add the learned offset `beta`.
+        scale: If `True` (default), multiply by the learned scale `gamma`.
+        beta_initializer: Initializer of `beta` (default `"zeros"`).
+        gamma_initializer: Initializer of `gamma` (default `"ones"`).
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
+        groups: Accepted for tensorflow-addons configs and ignored: a value
+            other than -1 gives a warning.
 
     Call arguments:
         inputs: Tensor of rank 2 to 5. On rank 2 (no axis besides batch and
             channels) each value is normalized alone and the output is `beta`,
             as in tensorflow-addons; the layer warns.
 
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `axis` is not an int (booleans are refused), or
+            `epsilon` is not a real number.
+        ValueError: If `epsilon` is not > 0, or `axis` is 0. When building:
+            the input's rank is not 2 to 5, `axis` is out of range or names
+            the batch axis, or the channel size is undefined. When called: the
+            input's rank or channel size differs from the built one.
+
     Reference:
-        Ulyanov et al., 2016, "Instance Normalization: The Missing Ingredient
-        for Fast Stylization", https://arxiv.org/abs/1607.08022
+        Ulyanov, Vedaldi and Lempitsky, 2016, "Instance Normalization: The
+        Missing Ingredient for Fast Stylization", https://arxiv.org/abs/1607.08022
 
-    Example:
+    Examples:
+        Every channel of every image comes out with mean 0 and standard deviation 1:
 
-    >>> import keras, keras_norms
-    >>> y = keras_norms.InstanceNormalization()(keras.random.normal((2, 8, 8, 3)))
-    >>> tuple(y.shape)
-    (2, 8, 8, 3)
+        >>> import numpy as np, keras_norms
+        >>> x = np.random.default_rng(0).normal(5.0, 10.0, size=(2, 8, 8, 3))
+        >>> y = np.asarray(keras_norms.InstanceNormalization()(x))
+        >>> np.round(y.std(axis=(1, 2)), 2)
+        array([[1., 1., 1.],
+               [1., 1., 1.]], dtype=float32)
+        >>> bool(np.abs(y.mean(axis=(1, 2))).max() < 1e-5)
+        True
     """
 
     def __init__(self, axis: int = -1, epsilon: float = 1e-3, **kwargs):

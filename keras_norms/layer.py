@@ -25,36 +25,59 @@ def _param_shape(input_shape, axes):
 class LayerNormalization(AffineNormalization):
     """Layer normalization (Ba et al., 2016).
 
-    Each example is normalized over `axis` (by default its last axis), then
-    scaled by `gamma` and shifted by `beta`, which have the shape of the input
-    along `axis`. The result does not depend on the batch: the norm of choice
-    for recurrent networks and transformers. Arguments, config keys and
-    weights are those of `keras.layers.LayerNormalization`.
+    Each example is normalized over `axis` (by default its last axis),
+    ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta`` with the mean
+    and variance of that example over `axis`; `gamma` and `beta` have the
+    shape of the input along `axis`. The result does not depend on the batch:
+    the norm of choice for recurrent networks and transformers, and wherever
+    batches are small. Arguments, config keys and weights are those of
+    `keras.layers.LayerNormalization`.
 
     Args:
         axis: Axis or list of axes to normalize over (never the batch axis).
         epsilon: Small float added to the variance, > 0.
-        center: If `True`, add the learned offset `beta`.
-        scale: If `True`, multiply by the learned scale `gamma`.
-        beta_initializer, gamma_initializer: Initializers of beta and gamma.
-        beta_regularizer, gamma_regularizer: Optional regularizers.
-        beta_constraint, gamma_constraint: Optional constraints.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...). Keras'
-            deprecated `rms_scaling=True` is refused: use `RMSNormalization`.
+        **kwargs: The keyword arguments below, and the base layer arguments
+            (`name`, `dtype`, ...).
+
+    Keyword Args:
+        center: If `True` (default), add the learned offset `beta`.
+        scale: If `True` (default), multiply by the learned scale `gamma`.
+        beta_initializer: Initializer of `beta` (default `"zeros"`).
+        gamma_initializer: Initializer of `gamma` (default `"ones"`).
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
+        rms_scaling: Keras' deprecated argument; only `False` is accepted (use
+            `RMSNormalization`).
 
     Call arguments:
         inputs: Tensor of rank 2 or more, batch first.
 
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `epsilon` is not a real number, or `axis` is not an int
+            or a non-empty list of ints.
+        ValueError: If `rms_scaling=True`, `epsilon` is not > 0, or `axis`
+            includes 0. When building: the input has rank < 2, or an entry of
+            `axis` is out of range, names the batch axis, is repeated or has
+            an undefined size. When called: the input's rank or its sizes
+            along `axis` differ from the built ones.
+
     Reference:
-        Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+        Ba, Kiros and Hinton, 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
 
-    Example:
-
-    >>> import keras, keras_norms
-    >>> layer = keras_norms.LayerNormalization(axis=[1, 2])
-    >>> y = layer(keras.random.normal((4, 10, 16)))
-    >>> tuple(layer.gamma.shape)
-    (10, 16)
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> x = np.array([[1.0, 2.0, 3.0, 4.0]])  # mean 2.5, variance 1.25
+        >>> np.round(np.asarray(keras_norms.LayerNormalization()(x)), 3)
+        array([[-1.341, -0.447,  0.447,  1.341]], dtype=float32)
+        >>> layer = keras_norms.LayerNormalization(axis=[1, 2])
+        >>> y = layer(np.zeros((4, 10, 16)))
+        >>> tuple(layer.gamma.shape)
+        (10, 16)
     """
 
     def __init__(self, axis: int | list[int] = -1, epsilon: float = 1e-3, **kwargs):
@@ -92,7 +115,7 @@ class LayerNormalization(AffineNormalization):
 class RMSNormalization(NormalizationLayer):
     """Root mean square normalization (Zhang and Sennrich, 2019).
 
-    ``x / sqrt(mean(x^2) + epsilon) * gamma`` over `axis`: the root mean
+    ``y = x / sqrt(mean(x^2) + epsilon) * gamma`` over `axis`: the root mean
     square, not the standard deviation (the mean is not subtracted), and no
     offset. Cheaper than layer normalization, and what most current
     transformers use.
@@ -100,25 +123,41 @@ class RMSNormalization(NormalizationLayer):
     Args:
         axis: Axis or list of axes to normalize over (never the batch axis).
         epsilon: Small float added to the mean square, > 0.
-        scale: If `True`, multiply by the learned scale `gamma`.
-        gamma_initializer: Initializer of gamma.
-        gamma_regularizer: Optional regularizer of gamma.
-        gamma_constraint: Optional constraint of gamma.
+        scale: If `True`, multiply by the learned scale `gamma` (shape of the
+            input along `axis`).
+        gamma_initializer: Initializer of `gamma`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        gamma_constraint: Optional constraint of `gamma`.
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: Tensor of rank 2 or more, batch first.
 
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `epsilon` is not a real number, or `axis` is not an int
+            or a non-empty list of ints.
+        ValueError: If `epsilon` is not > 0, or `axis` includes 0. When
+            building: the input has rank < 2, or an entry of `axis` is out of
+            range, names the batch axis, is repeated or has an undefined size.
+            When called: the input's rank or its sizes along `axis` differ from
+            the built ones.
+
     Reference:
         Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
         https://arxiv.org/abs/1910.07467
 
-    Example:
+    Examples:
+        The mean is not subtracted: a constant row becomes ones (layer
+        normalization would make it zeros).
 
-    >>> import keras, keras_norms
-    >>> y = keras_norms.RMSNormalization()(keras.random.normal((4, 10, 16)))
-    >>> tuple(y.shape)
-    (4, 10, 16)
+        >>> import numpy as np, keras_norms
+        >>> x = np.array([[2.0, 2.0, 2.0, 2.0], [3.0, 4.0, 3.0, 4.0]])
+        >>> np.round(np.asarray(keras_norms.RMSNormalization()(x)), 3)
+        array([[1.   , 1.   , 1.   , 1.   ],
+               [0.849, 1.131, 0.849, 1.131]], dtype=float32)
     """
 
     def __init__(

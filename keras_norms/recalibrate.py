@@ -4,14 +4,13 @@ Moving averages lag behind the weights while a model trains, most with a high
 momentum and few steps; Wu and Johnson (2021) show how much accuracy that
 costs, and that recomputing the statistics over many batches recovers it.
 
-Example:
-
->>> import numpy as np, keras, keras_norms
->>> model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()])
->>> data = np.random.default_rng(0).normal(5.0, 2.0, size=(64, 3)).astype("float32")
->>> counts = keras_norms.recalibrate_batch_norms(model, data, batch_size=16, verbose=0)
->>> bool(np.allclose(model.layers[0].moving_mean.numpy(), data.mean(axis=0), atol=1e-5))
-True
+Examples:
+    >>> import numpy as np, keras, keras_norms
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()])
+    >>> data = np.random.default_rng(0).normal(5.0, 2.0, size=(64, 3)).astype("float32")
+    >>> counts = keras_norms.recalibrate_batch_norms(model, data, batch_size=16, verbose=0)
+    >>> bool(np.allclose(model.layers[0].moving_mean.numpy(), data.mean(axis=0), atol=1e-5))
+    True
 """
 
 from __future__ import annotations
@@ -130,6 +129,10 @@ def recalibrate_batch_norms(model, data, steps: int | None = None, *, batch_size
     statistic, no optimizer state. Keras' and keras-norms' batch norms count,
     including those inside `ConditionalBatchNormalization` and `SPADE`.
 
+    Use it after training (most of all with a high momentum or few steps),
+    after `convert_norms` or weight changes that leave the moving statistics
+    stale, or to adapt a model to new data without training it.
+
     Args:
         model: A built Sequential or functional model.
         data: Model inputs: a `tf.data.Dataset` or another iterable of batches
@@ -144,23 +147,23 @@ def recalibrate_batch_norms(model, data, steps: int | None = None, *, batch_size
         The number of positions each batch norm's statistics pooled, by layer path.
 
     Raises:
-        ValueError: `model` is not built or has no batch norm, `steps` is not a
-            positive int, or `data` is empty or does not fit the model. The
-            model is then left as it was.
+        TypeError: `model` is not a Keras model.
+        ValueError: `model` is not built or has no batch norm, `steps` or
+            `batch_size` is not a positive int, or `data` is empty or does not
+            fit the model. The model is then left as it was.
 
     Reference:
         Wu and Johnson, 2021, "Rethinking 'Batch' in BatchNorm",
         https://arxiv.org/abs/2105.07576
 
-    Example:
-
-    >>> import numpy as np, keras, keras_norms
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
-    ...                           keras.layers.BatchNormalization()])
-    >>> x = np.random.default_rng(0).normal(size=(100, 4)).astype("float32")
-    >>> counts = keras_norms.recalibrate_batch_norms(model, x, verbose=0)
-    >>> list(counts.values())
-    [100]
+    Examples:
+        >>> import numpy as np, keras, keras_norms
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+        ...                           keras.layers.BatchNormalization()])
+        >>> x = np.random.default_rng(0).normal(size=(100, 4)).astype("float32")
+        >>> counts = keras_norms.recalibrate_batch_norms(model, x, verbose=0)
+        >>> list(counts.values())
+        [100]
     """
     check_model(model)
     steps = _check_steps(steps)

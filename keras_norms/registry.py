@@ -25,15 +25,59 @@ _REGISTRY: dict[str, Callable[..., keras.layers.Layer]] = {
 
 
 def names() -> list[str]:
-    """The registered names, in registration order."""
+    """Lists the names `get` accepts, in registration order.
+
+    The built-in names come first (`"batch"`, `"layer"`, `"group"`,
+    `"instance"`, `"rms"`, `"frn"`, `"switchable"`, `"none"`), then those added
+    with `register`. A name replaced with `register(..., overwrite=True)` keeps
+    its place.
+
+    Returns:
+        A new list of the registered names (changing it does not change the registry).
+
+    Examples:
+        >>> import keras_norms
+        >>> keras_norms.names()[:8]
+        ['batch', 'layer', 'group', 'instance', 'rms', 'frn', 'switchable', 'none']
+    """
     return list(_REGISTRY)
 
 
 def register(name: str, factory: Callable[..., keras.layers.Layer], *, overwrite: bool = False) -> None:
     """Registers `factory` (a layer class or a callable returning a layer) under `name`.
 
+    From then on `get(name, **kwargs)` calls `factory(**kwargs)`, and every
+    tool that takes a norm by name (`convert_norms`, `keras_norms.models.build_model`,
+    the study) accepts `name`. The registry is global to the process; the
+    built-in names can be replaced with `overwrite=True`. Lookups strip and
+    lower-case the name they are given, but `register` stores `name` as it
+    is: use a lower-case name without surrounding spaces, or `get` cannot
+    find it.
+
+    Args:
+        name: The name, a non-empty str (lower case, see above).
+        factory: A layer class, or a callable that takes keyword arguments and
+            returns a new `keras.layers.Layer` (checked when `get` calls it).
+        overwrite: Replace the factory already registered under `name`
+            instead of raising.
+
     Raises:
+        TypeError: `name` is not a non-empty str, or `factory` is not callable.
         ValueError: `name` is taken and `overwrite` is False.
+
+    Examples:
+        >>> import functools, keras_norms
+        >>> default = keras_norms.registry.factory("group")
+        >>> keras_norms.register("group", functools.partial(default, groups=8), overwrite=True)
+        >>> keras_norms.get("group").groups, keras_norms.get("group", groups=4).groups
+        (8, 4)
+        >>> keras_norms.register("group", default)
+        Traceback (most recent call last):
+        ...
+        ValueError: The name 'group' is already registered; pass overwrite=True to replace it.
+        >>> keras_norms.register("group", default, overwrite=True)  # restore the default
+        >>> keras_norms.get("group").groups
+        32
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"Argument `name` must be a non-empty str. Received: name={name!r}")
@@ -74,18 +118,21 @@ def get(spec, **kwargs) -> keras.layers.Layer:
         **kwargs: Constructor arguments, e.g. `groups=8`.
 
     Returns:
-        A `keras.layers.Layer`.
+        A new `keras.layers.Layer` (or `spec` itself when it is a layer instance).
 
     Raises:
         ValueError: An unknown name (the message lists the valid ones), or
-            `kwargs` given with a layer instance.
+            `kwargs` given with a layer instance. The layer's constructor may
+            raise too (e.g. a `ValueError` for an argument it does not take).
         TypeError: `spec` is none of the above, or a callable did not return a layer.
 
-    Example:
-
-    >>> import keras_norms
-    >>> keras_norms.get("group", groups=8).groups
-    8
+    Examples:
+        >>> import keras_norms
+        >>> layer = keras_norms.get("group", groups=8)
+        >>> type(layer).__name__, layer.groups
+        ('GroupNormalization', 8)
+        >>> keras_norms.get(" RMS ").epsilon  # names are stripped and lower-cased
+        1e-06
     """
     if isinstance(spec, keras.layers.Layer):
         if kwargs:

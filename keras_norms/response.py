@@ -40,9 +40,10 @@ class FilterResponseNormalization(NormalizationLayer):
     ``y = gamma * x / sqrt(nu2 + |epsilon|) + beta`` with ``nu2 = mean(x^2)``
     over `axis` (the spatial axes), per example and channel. The mean is not
     subtracted and no batch statistics are used, so the result does not depend
-    on the batch size; as the output is not centred, follow it with `TLU`
-    instead of ReLU. With `learned_epsilon=True` a trainable
-    `learned_epsilon` (initialized to 1e-4) is added: ``sqrt(nu2 + |epsilon| +
+    on the batch size: an alternative to batch normalization for small
+    batches. As the output is not centred, follow it with `TLU` instead of
+    ReLU. With `learned_epsilon=True` a trainable `learned_epsilon`
+    (initialized to 1e-4) is added: ``sqrt(nu2 + |epsilon| +
     |learned_epsilon|)``.
 
     Arguments, config keys and weights are those of tensorflow-addons'
@@ -54,11 +55,15 @@ class FilterResponseNormalization(NormalizationLayer):
 
     Args:
         epsilon: Small float added to the mean square, > 0.
-        axis: The axes to take the mean square over: spatial axes, never the
-            batch or the channel (last) axis.
-        beta_initializer, gamma_initializer: Initializers of beta and gamma.
-        beta_regularizer, gamma_regularizer: Optional regularizers.
-        beta_constraint, gamma_constraint: Optional constraints.
+        axis: The axes to take the mean square over (an int, or a list or
+            tuple of ints): spatial axes, never the batch or the channel (last)
+            axis.
+        beta_initializer: Initializer of `beta`.
+        gamma_initializer: Initializer of `gamma`.
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
         learned_epsilon: Add a trainable epsilon.
         learned_epsilon_constraint: Optional constraint of the learned epsilon.
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
@@ -66,18 +71,34 @@ class FilterResponseNormalization(NormalizationLayer):
     Call arguments:
         inputs: Tensor of rank 3 to 5, channels last.
 
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `epsilon` is not a real number, or `axis` is not an int
+            or a non-empty list or tuple of ints.
+        ValueError: If `epsilon` is not > 0, or `axis` includes 0. When
+            building: the input's rank is not 3 to 5, the channel size is
+            undefined, or an entry of `axis` is out of range, names the batch
+            or the channel axis, or is repeated. When called: the input's rank
+            or channel size differs from the built one.
+
     Reference:
         Singh and Krishnan, 2020, "Filter Response Normalization Layer:
         Eliminating Batch Dependence in the Training of Deep Neural Networks",
         https://arxiv.org/abs/1911.09737
 
-    Example:
+    Examples:
+        Each channel is divided by its root mean square over the spatial axes:
 
-    >>> import keras, keras_norms
-    >>> layer = keras_norms.FilterResponseNormalization(learned_epsilon=True)
-    >>> y = layer(keras.random.normal((2, 8, 8, 16)))
-    >>> [(w.name, tuple(w.shape)) for w in layer.weights]
-    [('learned_epsilon', (1,)), ('gamma', (1, 1, 1, 16)), ('beta', (1, 1, 1, 16))]
+        >>> import numpy as np, keras_norms
+        >>> x = np.stack([np.full((2, 2), 3.0), np.full((2, 2), -0.5)], axis=-1)[None]
+        >>> np.round(np.asarray(keras_norms.FilterResponseNormalization()(x))[0, 0, 0], 3)
+        array([ 1., -1.], dtype=float32)
+        >>> layer = keras_norms.FilterResponseNormalization(learned_epsilon=True)
+        >>> y = layer(np.zeros((2, 8, 8, 16)))
+        >>> [(w.name, tuple(w.shape)) for w in layer.weights]
+        [('learned_epsilon', (1,)), ('gamma', (1, 1, 1, 16)), ('beta', (1, 1, 1, 16))]
     """
 
     # `axis` lists the spatial axes (the channels are last): convert_norms does not carry a batch
@@ -175,7 +196,8 @@ class TLU(NormalizationLayer):
 
     A ReLU with a learned threshold `tau` (initialized to 0): since filter
     response normalization does not centre its output, a plain ReLU could
-    leave a unit dead; the threshold lets the model learn where to cut.
+    leave a unit dead; the threshold lets the model learn where to cut. Use
+    it as the activation after `FilterResponseNormalization`.
     `affine=True` is TLU-affine, ``max(x, alpha * x + tau)``.
 
     As in tensorflow-addons (same arguments, config keys and weights), `tau`
@@ -185,8 +207,12 @@ class TLU(NormalizationLayer):
 
     Args:
         affine: Learn `alpha` too (TLU-affine).
-        tau_initializer, tau_regularizer, tau_constraint: Of `tau`.
-        alpha_initializer, alpha_regularizer, alpha_constraint: Of `alpha`.
+        tau_initializer: Initializer of `tau`.
+        tau_regularizer: Optional regularizer of `tau`.
+        tau_constraint: Optional constraint of `tau`.
+        alpha_initializer: Initializer of `alpha` (with `affine=True`).
+        alpha_regularizer: Optional regularizer of `alpha`.
+        alpha_constraint: Optional constraint of `alpha`.
         per_channel: One `tau` (and `alpha`) per channel (last axis) instead
             of one per position.
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
@@ -194,15 +220,26 @@ class TLU(NormalizationLayer):
     Call arguments:
         inputs: Tensor of rank 2 or more, channels last.
 
+    Returns:
+        ``max(inputs, tau)`` (``max(inputs, alpha * inputs + tau)`` with
+        `affine=True`), of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        ValueError: When building: the input has rank < 2, or a size that
+            `tau` takes is undefined (the channel size with `per_channel=True`,
+            else any non-batch size). When called: the input's rank or those
+            sizes differ from the built ones.
+
     Reference:
-        Singh and Krishnan, 2020, https://arxiv.org/abs/1911.09737
+        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
+        Eliminating Batch Dependence in the Training of Deep Neural Networks",
+        https://arxiv.org/abs/1911.09737
 
-    Example:
-
-    >>> import numpy as np, keras_norms
-    >>> layer = keras_norms.TLU(per_channel=True, tau_initializer="ones")
-    >>> np.asarray(layer(np.array([[-2.0, 0.5, 3.0]])))
-    array([[1., 1., 3.]], dtype=float32)
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> layer = keras_norms.TLU(per_channel=True, tau_initializer="ones")
+        >>> np.asarray(layer(np.array([[-2.0, 0.5, 3.0]])))
+        array([[1., 1., 3.]], dtype=float32)
     """
 
     def __init__(

@@ -30,38 +30,65 @@ class SPADE(_ConditionalLayer):
     for beta (all ``kernel_size`` square, stride 1, "same" padding):
     ``h = relu(conv(resize(m)))``,
     ``y = norm(x) * (1 + conv_gamma(h)) + conv_beta(h)``.
-    Images are channels last.
+    Images are channels last. Use it in generators that synthesize images
+    from a semantic layout (GauGAN): the layout modulates every resolution,
+    instead of being washed out by the normalization layers.
 
     Args:
-        param_free_norm: `"batch"` or `"instance"`.
+        param_free_norm: `"batch"` or `"instance"`: the normalization of `x`.
         hidden_channels: Channels of the shared convolution (128 in the paper).
         kernel_size: Size of the square convolution kernels.
         epsilon: Small float added to the variance, > 0.
-        momentum: Momentum of the moving statistics (`"batch"` only).
-        synchronized: Batch statistics over all replicas (`"batch"` only).
+        momentum: Momentum of the moving statistics, in [0, 1] (`"batch"` only).
+        synchronized: Batch statistics over all replicas (`"batch"` only;
+            TensorFlow and JAX).
+        kernel_initializer: Initializer of the three convolution kernels.
+        bias_initializer: Initializer of the three convolution biases.
+        kernel_regularizer: Optional regularizer of the convolution kernels.
         freeze_statistics: Normalize with the moving statistics and leave
             them as they are, also in training (`"batch"` only; fine-tuning).
-        kernel_initializer, bias_initializer: Initializers of the convolutions.
-        kernel_regularizer: Regularizer of the convolution kernels.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
         inputs: Images `(batch, height, width, channels)`.
-        condition: Maps `(batch, map_height, map_width, map_channels)`, any size.
-        training: Python bool, for `"batch"` (as in `BatchNormalization`).
+        condition: Maps `(batch, map_height, map_width, map_channels)` of any
+            spatial size (read as floats), with the batch size of `inputs`.
+        training: Python bool, for `"batch"` (as in `BatchNormalization`):
+            batch statistics when `True`, moving statistics otherwise.
+
+    Returns:
+        The modulated images, of the shape of `inputs`, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `hidden_channels` or `kernel_size` is not an int, or
+            `epsilon` or `momentum` is not a number.
+        ValueError: In the constructor, if `param_free_norm` is not `"batch"`
+            or `"instance"`, `hidden_channels` or `kernel_size` is < 1,
+            `epsilon` is <= 0, `momentum` is outside [0, 1],
+            `synchronized=True` with `"batch"` is used on a backend other than
+            TensorFlow and JAX, or Keras cannot interpret an initializer or
+            regularizer. When the layer is built, if `inputs` is not of rank 4
+            or its channel axis has an undefined size. When it is built or
+            called, if `condition` is not of rank 4, has an undefined or (once
+            built) another number of channels, or a batch size other than that
+            of `inputs`. When it is called, if `inputs` has another rank or
+            channel count than the layer was built for.
 
     Reference:
         Park et al., 2019, "Semantic Image Synthesis with Spatially-Adaptive
         Normalization", https://arxiv.org/abs/1903.07291
 
-    Example:
-
-    >>> import numpy as np, keras_norms
-    >>> layer = keras_norms.SPADE(hidden_channels=16)
-    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
-    >>> segmentation = np.eye(5, dtype="float32")[np.zeros((2, 32, 32), int)]
-    >>> tuple(layer(x, segmentation, training=True).shape), tuple(layer.gamma_kernel.shape)
-    ((2, 8, 8, 4), (3, 3, 16, 4))
+    Examples:
+        >>> import numpy as np, keras_norms
+        >>> layer = keras_norms.SPADE(param_free_norm="instance", hidden_channels=16)
+        >>> x = np.repeat(np.random.default_rng(0).normal(size=(1, 8, 8, 4)), 3, axis=0).astype("float32")
+        >>> labels = np.ones((3, 32, 32), int) * np.array([0, 0, 2])[:, None, None]  # one class per map
+        >>> segmentation = np.eye(5, dtype="float32")[labels]  # one-hot, resized to 8 x 8
+        >>> y = np.asarray(layer(x, segmentation))  # the same x three times: only the maps differ
+        >>> y.shape, bool(np.allclose(y[0], y[1])), bool(np.allclose(y[0], y[2]))
+        ((3, 8, 8, 4), True, False)
+        >>> tuple(layer.shared_kernel.shape), tuple(layer.gamma_kernel.shape)
+        ((3, 3, 5, 16), (3, 3, 16, 4))
     """
 
     def __init__(

@@ -24,8 +24,9 @@ class SwitchableNormalization(AffineNormalization):
     variances (`mean_weights`, `variance_weights`, shape `(3,)`, in that
     order; all start equal):
     ``y = (x - sum_k w_k mu_k) / sqrt(sum_k v_k sigma2_k + epsilon) * gamma + beta``.
-    Each layer of a network can so learn which normalization suits it. As in
-    batch norm, moving averages of the batch statistics
+    Each layer of a network can so learn which normalization suits it, when
+    the best choice is not known in advance. As in batch norm, moving averages
+    of the batch statistics
     (``moving = moving * momentum + batch * (1 - momentum)``) replace them in
     inference; `trainable=False` also means inference.
 
@@ -33,28 +34,50 @@ class SwitchableNormalization(AffineNormalization):
         axis: The channel axis (`-1` channels last, `1` channels first).
         momentum: Momentum of the moving averages, in [0, 1].
         epsilon: Small float added to the variance, > 0.
-        center, scale: Learn `beta` / `gamma`.
-        beta_initializer, gamma_initializer: Initializers of beta and gamma.
-        moving_mean_initializer, moving_variance_initializer: Of the moving statistics.
-        beta_regularizer, gamma_regularizer: Optional regularizers.
-        beta_constraint, gamma_constraint: Optional constraints.
-        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+        moving_mean_initializer: Initializer of the moving mean.
+        moving_variance_initializer: Initializer of the moving variance.
+        **kwargs: The keyword arguments below, and the base layer arguments
+            (`name`, `dtype`, `trainable`, ...).
+
+    Keyword Args:
+        center: If `True` (default), add the learned offset `beta`.
+        scale: If `True` (default), multiply by the learned scale `gamma`.
+        beta_initializer: Initializer of `beta` (default `"zeros"`).
+        gamma_initializer: Initializer of `gamma` (default `"ones"`).
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
 
     Call arguments:
         inputs: Tensor of rank 3 to 5, batch first.
-        training: Python bool; `True` uses the batch statistics and updates the moving ones.
+        training: Python bool; `True` uses the batch statistics and updates the
+            moving ones (if the layer is trainable).
+
+    Returns:
+        The normalized tensor, of the input's shape, in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `axis` is not an int, or `epsilon` or `momentum` is not a
+            real number (booleans are refused).
+        ValueError: If `epsilon` is not > 0, `momentum` is outside [0, 1], or
+            `axis` is 0. When building: the input's rank is not 3 to 5, `axis`
+            is out of range or names the batch axis, or the channel size is
+            undefined. When called: the input's rank or channel size differs
+            from the built one.
 
     Reference:
         Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
         Normalization", https://arxiv.org/abs/1806.10779
 
-    Example:
-
-    >>> import keras, keras_norms
-    >>> layer = keras_norms.SwitchableNormalization(momentum=0.9)
-    >>> y = layer(keras.random.normal((8, 4, 4, 16)), training=True)
-    >>> [w.name for w in layer.weights]
-    ['gamma', 'beta', 'mean_weights', 'variance_weights', 'moving_mean', 'moving_variance']
+    Examples:
+        >>> import keras, keras_norms, numpy as np
+        >>> layer = keras_norms.SwitchableNormalization(momentum=0.9)
+        >>> y = layer(keras.random.normal((8, 4, 4, 16)), training=True)
+        >>> [w.name for w in layer.weights]
+        ['gamma', 'beta', 'mean_weights', 'variance_weights', 'moving_mean', 'moving_variance']
+        >>> np.round(np.asarray(keras.ops.softmax(layer.mean_weights)), 3)  # instance, layer, batch
+        array([0.333, 0.333, 0.333], dtype=float32)
     """
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-5,

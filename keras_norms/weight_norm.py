@@ -39,8 +39,10 @@ class WeightNormalization(keras.layers.Wrapper):
     length per output channel, and ``||v||`` the norm of each output channel's
     slice of `v` (over every kernel axis but the output-channel axis; squared
     norms are floored at 1e-12 as in `tf.nn.l2_normalize`). Decoupling the
-    length from the direction conditions the optimization better. For an RNN
-    layer the normalized kernel is the cell's `recurrent_kernel`.
+    length from the direction conditions the optimization better, without
+    batch statistics: a fit for recurrent networks, reinforcement learning and
+    generative models, where batch normalization is awkward. For an RNN layer
+    the normalized kernel is the cell's `recurrent_kernel`.
 
     The successor of tensorflow-addons' `WeightNormalization`: same arguments,
     config keys and weights. The normalized kernel exists only inside `call`
@@ -87,8 +89,9 @@ class WeightNormalization(keras.layers.Wrapper):
             Conv1D/2D/3DTranspose, or an RNN layer whose cell has a
             `recurrent_kernel` (SimpleRNN, LSTM, GRU).
         data_init: Python bool; if `True`, initialize `g` and the bias from the
-            statistics of the first training batch, else ``g = ||v||``.
-        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+            statistics of the first training batch, else ``g = ||v||``. An RNN
+            with `data_init=True` gives a warning (the paper advises against it).
+        **kwargs: Base layer arguments (`name`, `dtype`, `activity_regularizer`, ...).
 
     Call arguments:
         inputs: The wrapped layer's inputs.
@@ -96,20 +99,43 @@ class WeightNormalization(keras.layers.Wrapper):
             initializes the layer (and the wrapped layer sees it).
         mask: Optional mask, passed on to a wrapped RNN.
 
+    Returns:
+        The wrapped layer's outputs, computed with ``w = g * v / ||v||`` in
+        place of its kernel (an RNN cell's recurrent kernel), in the wrapper's
+        compute dtype.
+
+    Raises:
+        TypeError: If `layer` is not a `keras.layers.Layer`, or `data_init` is
+            not a Python bool.
+        ValueError: If `layer` is not one of the supported kinds, or is a Dense
+            or convolution with an `activity_regularizer` (give it to the
+            wrapper instead). When building: the wrapped layer (its cell, for an
+            RNN) has no `kernel` (`recurrent_kernel`) variable.
+
     Reference:
         Salimans and Kingma, 2016, "Weight Normalization: A Simple
         Reparameterization to Accelerate Training of Deep Neural Networks",
         https://arxiv.org/abs/1602.07868
 
-    Example:
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_norms.weight_norm import WeightNormalization
+        >>> conv = WeightNormalization(keras.layers.Conv2D(8, 3), data_init=False)
+        >>> tuple(conv(np.zeros((2, 10, 10, 3))).shape)
+        (2, 8, 8, 8)
+        >>> [w.name for w in conv.weights]
+        ['g', 'initialized', 'kernel', 'bias']
 
-    >>> import keras
-    >>> from keras_norms.weight_norm import WeightNormalization
-    >>> conv = WeightNormalization(keras.layers.Conv2D(8, 3), data_init=False)
-    >>> tuple(conv(keras.random.normal((2, 10, 10, 3))).shape)
-    (2, 8, 8, 8)
-    >>> [w.name for w in conv.weights]
-    ['g', 'initialized', 'kernel', 'bias']
+        With `data_init=True` (the default), the first training batch sets `g`
+        and the bias so that its pre-activations have mean 0 and variance 1 per unit:
+
+        >>> dense = WeightNormalization(keras.layers.Dense(3))
+        >>> x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
+        >>> y = np.asarray(dense(x, training=True))
+        >>> bool(np.allclose(y.mean(axis=0), 0.0, atol=1e-5))
+        True
+        >>> bool(np.allclose(y.std(axis=0), 1.0, atol=1e-4))
+        True
     """
 
     # tensorflow-addons normalized every kernel per slice of its last axis, the input channels of a
@@ -210,6 +236,12 @@ class WeightNormalization(keras.layers.Wrapper):
 
         The wrapped layer's kernel variable is assigned in place; the returned
         layer, used on its own, computes what the wrapper computed.
+
+        Returns:
+            The wrapped layer, `self.layer`.
+
+        Raises:
+            ValueError: If the wrapper is not built.
         """
         if not self.built:
             raise ValueError(f"WeightNormalization {self.name!r} must be built before `remove()`.")
@@ -224,6 +256,15 @@ class WeightNormalization(keras.layers.Wrapper):
         non-trainable weights]``, followed with ``data_init=True`` by as many
         copies of the wrapped layer's weights (its internal `_naked_clone_layer`),
         which are ignored. The wrapper must be built.
+
+        Args:
+            weights: The list of arrays, in tensorflow-addons' order.
+
+        Raises:
+            ValueError: If the wrapper is not built, the list has neither length
+                (without or with the copies), or an array's shape differs from
+                its weight's (a transposed convolution's tfa `g` has one entry
+                per input channel, this class's one per output channel).
         """
         if not self.built:
             raise ValueError(f"WeightNormalization {self.name!r} must be built before `set_tfa_weights()`.")

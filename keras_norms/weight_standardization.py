@@ -19,7 +19,7 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
     trained variable stays the raw `W`, so gradients flow through the
     standardization. Weight standardization smooths the loss landscape and
     is the companion of group normalization for micro-batch training
-    (GN + WS, as in BiT).
+    (GN + WS, as in BiT): put a `GroupNormalization` after it.
 
     All `keras.layers.Conv2D` arguments apply; the kernel is standardized in
     float32 (float64 under the float64 policy) and is never autocast. Under
@@ -28,25 +28,56 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
     float16/bfloat16, which is what mixed precision is for.
 
     Args:
-        filters, kernel_size, ...: As in `keras.layers.Conv2D`.
-        epsilon: Small float added to the kernel variance, > 0.
-        **kwargs: The other `keras.layers.Conv2D` arguments.
+        filters: Number of output channels, as in `keras.layers.Conv2D`.
+        kernel_size: Size of the kernel (an int or a pair), as in
+            `keras.layers.Conv2D`.
+        *args: The other positional arguments of `keras.layers.Conv2D`
+            (`strides`, `padding`, ...), in its order.
+        epsilon: Small float added to the kernel variance, > 0 (keyword only).
+        **kwargs: The other `keras.layers.Conv2D` arguments (`padding`,
+            `use_bias`, `data_format`, ...) and the base layer arguments.
+
+    Call arguments:
+        inputs: Tensor of rank 4, `(batch, height, width, channels)` (or
+            channels first with `data_format="channels_first"`).
+
+    Returns:
+        The convolution of the inputs with the standardized kernel (plus the
+        bias, then the activation), in the layer's compute dtype.
+
+    Raises:
+        TypeError: If `epsilon` is not a real number (booleans are refused).
+        ValueError: If `epsilon` is not > 0.
 
     Reference:
         Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
         Normalization and Weight Standardization", https://arxiv.org/abs/1903.10520
 
-    Example:
+    Examples:
+        The output does not change when the kernel is scaled or shifted:
 
-    >>> import keras, keras_norms
-    >>> model = keras.Sequential([
-    ...     keras.Input((16, 16, 3)),
-    ...     keras_norms.WeightStandardizedConv2D(32, 3, padding="same", use_bias=False),
-    ...     keras_norms.GroupNormalization(groups=8),
-    ...     keras.layers.ReLU(),
-    ... ])
-    >>> tuple(model.output_shape)
-    (None, 16, 16, 32)
+        >>> import numpy as np, keras_norms
+        >>> conv = keras_norms.WeightStandardizedConv2D(1, 1, use_bias=False)
+        >>> x = np.array([[[[0.0, 1.0]]]], dtype="float32")  # one pixel, two input channels
+        >>> _ = conv(x)
+        >>> conv.set_weights([np.array([1.0, 3.0]).reshape(1, 1, 2, 1)])  # standardized: [-1, 1]
+        >>> round(float(conv(x)[0, 0, 0, 0]), 4)
+        1.0
+        >>> conv.set_weights([np.array([20.0, 60.0]).reshape(1, 1, 2, 1)])
+        >>> round(float(conv(x)[0, 0, 0, 0]), 4)
+        1.0
+
+        The usual block, GN + WS:
+
+        >>> import keras
+        >>> model = keras.Sequential([
+        ...     keras.Input((16, 16, 3)),
+        ...     keras_norms.WeightStandardizedConv2D(32, 3, padding="same", use_bias=False),
+        ...     keras_norms.GroupNormalization(groups=8),
+        ...     keras.layers.ReLU(),
+        ... ])
+        >>> tuple(model.output_shape)
+        (None, 16, 16, 32)
     """
 
     def __init__(self, filters, kernel_size, *args, epsilon: float = 1e-5, **kwargs):

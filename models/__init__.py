@@ -1,11 +1,10 @@
 """The paper's models (`keras_norms.models`), each with its norm swappable by name.
 
-Example:
-
->>> from keras_norms.models import build_model
->>> model = build_model("paper_cnn", norm="group", groups=8, input_shape=(32, 32, 3))
->>> model.output_shape
-(None, 10)
+Examples:
+    >>> from keras_norms.models import build_model
+    >>> model = build_model("paper_cnn", norm="group", groups=8, input_shape=(32, 32, 3))
+    >>> model.output_shape
+    (None, 10)
 """
 
 from keras_norms.models.build import DEFAULT_INPUT_SHAPES, build_model, model_names

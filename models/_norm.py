@@ -62,10 +62,9 @@ def is_group_norm(norm) -> bool:
 def default_groups(channels: int) -> int:
     """The largest divisor of `channels` that is at most 32 and leaves 2+ channels per group.
 
-    Example:
-
-    >>> default_groups(64), default_groups(16), default_groups(6), default_groups(1)
-    (32, 8, 3, 1)
+    Examples:
+        >>> default_groups(64), default_groups(16), default_groups(6), default_groups(1)
+        (32, 8, 3, 1)
     """
     for groups in range(min(MAX_GROUPS, max(channels // 2, 1)), 0, -1):
         if channels % groups == 0:

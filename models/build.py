@@ -14,7 +14,6 @@ _FACTORIES = {"paper_cnn": paper_cnn, "lenet": lenet, "resnet": resnet, "sequenc
 #: Norm names a model takes beyond the registry.
 _EXTRA_NORMS = {"transformer": TRANSFORMER_NORMS}
 
-#: The input shape each model is built for when `input_shape` is None.
 DEFAULT_INPUT_SHAPES = {
     "paper_cnn": (32, 32, 3),
     "lenet": (32, 32, 1),
@@ -22,10 +21,31 @@ DEFAULT_INPUT_SHAPES = {
     "sequence": (28, 28),
     "transformer": (32, 32, 3),
 }
+"""The shape of one example that `build_model` builds each model for when `input_shape` is None.
+
+A dict from model name to shape: `(height, width, channels)` images for the
+CNNs and the transformer (CIFAR-10's 32x32x3; 32x32x1 for LeNet-5), and
+`(time steps, features)` for `"sequence"` (an MNIST image read row by row).
+
+Examples:
+    >>> from keras_norms.models import DEFAULT_INPUT_SHAPES
+    >>> DEFAULT_INPUT_SHAPES["lenet"], DEFAULT_INPUT_SHAPES["sequence"]
+    ((32, 32, 1), (28, 28))
+"""
 
 
 def model_names() -> list[str]:
-    """The names `build_model` knows."""
+    """Lists the model names `build_model` takes.
+
+    Returns:
+        A new list of the names, in the order of their factories (`"paper_cnn"`,
+            `"lenet"`, `"resnet"`, `"sequence"` and `"transformer"`).
+
+    Examples:
+        >>> from keras_norms.models import model_names
+        >>> model_names()
+        ['paper_cnn', 'lenet', 'resnet', 'sequence', 'transformer']
+    """
     return list(_FACTORIES)
 
 
@@ -50,20 +70,20 @@ def build_model(name: str, norm="batch", input_shape=None, num_classes: int = 10
             (`groups=8`, `momentum=0.9`, `epsilon=1e-5`, ...).
 
     Returns:
-        A `keras.Sequential` (a functional `keras.Model` for `"resnet"` and
-        `"transformer"`).
+        A new, uncompiled `keras.Sequential` (a functional `keras.Model` for
+            `"resnet"` and `"transformer"`).
 
     Raises:
         ValueError: An unknown model or norm name (the message lists the valid
-            ones), or options the model or norm rejects.
+            ones), a `num_classes` that is not a positive int, or an input
+            shape or options the model or norm rejects.
         TypeError: A `norm` that is a layer instance or not callable.
 
-    Example:
-
-    >>> from keras_norms.models import build_model
-    >>> model = build_model("lenet", norm="group", groups=2)
-    >>> model.input_shape, model.output_shape
-    ((None, 32, 32, 1), (None, 10))
+    Examples:
+        >>> from keras_norms.models import build_model
+        >>> model = build_model("lenet", norm="group", groups=2)
+        >>> model.input_shape, model.output_shape
+        ((None, 32, 32, 1), (None, 10))
     """
     if name not in _FACTORIES:
         raise ValueError(

@@ -39,11 +39,26 @@ def paper_cnn(norm="batch", input_shape=(32, 32, 3), num_classes: int = 10, *, w
         width: Filters of the first convolution; the later ones have twice as many.
         **norm_options: Passed to every norm layer (e.g. `groups=8`, `momentum=0.9`).
 
-    Example:
+    Returns:
+        A new, uncompiled `keras.Sequential` named `"paper_cnn"` that returns logits.
 
-    >>> from keras_norms.models import paper_cnn
-    >>> paper_cnn("group", groups=8).output_shape
-    (None, 10)
+    Raises:
+        ValueError: `input_shape` is not three positive ints or is smaller than
+            22x22; `norm` is an unknown name, or a norm rejects `norm_options`
+            or its input (e.g. `groups` not dividing the channels).
+
+    Reference:
+        Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
+        (the comparison of batch, layer, instance and group norm across batch
+        sizes that the study repeats with this model).
+
+    Examples:
+        >>> import keras_norms
+        >>> from keras_norms.models import paper_cnn
+        >>> model = paper_cnn("group", groups=8)
+        >>> norms = [layer for layer in model.layers if isinstance(layer, keras_norms.GroupNormalization)]
+        >>> [norm.groups for norm in norms], model.output_shape
+        ([8, 8, 8], (None, 10))
     """
     shape = _check_image_shape("paper_cnn", input_shape, 22)
 
@@ -73,11 +88,23 @@ def lenet(norm="batch", input_shape=(32, 32, 1), num_classes: int = 10, **norm_o
         num_classes: Number of output logits.
         **norm_options: Passed to every norm layer.
 
-    Example:
+    Returns:
+        A new, uncompiled `keras.Sequential` named `"lenet"` that returns logits.
 
-    >>> from keras_norms.models import lenet
-    >>> lenet("layer").output_shape
-    (None, 10)
+    Raises:
+        ValueError: `input_shape` is not three positive ints or is smaller than
+            16x16; `norm` is an unknown name, or a norm rejects `norm_options`
+            or its input.
+
+    Reference:
+        LeCun et al., 1998, "Gradient-Based Learning Applied to Document Recognition",
+        https://doi.org/10.1109/5.726791
+
+    Examples:
+        >>> from keras_norms.models import lenet
+        >>> model = lenet("layer")
+        >>> [type(layer).__name__ for layer in model.layers[:4]], model.output_shape
+        (['Conv2D', 'LayerNormalization', 'ReLU', 'MaxPooling2D'], (None, 10))
     """
     shape = _check_image_shape("lenet", input_shape, 16)
 
@@ -110,15 +137,25 @@ def resnet(norm="batch", input_shape=(32, 32, 3), num_classes: int = 10, *, dept
         width: Filters of the first stage.
         **norm_options: Passed to every norm layer.
 
+    Returns:
+        A new, uncompiled functional `keras.Model` named `f"resnet{depth}"`
+            that returns logits.
+
+    Raises:
+        ValueError: `input_shape` is not three positive ints or is smaller than
+            4x4; `depth` is not `6 n + 2` with n >= 1; `width` is not a
+            positive int; `norm` is an unknown name, or a norm rejects
+            `norm_options` or its input.
+
     Reference:
         He et al., 2016, "Deep Residual Learning for Image Recognition",
         https://arxiv.org/abs/1512.03385
 
-    Example:
-
-    >>> from keras_norms.models import resnet
-    >>> resnet("group", depth=14, groups=4).output_shape
-    (None, 10)
+    Examples:
+        >>> from keras_norms.models import resnet
+        >>> model = resnet("group", depth=14, groups=4)
+        >>> model.name, model.output_shape
+        ('resnet14', (None, 10))
     """
     shape = _check_image_shape("resnet", input_shape, 4)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:

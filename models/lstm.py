@@ -31,37 +31,65 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
         c = LN_state(sigmoid(f) * c_prev + sigmoid(i) * tanh(g))
         h = sigmoid(o) * tanh(c)
 
-    As in tensorflow-addons (and TensorFlow 1's `LayerNormBasicLSTMCell`), the
-    normalized cell state is the one carried to the next step. Use it in
-    `keras.layers.RNN`.
+    (`sigmoid` is `recurrent_activation` and `tanh` is `activation`, their
+    defaults.) As in tensorflow-addons (and TensorFlow 1's
+    `LayerNormBasicLSTMCell`), the normalized cell state is the one carried to
+    the next step. Layer norm makes the recurrence independent of the scale
+    of the summed inputs, which steadies and speeds up training of recurrent
+    networks; it needs no batch statistics, so it works with any batch size and
+    sequence length. Use it in `keras.layers.RNN`.
 
     Args:
         units: Positive int, size of the output and of both states.
-        activation, recurrent_activation, use_bias, kernel_initializer,
-            recurrent_initializer, bias_initializer, unit_forget_bias,
-            kernel_regularizer, recurrent_regularizer, bias_regularizer,
-            kernel_constraint, recurrent_constraint, bias_constraint, dropout,
-            recurrent_dropout, seed: As in `keras.layers.LSTMCell`.
         norm_gamma_initializer: Initializer of the three norms' gamma.
         norm_beta_initializer: Initializer of the three norms' beta.
         norm_epsilon: Small float added to the variances, > 0.
-        **kwargs: Base layer arguments.
+        **kwargs: The arguments of `keras.layers.LSTMCell` (below) and base
+            layer arguments (`name`, `dtype`, ...).
+
+    Keyword Args:
+        activation: As in `keras.layers.LSTMCell` (default `"tanh"`).
+        recurrent_activation: As in `keras.layers.LSTMCell` (default `"sigmoid"`).
+        use_bias: As in `keras.layers.LSTMCell`.
+        kernel_initializer: As in `keras.layers.LSTMCell`.
+        recurrent_initializer: As in `keras.layers.LSTMCell`.
+        bias_initializer: As in `keras.layers.LSTMCell`.
+        unit_forget_bias: As in `keras.layers.LSTMCell`.
+        kernel_regularizer: As in `keras.layers.LSTMCell`.
+        recurrent_regularizer: As in `keras.layers.LSTMCell`.
+        bias_regularizer: As in `keras.layers.LSTMCell`.
+        kernel_constraint: As in `keras.layers.LSTMCell`.
+        recurrent_constraint: As in `keras.layers.LSTMCell`.
+        bias_constraint: As in `keras.layers.LSTMCell`.
+        dropout: As in `keras.layers.LSTMCell`; one mask serves all four gates.
+        recurrent_dropout: As in `keras.layers.LSTMCell`; one mask serves all four gates.
+        seed: As in `keras.layers.LSTMCell`.
 
     Call arguments:
         inputs: `(batch, features)`, one time step.
         states: `[h, c]`, each `(batch, units)`.
         training: Python bool; only dropout looks at it.
 
+    Returns:
+        The step's output and new states as `(h, [h, c])`, each `(batch, units)`.
+
+    Raises:
+        TypeError: `norm_epsilon` is not a number.
+        ValueError: `norm_epsilon` is not > 0.
+
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
 
-    Example:
-
-    >>> import keras
-    >>> from keras_norms.models import LayerNormLSTMCell
-    >>> rnn = keras.layers.RNN(LayerNormLSTMCell(16))
-    >>> tuple(rnn(keras.random.normal((4, 7, 3))).shape)
-    (4, 16)
+    Examples:
+        >>> import keras
+        >>> from keras_norms.models import LayerNormLSTMCell
+        >>> cell = LayerNormLSTMCell(16)
+        >>> rnn = keras.layers.RNN(cell)
+        >>> tuple(rnn(keras.random.normal((4, 7, 3))).shape)
+        (4, 16)
+        >>> ["/".join(weight.path.split("/")[-2:]) for weight in cell.weights[3:]]
+        ['kernel_norm/gamma', 'kernel_norm/beta', 'recurrent_norm/gamma', 'recurrent_norm/beta',
+         'state_norm/gamma', 'state_norm/beta']
     """
 
     def __init__(self, units: int, *, norm_gamma_initializer="ones", norm_beta_initializer="zeros",
@@ -131,32 +159,51 @@ class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
 
     Args:
         units: Positive int, size of the output and of the state.
-        activation, use_bias, kernel_initializer, recurrent_initializer,
-            bias_initializer, kernel_regularizer, recurrent_regularizer,
-            bias_regularizer, kernel_constraint, recurrent_constraint,
-            bias_constraint, dropout, recurrent_dropout, seed: As in
-            `keras.layers.SimpleRNNCell`.
         layernorm_epsilon: Small float added to the variance, > 0.
         gamma_initializer: Initializer of the norm's gamma.
         gamma_regularizer: Optional regularizer of the norm's gamma.
         gamma_constraint: Optional constraint of the norm's gamma.
-        **kwargs: Base layer arguments.
+        **kwargs: The arguments of `keras.layers.SimpleRNNCell` (below) and
+            base layer arguments (`name`, `dtype`, ...).
+
+    Keyword Args:
+        activation: As in `keras.layers.SimpleRNNCell` (default `"tanh"`).
+        use_bias: As in `keras.layers.SimpleRNNCell`.
+        kernel_initializer: As in `keras.layers.SimpleRNNCell`.
+        recurrent_initializer: As in `keras.layers.SimpleRNNCell`.
+        bias_initializer: As in `keras.layers.SimpleRNNCell`.
+        kernel_regularizer: As in `keras.layers.SimpleRNNCell`.
+        recurrent_regularizer: As in `keras.layers.SimpleRNNCell`.
+        bias_regularizer: As in `keras.layers.SimpleRNNCell`.
+        kernel_constraint: As in `keras.layers.SimpleRNNCell`.
+        recurrent_constraint: As in `keras.layers.SimpleRNNCell`.
+        bias_constraint: As in `keras.layers.SimpleRNNCell`.
+        dropout: As in `keras.layers.SimpleRNNCell`.
+        recurrent_dropout: As in `keras.layers.SimpleRNNCell`.
+        seed: As in `keras.layers.SimpleRNNCell`.
 
     Call arguments:
         inputs: `(batch, features)`, one time step.
-        states: `[y_{t-1}]`, `(batch, units)`.
+        states: `[y_{t-1}]`, `(batch, units)` (or the tensor itself).
         training: Python bool; only dropout looks at it.
+
+    Returns:
+        The step's output and new state as `(y_t, [y_t])`, each `(batch, units)`
+            (`(y_t, y_t)` when `states` is a tensor).
+
+    Raises:
+        TypeError: `layernorm_epsilon` is not a number.
+        ValueError: `layernorm_epsilon` is not > 0.
 
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
 
-    Example:
-
-    >>> import keras
-    >>> from keras_norms.models import LayerNormSimpleRNNCell
-    >>> rnn = keras.layers.RNN(LayerNormSimpleRNNCell(4), return_sequences=True)
-    >>> tuple(rnn(keras.random.normal((2, 7, 3))).shape)
-    (2, 7, 4)
+    Examples:
+        >>> import keras
+        >>> from keras_norms.models import LayerNormSimpleRNNCell
+        >>> rnn = keras.layers.RNN(LayerNormSimpleRNNCell(4), return_sequences=True)
+        >>> tuple(rnn(keras.random.normal((2, 7, 3))).shape)
+        (2, 7, 4)
     """
 
     def __init__(self, units: int, *, layernorm_epsilon: float = 1e-5, gamma_initializer="ones",

@@ -30,11 +30,19 @@ def sequence(norm="layer", input_shape=(28, 28), num_classes: int = 10, *, units
         depth: Number of LSTM layers.
         **norm_options: Passed to each norm layer (or to the cells for `"layer"`).
 
-    Example:
+    Returns:
+        A new, uncompiled `keras.Sequential` named `"sequence"` that returns logits.
 
-    >>> from keras_norms.models import sequence
-    >>> sequence("layer", input_shape=(8, 8), units=16).output_shape
-    (None, 10)
+    Raises:
+        ValueError: `input_shape` is not two positive ints; `units` or `depth`
+            is not a positive int; a norm between layers with `depth < 2`;
+            `norm` is an unknown name, or a norm (or the cells) rejects
+            `norm_options`.
+
+    Examples:
+        >>> from keras_norms.models import sequence
+        >>> sequence("layer", input_shape=(8, 8), units=16).output_shape
+        (None, 10)
     """
     shape = tuple(input_shape)
     if len(shape) != 2 or any(not isinstance(d, int) or d < 1 for d in shape):

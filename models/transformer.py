@@ -21,17 +21,33 @@ PLACEMENTS = ("pre", "post")
 class PositionEmbedding(keras.layers.Layer):
     """Adds a learned embedding of each token's position to `(batch, tokens, dim)` inputs.
 
+    ``y[b, t, :] = x[b, t, :] + embeddings[t, :]``, with one trainable
+    `(tokens, dim)` weight, `embeddings`, shaped when the layer is built.
+    Attention is blind to the order of its tokens; this gives each position
+    an identity (as ViT does), so the number of tokens is fixed by the first
+    input.
+
     Args:
         initializer: Of the `(tokens, dim)` embeddings (ViT: truncated normal, stddev 0.02).
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
-    Example:
+    Call arguments:
+        inputs: `(batch, tokens, dim)`, with `tokens` and `dim` those the
+            layer was built for.
 
-    >>> import numpy as np
-    >>> from keras_norms.models import PositionEmbedding
-    >>> layer = PositionEmbedding(initializer="ones")
-    >>> np.asarray(layer(np.zeros((2, 3, 4), "float32")))[1, 2]
-    array([1., 1., 1., 1.], dtype=float32)
+    Returns:
+        The inputs plus the embeddings, of the input's shape.
+
+    Raises:
+        ValueError: When built for inputs that are not `(batch, tokens, dim)`
+            with known `tokens` and `dim`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms.models import PositionEmbedding
+        >>> layer = PositionEmbedding(initializer="ones")
+        >>> np.asarray(layer(np.zeros((2, 3, 4), "float32")))[1, 2]
+        array([1., 1., 1., 1.], dtype=float32)
     """
 
     def __init__(self, initializer="truncated_normal", **kwargs):
@@ -61,10 +77,9 @@ class PositionEmbedding(keras.layers.Layer):
 def default_patch_size(height: int, width: int) -> int:
     """The largest patch size dividing both sides that leaves at least 4 patches along each side.
 
-    Example:
-
-    >>> default_patch_size(8, 8), default_patch_size(28, 28), default_patch_size(32, 32)
-    (2, 7, 8)
+    Examples:
+        >>> default_patch_size(8, 8), default_patch_size(28, 28), default_patch_size(32, 32)
+        (2, 7, 8)
     """
     limit = max(min(height, width) // 4, 1)
     common = math.gcd(height, width)
@@ -189,12 +204,11 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
         Dosovitskiy et al., 2021 (ViT), https://arxiv.org/abs/2010.11929;
         Xiong et al., 2020 (pre- vs post-norm), https://arxiv.org/abs/2002.04745
 
-    Example:
-
-    >>> from keras_norms.models import transformer
-    >>> model = transformer("rms", input_shape=(8, 8, 1), placement="post", dim=16, heads=2)
-    >>> model.input_shape, model.output_shape
-    ((None, 8, 8, 1), (None, 10))
+    Examples:
+        >>> from keras_norms.models import transformer
+        >>> model = transformer("rms", input_shape=(8, 8, 1), placement="post", dim=16, heads=2)
+        >>> model.input_shape, model.output_shape
+        ((None, 8, 8, 1), (None, 10))
     """
     if placement not in PLACEMENTS:
         raise ValueError(

@@ -4,13 +4,12 @@ All functions take examples in [0, 1], batch first: images `(N, H, W, C)` or
 sequences `(N, T, F)` (treated as one-channel images), and return float32
 arrays in [0, 1]; the input is never modified. Severity runs from 1 (mild) to 5.
 
-Example:
-
->>> import numpy as np
->>> from keras_norms.study.corruptions import corrupt
->>> x = np.full((2, 8, 8, 1), 0.5, "float32")
->>> float(corrupt(x, "brightness_contrast", 5).mean()) > 0.5
-True
+Examples:
+    >>> import numpy as np
+    >>> from keras_norms.study.corruptions import corrupt
+    >>> x = np.full((2, 8, 8, 1), 0.5, "float32")
+    >>> float(corrupt(x, "brightness_contrast", 5).mean()) > 0.5
+    True
 """
 
 from __future__ import annotations

@@ -43,12 +43,11 @@ def digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: float
     Returns:
         A `Splits` tuple.
 
-    Example:
-
-    >>> from keras_norms.study.datasets import digits
-    >>> data = digits(seed=0)
-    >>> data.x_train.shape[1:], data.num_classes
-    ((8, 8, 1), 10)
+    Examples:
+        >>> from keras_norms.study.datasets import digits
+        >>> data = digits(seed=0)
+        >>> data.x_train.shape[1:], data.num_classes
+        ((8, 8, 1), 10)
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -117,11 +116,10 @@ class DataError(ValueError):
 def seq_digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: float = 0.2) -> Splits:
     """The digits read row by row: sequences of 8 time steps with 8 features (same splits as `digits`).
 
-    Example:
-
-    >>> from keras_norms.study.datasets import seq_digits
-    >>> seq_digits().x_train.shape[1:]
-    (8, 8)
+    Examples:
+        >>> from keras_norms.study.datasets import seq_digits
+        >>> seq_digits().x_train.shape[1:]
+        (8, 8)
     """
     data = digits(seed, validation_fraction, test_fraction)
     return Splits(*(x[..., 0] if x.ndim == 4 else x for x in data))
@@ -310,12 +308,11 @@ def fit_to_shape(x: np.ndarray, shape) -> np.ndarray:
     Raises:
         DataError: the shapes cannot be matched.
 
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_norms.study.datasets import fit_to_shape
-    >>> fit_to_shape(np.zeros((5, 8, 8, 1), "float32"), (32, 32, 3)).shape
-    (5, 32, 32, 3)
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms.study.datasets import fit_to_shape
+        >>> fit_to_shape(np.zeros((5, 8, 8, 1), "float32"), (32, 32, 3)).shape
+        (5, 32, 32, 3)
     """
     shape = tuple(shape)
     if x.shape[1:] == shape:

@@ -101,12 +101,11 @@ class Cell:
 class GridSpec:
     """What to compare. `cells()` expands it; the defaults are the README's default grid.
 
-    Example:
-
-    >>> from keras_norms.study.grid import GridSpec
-    >>> spec = GridSpec(norms=("batch", "group"), batch_sizes=(8, 32), seeds=(0,))
-    >>> len(spec.cells(input_shape=(32, 32, 1), target_accuracy=0.9))
-    4
+    Examples:
+        >>> from keras_norms.study.grid import GridSpec
+        >>> spec = GridSpec(norms=("batch", "group"), batch_sizes=(8, 32), seeds=(0,))
+        >>> len(spec.cells(input_shape=(32, 32, 1), target_accuracy=0.9))
+        4
     """
 
     model: str = "lenet"
@@ -163,12 +162,11 @@ def parse_norm(label: str) -> tuple[str, dict]:
         GridError: `label` is neither `name` nor `name(argument=value, ...)`
             with literal values.
 
-    Example:
-
-    >>> parse_norm("group(groups=8)")
-    ('group', {'groups': 8})
-    >>> parse_norm("batch")
-    ('batch', {})
+    Examples:
+        >>> parse_norm("group(groups=8)")
+        ('group', {'groups': 8})
+        >>> parse_norm("batch")
+        ('batch', {})
     """
     problem = (f"bad norm {label!r}: write a registry name or a variant with literal arguments, "
                "e.g. batch(renorm=True) or group(groups=8)")

@@ -55,15 +55,14 @@ def run_context(data: str, rows: list[dict]) -> dict:
 def ordered_rows(finished: dict[str, dict], cells: list[Cell]) -> tuple[list[dict], list[dict]]:
     """The grid's finished rows in grid order, and every finished row of the folder (the grid's first).
 
-    Example:
-
-    >>> from keras_norms.study.grid import GridSpec
-    >>> from keras_norms.study.merge import ordered_rows
-    >>> cells = GridSpec(norms=("batch",), seeds=(0,)).cells(input_shape=(32, 32, 1), target_accuracy=0.9)
-    >>> finished = {"other": {"key": "other"}, cells[1].key: {"key": cells[1].key}}
-    >>> grid_rows, all_rows = ordered_rows(finished, cells)
-    >>> len(grid_rows), [row["key"] for row in all_rows][1:]
-    (1, ['other'])
+    Examples:
+        >>> from keras_norms.study.grid import GridSpec
+        >>> from keras_norms.study.merge import ordered_rows
+        >>> cells = GridSpec(norms=("batch",), seeds=(0,)).cells(input_shape=(32, 32, 1), target_accuracy=0.9)
+        >>> finished = {"other": {"key": "other"}, cells[1].key: {"key": cells[1].key}}
+        >>> grid_rows, all_rows = ordered_rows(finished, cells)
+        >>> len(grid_rows), [row["key"] for row in all_rows][1:]
+        (1, ['other'])
     """
     keys = [c.key for c in cells if c.key in finished]
     grid_rows = [finished[k] for k in keys]
@@ -90,13 +89,12 @@ def write_outputs(out_dir, grid_rows: list[dict], all_rows: list[dict], data: st
 def describe_cell(cell: Cell) -> str:
     """A missing cell as `keras-norms report` lists it: the grid values that tell it apart.
 
-    Example:
-
-    >>> from keras_norms.study.grid import GridSpec
-    >>> from keras_norms.study.merge import describe_cell
-    >>> cell = GridSpec(norms=("batch",)).cells(input_shape=(32, 32, 1), target_accuracy=0.9)[0]
-    >>> describe_cell(cell)
-    'norm=batch batch_size=2 lr=0.001 bn_momentum=0.9 seed=0'
+    Examples:
+        >>> from keras_norms.study.grid import GridSpec
+        >>> from keras_norms.study.merge import describe_cell
+        >>> cell = GridSpec(norms=("batch",)).cells(input_shape=(32, 32, 1), target_accuracy=0.9)[0]
+        >>> describe_cell(cell)
+        'norm=batch batch_size=2 lr=0.001 bn_momentum=0.9 seed=0'
     """
     parts = [f"norm={cell.norm}", f"batch_size={cell.batch_size}", f"lr={cell.lr:g}"]
     if cell.bn_momentum is not None:

@@ -131,12 +131,11 @@ def run_grid(spec: GridSpec, prepared: Prepared, out_dir, *, force: bool = False
     Returns:
         A `RunSummary`.
 
-    Example:
-
-    >>> spec = GridSpec(norms=("batch", "group"), batch_sizes=(32,), epochs=1, seeds=(0,))
-    >>> summary = run_grid(spec, prepare(spec), "out", shard=Shard(0, 2))  # doctest: +SKIP
-    >>> summary.trained, summary.skipped  # doctest: +SKIP
-    (1, 0)
+    Examples:
+        >>> spec = GridSpec(norms=("batch", "group"), batch_sizes=(32,), epochs=1, seeds=(0,))
+        >>> summary = run_grid(spec, prepare(spec), "out", shard=Shard(0, 2))  # doctest: +SKIP
+        >>> summary.trained, summary.skipped  # doctest: +SKIP
+        (1, 0)
     """
     out = pathlib.Path(out_dir)
     cells = spec.cells(input_shape=prepared.input_shape, target_accuracy=prepared.target_accuracy)

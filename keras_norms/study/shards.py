@@ -37,13 +37,12 @@ class ShardError(ValueError):
 class Shard:
     """Shard `index` of `count`: the cells whose grid index is `index` mod `count`.
 
-    Example:
-
-    >>> from keras_norms.study.shards import Shard
-    >>> Shard(1, 3).select(["a", "b", "c", "d", "e"])
-    ['b', 'e']
-    >>> str(Shard(1, 3))
-    '1/3'
+    Examples:
+        >>> from keras_norms.study.shards import Shard
+        >>> Shard(1, 3).select(["a", "b", "c", "d", "e"])
+        ['b', 'e']
+        >>> str(Shard(1, 3))
+        '1/3'
     """
 
     index: int
@@ -96,15 +95,14 @@ def resolve_shard(shard: str | None, shards: str | None, environ: Mapping[str, s
             (or the array's size) disagreeing, or `--shards` without an index in
             the environment; the message names the option and the value.
 
-    Example:
-
-    >>> from keras_norms.study.shards import resolve_shard
-    >>> resolve_shard("1/4", None, {})
-    Shard(index=1, count=4)
-    >>> resolve_shard(None, "4", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5"})
-    Shard(index=2, count=4)
-    >>> resolve_shard(None, "4", {"JOB_COMPLETION_INDEX": "3"})
-    Shard(index=3, count=4)
+    Examples:
+        >>> from keras_norms.study.shards import resolve_shard
+        >>> resolve_shard("1/4", None, {})
+        Shard(index=1, count=4)
+        >>> resolve_shard(None, "4", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5"})
+        Shard(index=2, count=4)
+        >>> resolve_shard(None, "4", {"JOB_COMPLETION_INDEX": "3"})
+        Shard(index=3, count=4)
     """
     count = None if shards in (None, "auto") else _count(shards, "--shards")
     if shard is not None:
@@ -150,13 +148,12 @@ def grid_record(spec: GridSpec, input_shape, target_accuracy: float, data: str) 
     `data_dir` is left out: it says where one machine finds the data, not what
     the grid computes. `data` describes the data set for the report.
 
-    Example:
-
-    >>> from keras_norms.study.grid import GridSpec
-    >>> from keras_norms.study.shards import grid_cells, grid_record
-    >>> record = grid_record(GridSpec(norms=("batch",), seeds=(0,)), (32, 32, 1), 0.9, "digits")
-    >>> record["grid"]["norms"], record["grid"]["input_shape"], len(grid_cells(record))
-    (['batch'], [32, 32, 1], 4)
+    Examples:
+        >>> from keras_norms.study.grid import GridSpec
+        >>> from keras_norms.study.shards import grid_cells, grid_record
+        >>> record = grid_record(GridSpec(norms=("batch",), seeds=(0,)), (32, 32, 1), 0.9, "digits")
+        >>> record["grid"]["norms"], record["grid"]["input_shape"], len(grid_cells(record))
+        (['batch'], [32, 32, 1], 4)
     """
     resolved = dataclasses.replace(spec, input_shape=tuple(input_shape), target_accuracy=target_accuracy)
     grid = {k: v for k, v in dataclasses.asdict(resolved).items() if k != "data_dir"}
@@ -198,13 +195,12 @@ def read_grid(out_dir) -> dict | None:
 def grid_differences(recorded: dict, wanted: dict) -> list[str]:
     """The options on which two grid records differ, as `keras-norms compare` names them.
 
-    Example:
-
-    >>> from keras_norms.study.grid import GridSpec
-    >>> from keras_norms.study.shards import grid_differences, grid_record
-    >>> old = grid_record(GridSpec(epochs=1), (32, 32, 1), 0.9, "digits")
-    >>> grid_differences(old, grid_record(GridSpec(epochs=2), (32, 32, 1), 0.9, "digits"))
-    ['--epochs: 1 in grid.json, 2 here']
+    Examples:
+        >>> from keras_norms.study.grid import GridSpec
+        >>> from keras_norms.study.shards import grid_differences, grid_record
+        >>> old = grid_record(GridSpec(epochs=1), (32, 32, 1), 0.9, "digits")
+        >>> grid_differences(old, grid_record(GridSpec(epochs=2), (32, 32, 1), 0.9, "digits"))
+        ['--epochs: 1 in grid.json, 2 here']
     """
     show = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
     old, new = recorded["grid"], wanted["grid"]
@@ -229,17 +225,16 @@ def claim_grid(out_dir, record: dict, *, strict: bool) -> None:
         StoreError: `strict` and the folder holds another grid (the message
             names each option that differs), or `grid.json` is unreadable.
 
-    Example:
-
-    >>> import tempfile
-    >>> from keras_norms.study.grid import GridSpec
-    >>> from keras_norms.study.shards import claim_grid, grid_record
-    >>> out = tempfile.mkdtemp()
-    >>> claim_grid(out, grid_record(GridSpec(), (32, 32, 1), 0.9, "digits"), strict=True)
-    >>> claim_grid(out, grid_record(GridSpec(seeds=(0,)), (32, 32, 1), 0.9, "digits"), strict=True)
-    Traceback (most recent call last):
-    ...
-    keras_norms.study.store.StoreError: --out ... (--seeds: 0,1,2 in grid.json, 0 here): ...
+    Examples:
+        >>> import tempfile
+        >>> from keras_norms.study.grid import GridSpec
+        >>> from keras_norms.study.shards import claim_grid, grid_record
+        >>> out = tempfile.mkdtemp()
+        >>> claim_grid(out, grid_record(GridSpec(), (32, 32, 1), 0.9, "digits"), strict=True)
+        >>> claim_grid(out, grid_record(GridSpec(seeds=(0,)), (32, 32, 1), 0.9, "digits"), strict=True)
+        Traceback (most recent call last):
+        ...
+        keras_norms.study.store.StoreError: --out ... (--seeds: 0,1,2 in grid.json, 0 here): ...
     """
     out = pathlib.Path(out_dir)
     text = json.dumps(record, indent=1) + "\n"

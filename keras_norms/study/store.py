@@ -55,13 +55,12 @@ def create_exclusive(path: pathlib.Path, text: str) -> bool:
     the same file (on one machine or over NFS) exactly one wins, and readers
     never see a partly written file.
 
-    Example:
-
-    >>> import pathlib, tempfile
-    >>> from keras_norms.study.store import create_exclusive
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "cell.json"
-    >>> create_exclusive(path, "first"), create_exclusive(path, "second"), path.read_text()
-    (True, False, 'first')
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from keras_norms.study.store import create_exclusive
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "cell.json"
+        >>> create_exclusive(path, "first"), create_exclusive(path, "second"), path.read_text()
+        (True, False, 'first')
     """
     tmp = _write_temporary(path, text)
     try:
@@ -87,14 +86,13 @@ class ResultsStore:
     Both are views of the cell files (`CellStore`), rewritten with `replace`;
     rows carry their cell's key.
 
-    Example:
-
-    >>> import tempfile
-    >>> from keras_norms.study.store import ResultsStore
-    >>> store = ResultsStore(tempfile.mkdtemp())
-    >>> store.replace([{"key": "abc", "norm": "batch", "test_accuracy": 0.9}])
-    >>> ResultsStore(store.out_dir).rows
-    [{'key': 'abc', 'norm': 'batch', 'test_accuracy': 0.9}]
+    Examples:
+        >>> import tempfile
+        >>> from keras_norms.study.store import ResultsStore
+        >>> store = ResultsStore(tempfile.mkdtemp())
+        >>> store.replace([{"key": "abc", "norm": "batch", "test_accuracy": 0.9}])
+        >>> ResultsStore(store.out_dir).rows
+        [{'key': 'abc', 'norm': 'batch', 'test_accuracy': 0.9}]
     """
 
     JSON = "results.json"
@@ -149,17 +147,16 @@ class CellStore:
     `replace=True` (`--force`): processes that race on a cell keep exactly one
     result. Rows of an older `results.json` count as finished cells too.
 
-    Example:
-
-    >>> import tempfile
-    >>> from keras_norms.study.store import CellStore
-    >>> store = CellStore(tempfile.mkdtemp())
-    >>> store.save({"key": "abc", "test_accuracy": 0.9})
-    True
-    >>> store.save({"key": "abc", "test_accuracy": 0.5})  # finished already: kept as it was
-    False
-    >>> store.finished()["abc"]["test_accuracy"]
-    0.9
+    Examples:
+        >>> import tempfile
+        >>> from keras_norms.study.store import CellStore
+        >>> store = CellStore(tempfile.mkdtemp())
+        >>> store.save({"key": "abc", "test_accuracy": 0.9})
+        True
+        >>> store.save({"key": "abc", "test_accuracy": 0.5})  # finished already: kept as it was
+        False
+        >>> store.finished()["abc"]["test_accuracy"]
+        0.9
     """
 
     FOLDER = "cells"

@@ -287,13 +287,12 @@ class Claims:
 def verdicts(rows: Sequence[dict], *, measured_only: bool = True) -> list[tuple[str, str]]:
     """`(question, verdict)` for each claim; with `measured_only`, the claims this grid can test.
 
-    Example:
-
-    >>> rows = [{"norm": n, "batch_size": 8, "seed": s, "lr": 1e-3, "bn_momentum": None, "groups": None,
-    ...          "model": "lenet", "test_accuracy": acc + 0.01 * s}
-    ...         for s in range(3) for n, acc in (("batch", 0.95), ("layer", 0.90))]
-    >>> verdicts(rows)[0][1].split(":")[0]
-    'Yes'
+    Examples:
+        >>> rows = [{"norm": n, "batch_size": 8, "seed": s, "lr": 1e-3, "bn_momentum": None, "groups": None,
+        ...          "model": "lenet", "test_accuracy": acc + 0.01 * s}
+        ...         for s in range(3) for n, acc in (("batch", 0.95), ("layer", 0.90))]
+        >>> verdicts(rows)[0][1].split(":")[0]
+        'Yes'
     """
     found = Claims(rows).all()
     return [(q, v) for q, v in found if not (measured_only and v.startswith("Not measured"))]
