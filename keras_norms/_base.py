@@ -20,6 +20,16 @@ def check_epsilon(epsilon) -> float:
     return float(epsilon)
 
 
+def check_groups(groups) -> int:
+    """Returns `groups` as an int (a positive count, or -1 for one channel per group), or raises."""
+    message = "Argument `groups` must be a positive int, or -1 for one channel per group. "
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(message + f"Received: groups={groups!r}")
+    if groups == 0 or groups < -1:
+        raise ValueError(message + f"Received: groups={groups}")
+    return int(groups)
+
+
 def check_fraction(name: str, value) -> float:
     """Returns `value` as a float in [0, 1] (a momentum), or raises naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

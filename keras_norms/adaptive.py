@@ -12,7 +12,7 @@ import keras
 from keras import activations, initializers, ops, regularizers
 
 from keras_norms import functional as F
-from keras_norms._base import NormalizationLayer, check_epsilon, check_fraction, check_rank
+from keras_norms._base import NormalizationLayer, check_epsilon, check_fraction, check_groups, check_rank
 
 
 def _shape(shape) -> tuple:
@@ -413,12 +413,7 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
     def __init__(self, groups: int = 32, epsilon: float = 1e-5, activation="silu",
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, **kwargs):
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups == 0 or groups < -1:
-            error = TypeError if not isinstance(groups, int) or isinstance(groups, bool) else ValueError
-            raise error(
-                "Argument `groups` must be a positive int, or -1 for one channel per group. "
-                f"Received: groups={groups!r}"
-            )
+        groups = check_groups(groups)
         super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
                          bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
                          bias_regularizer=bias_regularizer, **kwargs)

@@ -138,9 +138,15 @@ def _rebuild(model, replace: Callable) -> keras.Model:
     """
     check_model(model)
     pairs = []
+    replacing = []  # the layers replaced, and the one being replaced when its new layer fails
 
     def clone(layer):
-        new = None if _is_preprocessing(layer) else replace(layer)
+        new = None
+        if not _is_preprocessing(layer):
+            replacing.append(layer.name)
+            new = replace(layer)
+            if new is None:
+                replacing.pop()
         replaced = new is not None
         if not replaced:
             new = type(layer).from_config(layer.get_config())
@@ -162,9 +168,9 @@ def _rebuild(model, replace: Callable) -> keras.Model:
         for old, new, replaced in pairs:
             _copy_weights(old, new, by_name=replaced)
     except ValueError as error:
-        swapped = [layer.name for layer, _, was_replaced in pairs if was_replaced]
         raise ValueError(
-            f"The model does not build or fit its weights after replacing {swapped}: {error} "
+            f"The model does not build or fit its weights after replacing {replacing}: "
+            f"{str(error).rstrip('.')}. "
             "Replace normalization layers only (check `match`), with norms that fit their inputs."
         ) from None
     return converted

@@ -8,7 +8,13 @@ import keras
 from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import AffineNormalization, check_axis_argument, check_rank, resolve_axes
+from keras_norms._base import (
+    AffineNormalization,
+    check_axis_argument,
+    check_groups,
+    check_rank,
+    resolve_axes,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -82,16 +88,7 @@ class GroupNormalization(AffineNormalization):
     """
 
     def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3, **kwargs):
-        if isinstance(groups, bool) or not isinstance(groups, int):
-            raise TypeError(
-                "Argument `groups` must be a positive int, or -1 for one channel per group. "
-                f"Received: groups={groups!r}"
-            )
-        if groups == 0 or groups < -1:
-            raise ValueError(
-                "Argument `groups` must be a positive int, or -1 for one channel per group. "
-                f"Received: groups={groups}"
-            )
+        groups = check_groups(groups)
         super().__init__(epsilon=epsilon, **kwargs)
         self.groups = groups
         self.axis = check_axis_argument(axis)

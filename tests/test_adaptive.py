@@ -1,3 +1,4 @@
+
 """Adaptive normalization: AdaIN, adaLN(-Zero), adaptive group norm and switchable normalization.
 
 Each layer against a float64 NumPy reference of its paper's formula (tests/references.py),
@@ -10,6 +11,7 @@ name "switchable" also runs the layer contract suite (tests/test_contract.py).
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 
@@ -463,3 +465,13 @@ def test_symbolic_inputs_are_checked_when_the_model_is_built():
 def test_bad_arguments_name_the_value(make, error, match):
     with pytest.raises(error, match=re.escape(match)):
         make()
+
+
+@pytest.mark.parametrize("layer_class",
+                         [keras_norms.GroupNormalization, keras_norms.AdaptiveGroupNormalization])
+def test_groups_takes_numpy_integers_and_saves_a_python_int(layer_class):
+    layer = layer_class(groups=np.int64(4))
+    assert layer.get_config()["groups"] == 4 and type(layer.get_config()["groups"]) is int
+    json.dumps(layer.get_config())
+    with pytest.raises(TypeError, match="groups=True"):
+        layer_class(groups=True)

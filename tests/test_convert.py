@@ -191,6 +191,10 @@ def test_a_failed_conversion_leaves_the_model_untouched():
     with pytest.raises(ValueError, match="groups=5"):
         keras_norms.convert_norms(model, "group", groups=5)  # 5 does not divide 8 channels
     _assert_unchanged(model, snapshot)
+    # A norm that cannot even be constructed is named too.
+    with pytest.raises(ValueError, match=r"after replacing \['\w+'\]: .*groups=0\. Replace"):
+        keras_norms.convert_norms(model, "group", groups=0)
+    _assert_unchanged(model, snapshot)
     x = _images((2, 6, 6, 3))
     np.testing.assert_array_equal(model(x), model(x))
 

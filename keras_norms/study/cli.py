@@ -73,7 +73,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "shared --out, and `keras-norms report OUT` merges the shards.",
     )
     add = parser.add_argument
-    add("--model", default=None, help=f"paper_cnn, lenet, resnet or sequence (default: {default.model})")
+    add("--model", default=None,
+        help=f"paper_cnn, lenet, resnet, sequence or transformer (default: {default.model})")
     add("--dataset", default=None,
         help="digits, seq-digits, mnist, fashion_mnist, cifar10, cifar100, imdb (word ids) or images "
         f"(a folder given with --data-dir) (default: {default.dataset})")
