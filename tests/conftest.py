@@ -12,3 +12,17 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+# The files that take longest (minutes on 2 cores) run first, so that `pytest -n 2 --dist loadfile`
+# hands them out before the many short files and both workers finish together.
+SLOW_FILES_FIRST = ("test_pages.py", "test_study_variants.py", "test_multiprocess.py", "test_study_shards.py",
+                    "test_study.py", "test_convert.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept
