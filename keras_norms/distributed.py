@@ -7,7 +7,7 @@ few examples; `BatchNormalization(synchronized=True)` (or
 in one process or several. What is left to the training script is to
 checkpoint so that a killed process costs no finished epoch: with `fit`,
 `BackupAndRestore` below; in a TensorFlow custom loop, `tf.train.CheckpointManager`
-written by the chief (see the README's "Training on several machines").
+written by the chief (see docs/guides/backends.md).
 """
 
 from __future__ import annotations

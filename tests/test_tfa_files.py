@@ -66,7 +66,7 @@ def _image_model_config():
 
 def _sequence_model_config():
     # tf.keras 2 also wrote "time_major": False here, which Keras 3's RNN refuses whatever the cell
-    # ("Unrecognized keyword arguments passed to RNN"); the README says to delete it.
+    # ("Unrecognized keyword arguments passed to RNN"); docs/guides/migrating-from-tfa.md says to delete it.
     rnn = {"class_name": "RNN", "config": {
         "name": "rnn", "trainable": True, "dtype": "float32", "return_sequences": True,
         "return_state": False, "go_backwards": False, "stateful": False, "unroll": False,

@@ -99,7 +99,7 @@ class Cell:
 
 @dataclasses.dataclass
 class GridSpec:
-    """What to compare. `cells()` expands it; the defaults are the README's default grid.
+    """What to compare. `cells()` expands it; the defaults are the default grid of docs/guides/study.md.
 
     Examples:
         >>> from keras_norms.study.grid import GridSpec
