@@ -93,11 +93,26 @@ def _factory(to) -> Callable[..., keras.layers.Layer]:
 
 
 def _parameters(factory) -> tuple[set[str], bool]:
-    """The named parameters of `factory` and whether it takes **kwargs."""
-    signature = inspect.signature(factory)
-    named = {name for name, p in signature.parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    variadic = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    """The named parameters of `factory` and whether it takes **kwargs.
+
+    For a layer class, the parameters its `__init__` passes on through **kwargs
+    to the constructors of its base classes count too (`center`, `scale`,
+    initializers, ...), up to `keras.layers.Layer`'s own.
+    """
+    owners = [factory]
+    if isinstance(factory, type) and issubclass(factory, keras.layers.Layer):
+        owners = [cls.__init__ for cls in factory.__mro__
+                  if "__init__" in vars(cls) and issubclass(cls, keras.layers.Layer)
+                  and cls is not keras.layers.Layer and cls.__module__.split(".")[0] != "keras"]
+        owners = owners or [factory]
+    named, variadic = set(), False
+    for owner in owners:
+        parameters = inspect.signature(owner).parameters
+        named |= {name for name, p in parameters.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"}
+        variadic = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+        if not variadic:
+            break
     return named, variadic
 
 
@@ -182,13 +197,13 @@ def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> kera
     Use it to try another norm on a model you already have, a
     `keras.applications` backbone included, without rewriting its code. Each
     new layer is made by calling `to` with the entries of the replaced
-    layer's config that `to` takes as named parameters (`axis`, `epsilon`;
-    for `BatchNormalization` also `center`, `scale`, the initializers, ...),
-    with `name`, `dtype` and `trainable` when `to` takes `**kwargs`, and with
-    `kwargs`. What `to` takes only through `**kwargs` (`center` and `scale` of
-    `GroupNormalization` and `LayerNormalization`) is not carried: pass it in
-    `kwargs`. A filter response norm never gets the replaced layer's `axis`
-    (its `axis` lists the spatial axes). Weights whose name and shape match
+    layer's config that `to` takes (`axis`, `epsilon`, `center`, `scale`, the
+    initializers, ...: its named parameters and, for a layer class, those of
+    the base-class constructors it passes `**kwargs` to), with `name`, `dtype`
+    and `trainable` when `to` takes `**kwargs`, and with `kwargs`. A factory
+    function gets only the arguments it names. A filter response norm never
+    gets the replaced layer's `axis` (its `axis` lists the spatial axes).
+    Weights whose name and shape match
     (gamma and beta, moving statistics between batch norms) are carried over;
     every other layer is copied with its weights exactly. Preprocessing layers
     (`keras.layers.Normalization`) are never replaced. The original model is

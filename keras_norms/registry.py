@@ -49,13 +49,12 @@ def register(name: str, factory: Callable[..., keras.layers.Layer], *, overwrite
     From then on `get(name, **kwargs)` calls `factory(**kwargs)`, and every
     tool that takes a norm by name (`convert_norms`, `keras_norms.models.build_model`,
     the study) accepts `name`. The registry is global to the process; the
-    built-in names can be replaced with `overwrite=True`. Lookups strip and
-    lower-case the name they are given, but `register` stores `name` as it
-    is: use a lower-case name without surrounding spaces, or `get` cannot
-    find it.
+    built-in names can be replaced with `overwrite=True`. Names are stripped
+    and lower-cased, here as in every lookup: `"Pixel"` registers `"pixel"`,
+    which `get("PIXEL")` finds.
 
     Args:
-        name: The name, a non-empty str (lower case, see above).
+        name: The name, a str that is not empty once stripped.
         factory: A layer class, or a callable that takes keyword arguments and
             returns a new `keras.layers.Layer` (checked when `get` calls it).
         overwrite: Replace the factory already registered under `name`
@@ -79,13 +78,14 @@ def register(name: str, factory: Callable[..., keras.layers.Layer], *, overwrite
         >>> keras_norms.get("group").groups
         32
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip():
         raise TypeError(f"Argument `name` must be a non-empty str. Received: name={name!r}")
     if not callable(factory):
         raise TypeError(f"Argument `factory` must be callable. Received: factory={factory!r}")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"The name {name!r} is already registered; pass overwrite=True to replace it.")
-    _REGISTRY[name] = factory
+    key = name.strip().lower()
+    if key in _REGISTRY and not overwrite:
+        raise ValueError(f"The name {key!r} is already registered; pass overwrite=True to replace it.")
+    _REGISTRY[key] = factory
 
 
 def factories() -> list[Callable[..., keras.layers.Layer]]:

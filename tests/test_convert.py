@@ -115,6 +115,25 @@ def test_convert_to_group_norm_carries_gamma_beta_and_shared_arguments():
     np.testing.assert_allclose(converted(x[:1], training=True), converted(x, training=True)[:1], atol=1e-5)
 
 
+@pytest.mark.parametrize("to", ["group", "layer", keras_norms.GroupNormalization])
+def test_center_and_scale_carry_to_norms_that_take_them_through_kwargs(to):
+    model = keras.Sequential([keras.Input((6, 6, 8)), keras.layers.Conv2D(8, 3),
+                              keras.layers.BatchNormalization(center=False, scale=False, epsilon=1e-4)])
+    groups = 1 if to == "layer" else 4
+    converted = keras_norms.convert_norms(model, to, **({} if to == "layer" else {"groups": groups}))
+    new = converted.layers[-1]
+    assert (new.center, new.scale, new.epsilon) == (False, False, 1e-4) and new.weights == []
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 8)).astype("float32")
+    h = keras.ops.convert_to_numpy(converted.layers[0](x)).astype("float64")
+    # float64 reference without gamma and beta: layer norm over the channel axis (the batch norm's
+    # axis, carried), group norm over each group of channels and the spatial axes.
+    axes = (-1,) if to == "layer" else (1, 2, 4)
+    grouped = h.reshape(2, 4, 4, groups, 8 // groups)
+    mean, var = grouped.mean(axis=axes, keepdims=True), grouped.var(axis=axes, keepdims=True)
+    expected = ((grouped - mean) / np.sqrt(var + 1e-4)).reshape(h.shape)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(converted(x)), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", keras_norms.names())
 def test_conversion_to_every_registry_name_builds_and_runs(name):
     model = _nested_model()

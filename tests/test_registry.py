@@ -137,8 +137,18 @@ def test_register_refuses_a_duplicate_unless_overwrite(clean_registry):
     assert type(keras_norms.get("group")) is keras_norms.InstanceNormalization
 
 
+def test_a_registered_name_is_found_whatever_its_case(clean_registry):
+    keras_norms.register(" Group8 ", lambda **kwargs: keras_norms.GroupNormalization(groups=8, **kwargs))
+    assert "group8" in keras_norms.names() and " Group8 " not in keras_norms.names()
+    assert keras_norms.get("GROUP8").groups == 8
+    with pytest.raises(ValueError, match="'group8' is already registered"):
+        keras_norms.register("group8", keras_norms.GroupNormalization)
+
+
 @pytest.mark.parametrize(
-    "name, factory", [("", keras.layers.Identity), (3, keras.layers.Identity), ("x", "not callable")]
+    "name, factory",
+    [("", keras.layers.Identity), ("  ", keras.layers.Identity), (3, keras.layers.Identity),
+     ("x", "not callable")],
 )
 def test_register_checks_its_arguments(clean_registry, name, factory):
     with pytest.raises(TypeError):
