@@ -117,9 +117,12 @@ class SwitchableNormalization(AffineNormalization):
             axis=self._axis, epsilon=self.epsilon, **moving,
         )
         if use_batch_statistics:
+            # An empty batch has no statistics: keep the moving averages as they are.
+            nonempty = ops.size(inputs) > 0
             for variable, value in ((self.moving_mean, batch_mean), (self.moving_variance, batch_variance)):
-                value = ops.cast(value, variable.dtype)
-                variable.assign(variable * self.momentum + value * (1.0 - self.momentum))
+                current = ops.convert_to_tensor(variable)
+                averaged = current * self.momentum + ops.cast(value, variable.dtype) * (1.0 - self.momentum)
+                variable.assign(ops.where(nonempty, averaged, current))
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):

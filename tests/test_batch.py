@@ -515,6 +515,20 @@ def test_empty_batch_leaves_statistics_unchanged(kwargs, mode):
         np.testing.assert_array_equal(new, old, err_msg=name)
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_switchable_norm_on_an_empty_batch_leaves_its_statistics_unchanged(mode):
+    rng = np.random.default_rng(13)
+    layer = keras_norms.SwitchableNormalization(momentum=0.5)
+    layer(rng.normal(size=(2, 3, 3, 4)).astype("float32"), training=True)
+    before = [numpy_of(v) for v in layer.non_trainable_weights]
+    call = lambda x: layer(x, training=True)
+    if mode == "graph":
+        call = tf.function(call, input_signature=[tf.TensorSpec((None, 3, 3, 4))])
+    assert keras.ops.convert_to_numpy(call(np.zeros((0, 3, 3, 4), "float32"))).shape == (0, 3, 3, 4)
+    for old, new in zip(before, [numpy_of(v) for v in layer.non_trainable_weights], strict=True):
+        np.testing.assert_array_equal(new, old)
+
+
 # --- bad configuration ------------------------------------------------------------------------
 
 
