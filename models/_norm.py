@@ -11,6 +11,16 @@ from keras_norms.group import GroupNormalization, InstanceNormalization
 MAX_GROUPS = 32
 
 
+def refuse_instance(norm) -> None:
+    """Raises `TypeError` for a layer instance: each position of a model needs a new layer."""
+    if isinstance(norm, keras.layers.Layer):
+        raise TypeError(
+            "Argument `norm` must be a registry name, a layer class or a callable returning a new "
+            "layer: a model needs its own layer at each position, so one instance cannot be "
+            f"shared. Received: norm={norm!r}"
+        )
+
+
 def check_norm(norm, extra: tuple[str, ...] = ()) -> None:
     """Raises early for a `norm` that cannot give a new layer at every position.
 
@@ -23,12 +33,7 @@ def check_norm(norm, extra: tuple[str, ...] = ()) -> None:
         TypeError: A layer instance (a model needs a new layer at each position)
             or something that is neither a name nor a callable.
     """
-    if isinstance(norm, keras.layers.Layer):
-        raise TypeError(
-            "Argument `norm` must be a registry name, a layer class or a callable returning a new "
-            "layer: a model needs its own layer at each position, so one instance cannot be "
-            f"shared. Received: norm={norm!r}"
-        )
+    refuse_instance(norm)
     if isinstance(norm, str):
         valid = [*keras_norms.names(), *extra]
         if norm.strip().lower() not in valid:
@@ -84,8 +89,10 @@ def make_norm(norm, channels: int, rank: int = 4, **options) -> keras.layers.Lay
     `options` go to the layer's constructor. Defaults that depend on the
     tensor: a group norm without `groups` gets `default_groups(channels)`; a
     filter response norm without `axis` gets every axis between batch and
-    channels (its own default suits images only).
+    channels (its own default suits images only). A layer instance is
+    refused: it would be shared by every position.
     """
+    refuse_instance(norm)
     if is_group_norm(norm) and "groups" not in options:
         options = {**options, "groups": default_groups(channels)}
     if is_filter_response_norm(norm) and "axis" not in options:

@@ -43,6 +43,8 @@ def paper_cnn(norm="batch", input_shape=(32, 32, 3), num_classes: int = 10, *, w
         A new, uncompiled `keras.Sequential` named `"paper_cnn"` that returns logits.
 
     Raises:
+        TypeError: `norm` is a layer instance (each position needs a new layer
+            of its own), or neither a name nor a callable.
         ValueError: `input_shape` is not three positive ints or is smaller than
             22x22; `norm` is an unknown name, or a norm rejects `norm_options`
             or its input (e.g. `groups` not dividing the channels).
@@ -92,6 +94,8 @@ def lenet(norm="batch", input_shape=(32, 32, 1), num_classes: int = 10, **norm_o
         A new, uncompiled `keras.Sequential` named `"lenet"` that returns logits.
 
     Raises:
+        TypeError: `norm` is a layer instance (each position needs a new layer
+            of its own), or neither a name nor a callable.
         ValueError: `input_shape` is not three positive ints or is smaller than
             16x16; `norm` is an unknown name, or a norm rejects `norm_options`
             or its input.
@@ -142,6 +146,8 @@ def resnet(norm="batch", input_shape=(32, 32, 3), num_classes: int = 10, *, dept
             that returns logits.
 
     Raises:
+        TypeError: `norm` is a layer instance (each position needs a new layer
+            of its own), or neither a name nor a callable.
         ValueError: `input_shape` is not three positive ints or is smaller than
             4x4; `depth` is not `6 n + 2` with n >= 1; `width` is not a
             positive int; `norm` is an unknown name, or a norm rejects

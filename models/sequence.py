@@ -34,6 +34,8 @@ def sequence(norm="layer", input_shape=(28, 28), num_classes: int = 10, *, units
         A new, uncompiled `keras.Sequential` named `"sequence"` that returns logits.
 
     Raises:
+        TypeError: `norm` is a layer instance (each position needs a new layer
+            of its own), or neither a name nor a callable.
         ValueError: `input_shape` is not two positive ints; `units` or `depth`
             is not a positive int; a norm between layers with `depth < 2`;
             `norm` is an unknown name, or a norm (or the cells) rejects

@@ -7,7 +7,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from keras_norms.models import LayerNormLSTMCell, build_model, model_names
+from keras_norms.models import LayerNormLSTMCell, build_model, lenet, model_names, resnet
 from references import layer_norm
 
 import keras_norms
@@ -118,6 +118,9 @@ def test_sequence_puts_layer_norm_in_the_cell_and_other_norms_between_layers():
      "Unknown model 'vgg'. Valid names: paper_cnn, lenet, resnet, sequence"),
     (lambda: build_model("lenet", "batchnorm"), ValueError, "Valid names: batch, layer, group"),
     (lambda: build_model("lenet", keras_norms.BatchNormalization()), TypeError, "cannot be shared"),
+    # The factories called directly refuse a shared instance too.
+    (lambda: lenet(keras_norms.BatchNormalization()), TypeError, "cannot be shared"),
+    (lambda: resnet(keras_norms.GroupNormalization(groups=2), depth=8), TypeError, "cannot be shared"),
     (lambda: build_model("lenet", 3), TypeError, "Received: norm=3"),
     (lambda: build_model("lenet", input_shape=(8, 8, 1)), ValueError, "at least 16x16"),
     (lambda: build_model("paper_cnn", input_shape=(20, 20, 3)), ValueError, "at least 22x22"),
