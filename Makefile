@@ -20,18 +20,44 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 docs: $(STAMP)
 	$(MKDOCS)
 
-# The site build, then the whole suite on TensorFlow, then the backend contract suite (test_backend_*.py) on JAX (and on
-# PyTorch when it is installed, e.g. a CPU wheel of torch), each backend in its own process; float64 on
-# JAX runs in a process of its own with jax_enable_x64.
+# The site build, then the whole suite on TensorFlow, then its channels-first and data-format tests
+# again without oneDNN (where TensorFlow's CPU kernels take NHWC convolutions only), then the backend
+# contract suite (test_backend_*.py) on JAX (and on PyTorch when it is installed, e.g. a CPU wheel of
+# torch), each backend in its own process; float64 on JAX runs in a process of its own with jax_enable_x64.
 test: $(STAMP)
 	$(MKDOCS)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py
-	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64
-	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
-		KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 -q tests/test_backend_contract.py tests/test_backend_layers.py && \
+	$(call suites,$(BIN))
+
+# The suites of `make test` and `make test-oldest`, run with the Python of the environment $(1).
+define suites
+	$(1)/python -m pytest -n 2 --dist loadfile
+	TF_ENABLE_ONEDNN_OPTS=0 $(1)/python -m pytest -n 2 -q -m data_format
+	KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q $(BACKEND_SUITE)
+	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64
+	@if $(1)/python -c "import torch" 2>/dev/null; then \
+		KERAS_BACKEND=torch $(1)/python -m pytest -n 2 -q $(BACKEND_SUITE) && \
 		echo "Backends tested: tensorflow (whole suite), jax, torch (contract suite)"; \
 	else echo "Backends tested: tensorflow (whole suite), jax (contract suite); PyTorch is not installed"; fi
+endef
+BACKEND_SUITE := tests/test_backend_contract.py tests/test_backend_layers.py tests/test_reliability.py
+
+# The oldest supported stack, setup.cfg's floor (TensorFlow 2.18, Keras 3.10), in .venv-oldest: the
+# versions pinned in .ci/oldest-constraints.txt; the suites of `make test` (but the site build) there.
+OLDEST := .venv-oldest
+OLDEST_STAMP := $(OLDEST)/.installed
+OLDEST_CONSTRAINTS := .ci/oldest-constraints.txt
+
+.PHONY: test-oldest
+
+$(OLDEST_STAMP): setup.cfg pyproject.toml $(OLDEST_CONSTRAINTS)
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST_CONSTRAINTS) -e '.[all]'
+	$(OLDEST)/bin/python -c "import tensorflow as tf, keras, jax; print('oldest stack: tensorflow', tf.__version__, 'keras', keras.__version__, 'jax', jax.__version__)"
+	touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP)
+	$(call suites,$(OLDEST)/bin)
 
 # The comparison study's quick grid (about a minute on 2 CPU cores): prints the verdicts and the table,
 # then exports the best run's model to demo-out/export (SavedModel + TFLite, verified).
@@ -49,4 +75,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) build site *.egg-info .pytest_cache .hypothesis

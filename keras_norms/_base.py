@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
 import keras
-from keras import constraints, initializers, ops, regularizers
+import numpy as np
+from keras import activations, constraints, initializers, ops, regularizers
 
 
-def check_epsilon(epsilon) -> float:
-    """Returns `epsilon` as a float, or raises if it is not a positive number."""
+def check_epsilon(epsilon, name: str = "epsilon") -> float:
+    """Returns `epsilon` as a float, or raises (naming the argument `name`) unless it is finite and > 0."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(f"Argument `epsilon` must be a positive float. Received: epsilon={epsilon!r}")
+        raise TypeError(f"Argument `{name}` must be a positive float. Received: {name}={epsilon!r}")
     if not epsilon > 0:
         raise ValueError(
-            f"Argument `epsilon` must be > 0 (it keeps the division finite). Received: epsilon={epsilon!r}"
+            f"Argument `{name}` must be > 0 (it keeps the division finite). Received: {name}={epsilon!r}"
         )
+    if not math.isfinite(epsilon):
+        raise ValueError(f"Argument `{name}` must be a finite float > 0. Received: {name}={epsilon!r}")
     return float(epsilon)
 
 
@@ -115,6 +119,68 @@ def shape_fits(shape, expected, *, broadcast: bool = False) -> bool:
     return all(e is None or s in sizes or s == e for s, e in zip(shape, expected, strict=True))
 
 
+def check_bool(name: str, value) -> bool:
+    """Returns `value` as a bool if it is one (a NumPy bool too), or raises a TypeError naming `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def check_count(name: str, value, *, allow_none: bool = False) -> int | None:
+    """Returns `value` as a positive int (None passes with `allow_none`), or raises naming `name`.
+
+    Raises:
+        TypeError: `value` is not an int (booleans, floats such as 2.0 or NaN, and strings are refused).
+        ValueError: `value` is < 1.
+    """
+    if value is None and allow_none:
+        return None
+    expected = "a positive int" + (" or None" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
+    if value < 1:
+        raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
+    return int(value)
+
+
+_KERAS_OBJECTS = {
+    "initializer": initializers,
+    "regularizer": regularizers,
+    "constraint": constraints,
+    "activation": activations,
+}
+
+
+def _keras_object(kind: str, name: str, identifier):
+    try:
+        return _KERAS_OBJECTS[kind].get(identifier)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"Argument `{name}` must be a Keras {kind}: a name, a config dict, an instance or None "
+            f"({error}). Received: {name}={identifier!r}"
+        ) from error
+
+
+def get_initializer(name: str, identifier):
+    """`keras.initializers.get(identifier)`, or a ValueError naming the argument `name`."""
+    return _keras_object("initializer", name, identifier)
+
+
+def get_regularizer(name: str, identifier):
+    """`keras.regularizers.get(identifier)`, or a ValueError naming the argument `name`."""
+    return _keras_object("regularizer", name, identifier)
+
+
+def get_constraint(name: str, identifier):
+    """`keras.constraints.get(identifier)`, or a ValueError naming the argument `name`."""
+    return _keras_object("constraint", name, identifier)
+
+
+def get_activation(name: str, identifier):
+    """`keras.activations.get(identifier)`, or a ValueError naming the argument `name`."""
+    return _keras_object("activation", name, identifier)
+
+
 class NormalizationLayer(keras.layers.Layer):
     """Base of every layer of the package: the dtypes it computes in, and the input shapes it accepts.
 
@@ -134,33 +200,69 @@ class NormalizationLayer(keras.layers.Layer):
         self.autocast = False
         self.supports_masking = True
         self._expected_input_shape = None
+        self._fixed_axes = None
+        self._axis_argument = None
 
     @property
     def statistics_dtype(self) -> str:
         """The dtype of the math: float64 for a float64 layer, float32 otherwise."""
         return "float64" if self.compute_dtype == "float64" else "float32"
 
-    def expect_input_shape(self, input_shape, fixed_axes) -> None:
-        """Records the rank of `input_shape` and its sizes on `fixed_axes` as the accepted inputs."""
-        fixed = {a % len(input_shape) for a in fixed_axes}
+    def expect_input_shape(self, input_shape, fixed_axes, *, axis=None) -> None:
+        """Records the rank of `input_shape` and its sizes on `fixed_axes` as the accepted inputs.
+
+        With `axis` (the layer's `axis` argument, which resolved to
+        `fixed_axes`), inputs of another rank are accepted too where `axis`
+        resolves to the same axes counted from the end, of the same sizes: a
+        layer built with `axis=-1` for `(batch, time, 8)` takes `(batch, h, w,
+        8)`, as Keras' layers do; one built with `axis=1` does not (its axis
+        would move).
+        """
+        fixed = sorted({a % len(input_shape) for a in fixed_axes})
         self._expected_input_shape = tuple(
-            size if axis in fixed else None for axis, size in enumerate(input_shape)
+            size if a in fixed else None for a, size in enumerate(input_shape)
         )
+        self._fixed_axes = fixed
+        self._axis_argument = axis
+
+    def fixed_axes_of(self, shape) -> list[int] | None:
+        """The axes of an input of `shape` that carry the weights, or None if the layer cannot take it."""
+        expected = tuple(self._expected_input_shape)
+        shape = tuple(shape)
+        if shape_fits(shape, expected):
+            return list(self._fixed_axes)
+        if self._axis_argument is None or len(shape) == len(expected):
+            return None
+        try:
+            axes = resolve_axes(type(self).__name__, self._axis_argument, shape)
+        except ValueError:
+            return None
+        from_end = [a - len(shape) for a in axes]
+        if from_end != [a - len(expected) for a in self._fixed_axes]:
+            return None
+        if any(shape[a] != expected[b] for a, b in zip(axes, self._fixed_axes, strict=True)):
+            return None
+        return axes
 
     def prepare(self, inputs):
         """Checks `inputs` against the built shape; returns them in the dtype the math reads.
 
         Raises:
-            ValueError: `inputs` has another rank, or another size on an axis
-                that carries weights, than the layer was built for.
+            ValueError: `inputs` has another rank (unless the layer's axes
+                follow it, see `expect_input_shape`), or another size on an
+                axis that carries weights, than the layer was built for.
         """
         expected = self._expected_input_shape
         received = tuple(inputs.shape)
-        if expected is not None and not shape_fits(received, expected):
+        if expected is not None and self.fixed_axes_of(received) is None:
+            other_ranks = (
+                f"; other ranks only where axis={self._axis_argument!r} lands on the same axes counted "
+                f"from the end" if self._axis_argument is not None else ""
+            )
             raise ValueError(
                 f"{type(self).__name__} {self.name!r} was built for inputs of shape {expected} "
-                f"(rank {len(expected)}; None: any size) and cannot take another shape; use a new "
-                f"layer for these inputs. Received: inputs.shape={received}"
+                f"(rank {len(expected)}; None: any size{other_ranks}) and cannot take another shape; "
+                f"use a new layer for these inputs. Received: inputs.shape={received}"
             )
         return self.cast_for_math(inputs)
 
@@ -199,14 +301,14 @@ class AffineNormalization(NormalizationLayer):
     ):
         super().__init__(**kwargs)
         self.epsilon = check_epsilon(epsilon)
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.center = check_bool("center", center)
+        self.scale = check_bool("scale", scale)
+        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
+        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
+        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
+        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
+        self.beta_constraint = get_constraint("beta_constraint", beta_constraint)
+        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
         self.gamma = None
         self.beta = None
 

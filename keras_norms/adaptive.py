@@ -12,7 +12,17 @@ import keras
 from keras import activations, initializers, ops, regularizers
 
 from keras_norms import functional as F
-from keras_norms._base import NormalizationLayer, check_epsilon, check_fraction, check_groups, check_rank
+from keras_norms._base import (
+    NormalizationLayer,
+    check_bool,
+    check_epsilon,
+    check_fraction,
+    check_groups,
+    check_rank,
+    get_activation,
+    get_initializer,
+    get_regularizer,
+)
 
 
 def _shape(shape) -> tuple:
@@ -33,11 +43,11 @@ class _ConditionedNormalization(NormalizationLayer):
                  bias_regularizer, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = check_epsilon(epsilon)
-        self.activation = activations.get(activation)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activation = get_activation("activation", activation)
+        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = get_regularizer("bias_regularizer", bias_regularizer)
         self.kernel = None
         self.bias = None
 
@@ -152,8 +162,9 @@ class AdaptiveInstanceNormalization(_ConditionedNormalization):
         TypeError: If `alpha` (of the constructor or of a call) or `epsilon`
             is not a number.
         ValueError: In the constructor, if `mode` is not `"features"` or
-            `"vector"`, `alpha` is outside [0, 1], `epsilon` is <= 0, or Keras
-            cannot interpret the activation, an initializer or a regularizer.
+            `"vector"`, `alpha` is outside [0, 1], `epsilon` is not finite and
+            > 0, or Keras cannot interpret the activation, an initializer or a
+            regularizer.
             When the layer is built or called, if `inputs` is not of rank 3 to
             5 or its channel size is undefined; in `"features"` mode, if
             `style` has another rank or channel count than `inputs`; in
@@ -274,9 +285,9 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
         in the layer's compute dtype.
 
     Raises:
-        TypeError: If `epsilon` is not a number.
+        TypeError: If `epsilon` is not a number, or `zero` is not a bool.
         ValueError: In the constructor, if `zero=True` and `kernel_initializer`
-            or `bias_initializer` is not zeros, `epsilon` is <= 0, or Keras
+            or `bias_initializer` is not zeros, `epsilon` is not finite and > 0, or Keras
             cannot interpret the activation, an initializer or a regularizer.
             When the layer is built, if `inputs` has rank < 2 or its last axis
             has an undefined size. When it is built or called, if `condition`
@@ -300,7 +311,7 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
 
     def __init__(self, zero: bool = False, epsilon: float = 1e-6, activation="silu", kernel_initializer=None,
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
-        zero = bool(zero)
+        zero = check_bool("zero", zero)
         if kernel_initializer is None:
             kernel_initializer = "zeros" if zero else "glorot_uniform"
         super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
@@ -379,7 +390,7 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
     Raises:
         TypeError: If `groups` is not an int, or `epsilon` is not a number.
         ValueError: In the constructor, if `groups` is 0 or < -1, `epsilon` is
-            <= 0, or Keras cannot interpret the activation, an initializer or a
+            not finite and > 0, or Keras cannot interpret the activation, an initializer or a
             regularizer. When the layer is built, if `inputs` is not of rank 3
             to 5, its channel axis has an undefined size, or `groups` does not
             divide the number of channels. When it is built or called, if

@@ -12,8 +12,10 @@ from keras_norms import functional as F
 from keras_norms._base import (
     AffineNormalization,
     check_axis_argument,
+    check_bool,
     check_fraction,
     check_rank,
+    get_initializer,
     resolve_axes,
     shape_fits,
 )
@@ -35,11 +37,20 @@ def _check_renorm_clipping(renorm_clipping) -> dict:
             f"Argument `renorm_clipping` has unknown keys {sorted(unknown)}; the keys are "
             f"{_RENORM_CLIPPING_KEYS}. Received: renorm_clipping={renorm_clipping!r}"
         )
+    for key, value in renorm_clipping.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TypeError(f"`renorm_clipping[{key!r}]` must be a number or None. "
+                            f"Received: renorm_clipping={renorm_clipping!r}")
+        if value is not None and math.isnan(value):
+            raise ValueError(f"`renorm_clipping[{key!r}]` cannot be NaN. "
+                             f"Received: renorm_clipping={renorm_clipping!r}")
     rmin, rmax, dmax = (renorm_clipping.get(k) for k in ("rmin", "rmax", "dmax"))
     if rmin is not None and rmax is not None and rmax < rmin:
-        raise ValueError(f"`renorm_clipping` needs rmax >= rmin. Received: rmax={rmax}, rmin={rmin}")
+        raise ValueError(f"`renorm_clipping` needs rmax >= rmin. Received: rmax={rmax}, rmin={rmin}, "
+                         f"renorm_clipping={renorm_clipping!r}")
     if dmax is not None and dmax < 0:
-        raise ValueError(f"`renorm_clipping` needs dmax >= 0. Received: dmax={dmax}")
+        raise ValueError(f"`renorm_clipping` needs dmax >= 0. Received: dmax={dmax}, "
+                         f"renorm_clipping={renorm_clipping!r}")
     return dict(renorm_clipping)
 
 
@@ -129,11 +140,14 @@ class BatchNormalization(AffineNormalization):
     Raises:
         TypeError: If `epsilon`, `momentum` or `renorm_momentum` is not a real
             number, `axis` is not an int, `renorm_clipping` is not a dict or
-            `None`, or `virtual_batch_size` is not an int or `None` (booleans
-            are refused).
-        ValueError: If `epsilon` is not > 0; `momentum` or `renorm_momentum` is
-            outside [0, 1]; `axis` is 0; `renorm_clipping` has keys other than
-            `"rmax"`, `"rmin"`, `"dmax"`, or `rmax < rmin`, or `dmax < 0`;
+            `None` or holds a value that is not a number, `virtual_batch_size`
+            is not an int or `None` (booleans are refused), or `center`,
+            `scale`, `renorm`, `synchronized` or `freeze_statistics` is not a bool.
+        ValueError: If `epsilon` is not finite and > 0; `momentum` or
+            `renorm_momentum` is outside [0, 1]; `axis` is 0; `renorm_clipping`
+            has keys other than `"rmax"`, `"rmin"`, `"dmax"`, a NaN value, or
+            `rmax < rmin`, or `dmax < 0`; Keras cannot interpret an
+            initializer, regularizer or constraint;
             `synchronized=True` on a backend other than TensorFlow or JAX;
             `virtual_batch_size` is < 1 or is combined with `synchronized=True`.
             When building: the input has rank < 2, `axis` is out of range or
@@ -208,12 +222,13 @@ class BatchNormalization(AffineNormalization):
         )
         self.axis = check_axis_argument(axis)
         self.momentum = check_fraction("momentum", momentum)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.renorm = bool(renorm)
+        self.moving_mean_initializer = get_initializer("moving_mean_initializer", moving_mean_initializer)
+        self.moving_variance_initializer = get_initializer("moving_variance_initializer",
+                                                           moving_variance_initializer)
+        self.renorm = check_bool("renorm", renorm)
         self.renorm_clipping = _check_renorm_clipping(renorm_clipping)
         self.renorm_momentum = check_fraction("renorm_momentum", renorm_momentum)
-        if synchronized and keras.backend.backend() not in ("tensorflow", "jax"):
+        if check_bool("synchronized", synchronized) and keras.backend.backend() not in ("tensorflow", "jax"):
             raise ValueError(
                 "synchronized=True needs the TensorFlow backend (a tf.distribute strategy) or JAX "
                 "(keras.distribution.DataParallel); Keras has no multi-device training on "
@@ -240,7 +255,7 @@ class BatchNormalization(AffineNormalization):
                 )
             virtual_batch_size = int(virtual_batch_size)
         self.virtual_batch_size = virtual_batch_size
-        self.freeze_statistics = bool(freeze_statistics)
+        self.freeze_statistics = check_bool("freeze_statistics", freeze_statistics)
         self.moving_mean = None
         self.moving_variance = None
         self._axis = None

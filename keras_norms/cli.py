@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-norms export: KERAS_BACKEND={backend} is set; exporting on TensorFlow.",
               file=sys.stderr, flush=True)
         env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        return subprocess.call([sys.executable, "-m", "keras_norms.cli", *argv], env=env)
+        # Through the command's entry point, which hides TensorFlow's start-up lines (_keras_norms_cli.py).
+        module = "_keras_norms_cli" if importlib.util.find_spec("_keras_norms_cli") else "keras_norms.cli"
+        return subprocess.call([sys.executable, "-m", module, *argv], env=env)
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "export":

@@ -7,9 +7,13 @@ math is in `keras_norms.functional` (`modulate`, `select_rows`, `linear`,
 in float32 under every policy but float64 (which computes in float64); the
 weights are never autocast and the output has the compute dtype. A condition
 whose rank, channel count or batch size does not fit the input raises a
-`ValueError` naming both shapes. Values are not checked: a class or style id
-outside its range selects no row (gamma and beta 0), since an id is only known
-when the model runs.
+`ValueError` naming both shapes. A class or style id outside its range raises
+when the ids are known: at once where they have values (eager TensorFlow, JAX
+outside `jax.jit`, PyTorch), when the graph runs in a `tf.function` or a
+compiled Keras model on TensorFlow (`InvalidArgumentError`). Compiled code
+cannot raise: under XLA (`jit_compile=True`) and in `jax.jit` (a JAX model's
+`fit`, `predict`) such an id selects no row, so gamma and beta are 0 for its
+example (`functional.check_ids`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from keras_norms._base import (
     check_axis_argument,
     check_epsilon,
     check_rank,
+    get_initializer,
+    get_regularizer,
     resolve_axes,
 )
 from keras_norms.batch import BatchNormalization
@@ -77,6 +83,13 @@ class _ConditionalLayer(NormalizationLayer):
         """Why `condition_shape` does not fit (`integer`: the condition's dtype, None if unknown)."""
         raise NotImplementedError
 
+    def _checked_ids(self, ids, what: str, count: int):
+        """`ids`, checked to be in [0, count): an error naming this layer, eagerly or when a graph runs."""
+        argument = "num_classes" if what == "class" else "num_styles"
+        # No quotes around the name: a graph's assertion message would show them escaped.
+        return F.check_ids(ids, count,
+                           what=f"{type(self).__name__} {self.name}: {what} ids ({argument}={count})")
+
     def _check_condition(self, inputs_shape, condition_shape, integer: bool | None = None) -> None:
         inputs_shape, condition_shape = tuple(inputs_shape), tuple(condition_shape)
         problem = self._condition_problem(inputs_shape, condition_shape, integer)
@@ -107,8 +120,10 @@ class ConditionalBatchNormalization(_ConditionalLayer):
       tables (embeddings) starting at 1 and 0; ``gamma(c) = gamma[c]``,
       ``beta(c) = beta[c]``. The condition has shape `(batch,)` or
       `(batch, 1)`; pass it as an integer input (`keras.Input((), dtype="int32")`).
-      Ids are not range-checked (they are only known at run time): an id
-      outside `[0, K)` gives gamma = beta = 0.
+      An id outside `[0, K)` raises a `ValueError` naming the layer, the id
+      and the range (`InvalidArgumentError` with the same words when a
+      TensorFlow graph runs); compiled code cannot raise, and there (XLA,
+      `jax.jit`) such an id gives gamma = beta = 0.
     - **A vector** (`num_classes=None`), shape `(batch, features)`: two
       projections, ``gamma(c) = 1 + c @ gamma_kernel + gamma_bias`` and
       ``beta(c) = c @ beta_kernel + beta_bias``, zero-initialized so that the
@@ -167,13 +182,15 @@ class ConditionalBatchNormalization(_ConditionalLayer):
 
     Raises:
         TypeError: If `num_classes`, `axis` or `virtual_batch_size` is not an
-            int, `epsilon`, `momentum` or `renorm_momentum` is not a number, or
-            `renorm_clipping` is not a dict.
+            int, `epsilon`, `momentum` or `renorm_momentum` is not a number,
+            `renorm_clipping` is not a dict or holds a value that is not a
+            number, or `renorm`, `synchronized` or `freeze_statistics` is not a
+            bool.
         ValueError: In the constructor, if `num_classes` or
-            `virtual_batch_size` is < 1, `axis` is 0, `epsilon` is <= 0,
-            `momentum` or `renorm_momentum` is outside [0, 1],
+            `virtual_batch_size` is < 1, `axis` is 0, `epsilon` is not finite
+            and > 0, `momentum` or `renorm_momentum` is outside [0, 1],
             `renorm_clipping` has other keys than `"rmax"`, `"rmin"`, `"dmax"`,
-            or `rmax < rmin` or `dmax < 0`, `synchronized=True` is combined
+            a NaN value, or `rmax < rmin` or `dmax < 0`, `synchronized=True` is combined
             with `virtual_batch_size` or used on a backend other than
             TensorFlow and JAX, or Keras cannot interpret an initializer or
             regularizer. When the layer is built, if `inputs` has rank < 2, or
@@ -184,8 +201,9 @@ class ConditionalBatchNormalization(_ConditionalLayer):
             size other than that of `inputs`; or if the known batch size is
             not a multiple of `virtual_batch_size` (when called: in training).
             When it is called, if `inputs` has another rank or channel count
-            than the layer was built for, or in training `inputs_mask` does
-            not broadcast against `inputs`.
+            than the layer was built for, in training `inputs_mask` does not
+            broadcast against `inputs`, or a class id is outside
+            `[0, num_classes)` (see the class ids above).
 
     Reference:
         de Vries et al., 2017, "Modulating early visual processing by language",
@@ -242,13 +260,13 @@ class ConditionalBatchNormalization(_ConditionalLayer):
             freeze_statistics=freeze_statistics, dtype=self.statistics_dtype, name="batch_normalization",
         )
         self.normalization.trainable = self.trainable
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
+        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
+        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
+        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
+        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
+        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
         self._axis = None
         self._features = None
 
@@ -294,6 +312,7 @@ class ConditionalBatchNormalization(_ConditionalLayer):
         normalized = self.normalization(inputs, training=training, mask=inputs_mask)
         if self.num_classes is not None:
             ids = ops.reshape(ops.cast(condition, "int32"), (-1,))
+            ids = self._checked_ids(ids, "class", self.num_classes)
             gamma, beta = F.select_rows(self.gamma, ids), F.select_rows(self.beta, ids)
         else:
             gamma = 1.0 + F.linear(condition, self.gamma_kernel, self.gamma_bias)
@@ -354,9 +373,10 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
     Call arguments:
         inputs: Tensor of rank 3 to 5, batch first, channels on `axis`.
         condition: Integer style ids `(batch,)`/`(batch, 1)` (an id outside
-            `[0, num_styles)` gives gamma = beta = 0; ids are not
-            range-checked), or float style weights `(batch, num_styles)`;
-            its dtype tells which. The batch size of `inputs`.
+            `[0, num_styles)` raises, as in `ConditionalBatchNormalization`;
+            under XLA and `jax.jit` it gives gamma = beta = 0), or float
+            style weights `(batch, num_styles)`; its dtype tells which. The
+            batch size of `inputs`.
 
     Returns:
         The normalized and modulated tensor, of the shape of `inputs`, in the
@@ -366,14 +386,15 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         TypeError: If `num_styles` or `axis` is not an int, or `epsilon` is
             not a number.
         ValueError: In the constructor, if `num_styles` is < 1, `axis` is 0,
-            `epsilon` is <= 0, or Keras cannot interpret an initializer or
+            `epsilon` is not finite and > 0, or Keras cannot interpret an initializer or
             regularizer. When the layer is built, if `inputs` is not of rank 3
             to 5, or `axis` is not one of its axes or has an undefined size.
             When it is built or called, if `condition` does not fit: integer
             ids not of shape `(batch,)` or `(batch, 1)`, float weights not of
             shape `(batch, num_styles)`, or a batch size other than that of
             `inputs`. When it is called, if `inputs` has another rank or
-            channel count than the layer was built for.
+            channel count than the layer was built for, or a style id is
+            outside `[0, num_styles)`.
 
     Reference:
         Dumoulin et al., 2017, "A Learned Representation For Artistic Style",
@@ -406,10 +427,10 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         self.num_styles = _check_count("num_styles", num_styles)
         self.axis = check_axis_argument(axis)
         self.epsilon = check_epsilon(epsilon)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
+        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
+        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
+        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
         self._axis = None
 
     def _condition_problem(self, inputs_shape, condition_shape, integer):
@@ -435,7 +456,7 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         integer = _is_integer(condition)
         self._check_condition(inputs.shape, condition.shape, integer)
         if integer:
-            condition = ops.reshape(condition, (-1,))
+            condition = self._checked_ids(ops.reshape(condition, (-1,)), "style", self.num_styles)
         normalized = F.group_norm(inputs, -1, axis=self._axis, epsilon=self.epsilon)
         gamma, beta = F.select_rows(self.gamma, condition), F.select_rows(self.beta, condition)
         outputs = F.modulate(normalized, gamma, beta, axis=self._axis)
@@ -512,9 +533,9 @@ class FiLM(_ConditionalLayer):
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.axis = check_axis_argument(axis)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
         self._axis = None
         self._features = None
 

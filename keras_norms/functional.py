@@ -31,15 +31,18 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from keras import backend, ops
+from keras import backend, config, ops
 
 __all__ = [
     "adaptive_instance_norm",
     "batch_norm",
     "batch_norm_train",
     "broadcast_shape",
+    "check_ids",
     "condition_parameters",
     "conv2d",
+    "convolve",
+    "convolve_transpose",
     "fast_paths_enabled",
     "filter_response_norm",
     "group_norm",
@@ -840,6 +843,70 @@ def select_rows(table, condition):
     return ops.matmul(*_upcast_all(condition, table))
 
 
+def _values_known_now(x):
+    """The values of `x` as a NumPy array when they exist now (eager), None while traced or compiled."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x)
+    name = backend.backend()
+    if name == "tensorflow":
+        from keras_norms.kernels import tf_checks as checks
+    elif name == "jax":
+        from keras_norms.kernels import jax_checks as checks
+    elif name == "torch":
+        from keras_norms.kernels import torch_checks as checks
+    else:
+        return None
+    return checks.values_known_now(x)
+
+
+def check_ids(ids, rows: int, *, what: str):
+    """Checks that every integer id of `ids` indexes one of `rows` rows; returns `ids`.
+
+    Where the ids have values (eager TensorFlow, JAX outside `jax.jit`,
+    PyTorch), an id outside ``[0, rows)`` raises a `ValueError` at once. In a
+    TensorFlow graph (`tf.function`, `model.fit`, `model.predict`) the graph
+    asserts it when it runs and raises `InvalidArgumentError` with the same
+    words. Compiled code cannot raise: under XLA (`jit_compile=True`) and in
+    `jax.jit` the ids pass unchecked, and `select_rows` gives a row of zeros
+    for an id out of range.
+
+    Args:
+        ids: Integer tensor of ids.
+        rows: The number of rows the ids index.
+        what: The start of the error message: who takes the ids and what
+            they are, e.g. ``"ConditionalBatchNormalization 'cbn': class ids"``.
+
+    Returns:
+        `ids` (in a TensorFlow graph, behind the assertion).
+
+    Raises:
+        ValueError: If an id is outside ``[0, rows)``; the message names
+            `what`, the valid range and the ids out of range.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> F.check_ids(np.array([0, 2]), 3, what="class ids").tolist()
+        [0, 2]
+        >>> F.check_ids(np.array([0, 5, -1]), 3, what="class ids")
+        Traceback (most recent call last):
+        ...
+        ValueError: class ids must be in [0, 3). Received: ids out of range [5, -1]
+    """
+    message = f"{what} must be in [0, {rows})"
+    values = _values_known_now(ids)
+    if values is not None:
+        outside = values[(values < 0) | (values >= rows)]
+        if outside.size:
+            raise ValueError(f"{message}. Received: ids out of range {outside.tolist()}")
+        return ids
+    if backend.backend() == "tensorflow":
+        from keras_norms.kernels import tf_checks
+
+        return tf_checks.assert_ids_in_range(ids, rows, f"{message}.")
+    return ids
+
+
 def _per_example(param, rank: int, axis: int):
     if len(param.shape) == rank:
         return param
@@ -959,7 +1026,25 @@ def conv2d(x, kernel, bias=None):
     """
     x, kernel, bias = _upcast_all(x, kernel, bias)
     outputs = ops.conv(x, kernel, strides=1, padding="same", data_format="channels_last")
+    outputs = _conv_shape_for_empty_batch(outputs, x, kernel, strides=1, padding="same", dilation_rate=1,
+                                          data_format="channels_last")
     return outputs if bias is None else outputs + bias
+
+
+def _conv_shape_for_empty_batch(outputs, x, kernel, **convolution):
+    """`outputs` of ``ops.conv(x, kernel, **convolution)``, in its shape also for an empty batch.
+
+    TensorFlow's CPU convolutions return an empty batch in the shape of their
+    input, which the next op (a bias, a modulation) refuses;
+    `kernels.tf_conv` gives it the convolution's shape. Other backends, and
+    batches known to hold examples, pass as they are.
+    """
+    batch = x.shape[0]
+    if backend.backend() != "tensorflow" or (batch is not None and batch > 0):
+        return outputs
+    from keras_norms.kernels import tf_conv
+
+    return tf_conv.empty_batch_in_conv_shape(outputs, x, kernel, **convolution)
 
 
 # ----------------------------------------------------------------------------- adaptive, response
@@ -1383,3 +1468,105 @@ def weight_normalized_kernel(direction, length, *, axis: int = -1, epsilon: floa
     squared_norm = ops.sum(ops.square(direction), axis=axes, keepdims=True)
     channel_shape = [-1 if a == axis else 1 for a in range(rank)]
     return direction * ops.rsqrt(ops.maximum(squared_norm, epsilon)) * ops.reshape(length, channel_shape)
+
+
+# ----------------------------------------------------------------------------- convolutions
+# The convolutions of the reparametrized kernels (weight normalization, weight standardization).
+# TensorFlow's CPU kernels take channels-first (NCHW) convolutions only where TensorFlow runs with
+# oneDNN; without it (x86 CPUs without AVX-512, or TF_ENABLE_ONEDNN_OPTS=0) they raise
+# UnimplementedError. On TensorFlow, channels-first inputs are therefore convolved channels last
+# between two transposes, on every machine: one graph everywhere (oneDNN transposes NCHW itself).
+
+
+def _channels_first_on_tensorflow(data_format) -> bool:
+    if data_format is None:
+        data_format = config.image_data_format()
+    return data_format == "channels_first" and backend.backend() == "tensorflow"
+
+
+def _convolve_channels_last(compute, x):
+    """``compute(x, "channels_last")`` for a channels-first `x`: transposed in, transposed back."""
+    rank = len(x.shape)
+    outputs = compute(ops.transpose(x, [0, *range(2, rank), 1]), "channels_last")
+    return ops.transpose(outputs, [0, rank - 1, *range(1, rank - 1)])
+
+
+def convolve(x, kernel, *, strides=1, padding: str = "valid", dilation_rate=1, data_format=None):
+    """`keras.ops.conv` that also takes channels-first inputs on TensorFlow CPUs without oneDNN.
+
+    The arguments and the result are those of `keras.ops.conv` (1D, 2D or 3D,
+    grouped when the kernel has fewer input channels than `x`). With the
+    TensorFlow backend and `data_format="channels_first"`, the convolution
+    runs channels last between two transposes: TensorFlow's own CPU kernels
+    take channels first only where TensorFlow runs with oneDNN (not on x86
+    CPUs without AVX-512, nor with ``TF_ENABLE_ONEDNN_OPTS=0``). The other
+    backends convolve channels first directly.
+
+    Args:
+        x: Tensor of rank 3 to 5, batch first.
+        kernel: `(*kernel_size, in_channels // groups, out_channels)`.
+        strides: An int or one int per spatial axis.
+        padding: `"valid"` or `"same"`.
+        dilation_rate: An int or one int per spatial axis.
+        data_format: `"channels_last"`, `"channels_first"`, or None for
+            `keras.config.image_data_format()`.
+
+    Returns:
+        The convolution, in the layout of `x`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.arange(8.0, dtype="float32").reshape(1, 2, 4)  # channels first: 2 channels, 4 steps
+        >>> kernel = np.ones((2, 2, 1), dtype="float32")  # sums two steps of both channels
+        >>> print(np.asarray(F.convolve(x, kernel, data_format="channels_first")))
+        [[[10. 14. 18.]]]
+    """
+    def compute(inputs, layout):
+        outputs = ops.conv(inputs, kernel, strides=strides, padding=padding,
+                           dilation_rate=dilation_rate, data_format=layout)
+        return _conv_shape_for_empty_batch(outputs, inputs, kernel, strides=strides, padding=padding,
+                                           dilation_rate=dilation_rate, data_format=layout)
+
+    if _channels_first_on_tensorflow(data_format):
+        return _convolve_channels_last(compute, x)
+    return compute(x, data_format)
+
+
+def convolve_transpose(x, kernel, *, strides, padding: str = "valid", output_padding=None,
+                       dilation_rate=1, data_format=None):
+    """`keras.ops.conv_transpose` that also takes channels-first inputs on TensorFlow CPUs without oneDNN.
+
+    The arguments and the result are those of `keras.ops.conv_transpose`;
+    channels-first inputs on TensorFlow run channels last between two
+    transposes, as in `convolve`.
+
+    Args:
+        x: Tensor of rank 3 to 5, batch first.
+        kernel: `(*kernel_size, out_channels, in_channels)`.
+        strides: An int or one int per spatial axis.
+        padding: `"valid"` or `"same"`.
+        output_padding: None, or an int or one int per spatial axis.
+        dilation_rate: An int or one int per spatial axis.
+        data_format: `"channels_last"`, `"channels_first"`, or None for
+            `keras.config.image_data_format()`.
+
+    Returns:
+        The transposed convolution, in the layout of `x`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_norms import functional as F
+        >>> x = np.array([[[1.0, 2.0]]], dtype="float32")  # channels first: 1 channel, 2 steps
+        >>> kernel = np.ones((2, 1, 1), dtype="float32")
+        >>> print(np.asarray(F.convolve_transpose(x, kernel, strides=2, data_format="channels_first")))
+        [[[1. 1. 2. 2.]]]
+    """
+    def compute(inputs, layout):
+        return ops.conv_transpose(inputs, kernel, strides=strides, padding=padding,
+                                  output_padding=output_padding, dilation_rate=dilation_rate,
+                                  data_format=layout)
+
+    if _channels_first_on_tensorflow(data_format):
+        return _convolve_channels_last(compute, x)
+    return compute(x, data_format)

@@ -63,9 +63,10 @@ class GroupNormalization(AffineNormalization):
 
     Raises:
         TypeError: If `groups` or `axis` is not an int (booleans are refused),
-            or `epsilon` is not a real number.
-        ValueError: If `groups` is 0 or less than -1, `epsilon` is not > 0, or
-            `axis` is 0. When building: the input's rank is not 2 to 5, `axis`
+            `epsilon` is not a real number, or `center` or `scale` is not a bool.
+        ValueError: If `groups` is 0 or less than -1, `epsilon` is not finite
+            and > 0, `axis` is 0, or Keras cannot interpret an initializer,
+            regularizer or constraint. When building: the input's rank is not 2 to 5, `axis`
             is out of range or names the batch axis, the channel size is
             undefined, or `groups` exceeds or does not divide the number of
             channels. When called: the input's rank or channel size differs
@@ -170,9 +171,10 @@ class InstanceNormalization(GroupNormalization):
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
     Raises:
-        TypeError: If `axis` is not an int (booleans are refused), or
-            `epsilon` is not a real number.
-        ValueError: If `epsilon` is not > 0, or `axis` is 0. When building:
+        TypeError: If `axis` is not an int (booleans are refused),
+            `epsilon` is not a real number, or `center` or `scale` is not a bool.
+        ValueError: If `epsilon` is not finite and > 0, `axis` is 0, or Keras
+            cannot interpret an initializer, regularizer or constraint. When building:
             the input's rank is not 2 to 5, `axis` is out of range or names
             the batch axis, or the channel size is undefined. When called: the
             input's rank or channel size differs from the built one.

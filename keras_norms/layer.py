@@ -11,8 +11,12 @@ from keras_norms._base import (
     NormalizationLayer,
     check_axes_in_range,
     check_axis_argument,
+    check_bool,
     check_epsilon,
     check_rank,
+    get_constraint,
+    get_initializer,
+    get_regularizer,
     resolve_axes,
 )
 
@@ -52,19 +56,24 @@ class LayerNormalization(AffineNormalization):
             `RMSNormalization`).
 
     Call arguments:
-        inputs: Tensor of rank 2 or more, batch first.
+        inputs: Tensor of rank 2 or more, batch first. A built layer takes
+            another rank too where `axis` lands on the same axes counted from
+            the end, of the same sizes (as the default `axis=-1` does: built
+            for `(batch, time, 8)`, it takes `(batch, height, width, 8)`).
 
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
     Raises:
-        TypeError: If `epsilon` is not a real number, or `axis` is not an int
-            or a non-empty list of ints.
-        ValueError: If `rms_scaling=True`, `epsilon` is not > 0, or `axis`
-            includes 0. When building: the input has rank < 2, or an entry of
+        TypeError: If `epsilon` is not a real number, `axis` is not an int
+            or a non-empty list of ints, or `center` or `scale` is not a bool.
+        ValueError: If `rms_scaling=True`, `epsilon` is not finite and > 0,
+            `axis` includes 0, or Keras cannot interpret an initializer,
+            regularizer or constraint. When building: the input has rank < 2, or an entry of
             `axis` is out of range, names the batch axis, is repeated or has
-            an undefined size. When called: the input's rank or its sizes
-            along `axis` differ from the built ones.
+            an undefined size. When called: the input's sizes along `axis`
+            differ from the built ones, or its rank differs and `axis` would
+            land on other axes counted from the end.
 
     Reference:
         Ba, Kiros and Hinton, 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
@@ -95,7 +104,7 @@ class LayerNormalization(AffineNormalization):
         name = type(self).__name__
         check_rank(name, input_shape, 2)
         self._axes = resolve_axes(name, self.axis, input_shape)
-        self.expect_input_shape(input_shape, self._axes)
+        self.expect_input_shape(input_shape, self._axes, axis=self.axis)
         self.add_affine_weights(_param_shape(input_shape, self._axes))
 
     def compute_output_shape(self, input_shape):
@@ -104,7 +113,8 @@ class LayerNormalization(AffineNormalization):
 
     def call(self, inputs):
         inputs = self.prepare(inputs)
-        outputs = F.layer_norm(inputs, self.gamma, self.beta, axis=self._axes, epsilon=self.epsilon)
+        axes = self.fixed_axes_of(inputs.shape)
+        outputs = F.layer_norm(inputs, self.gamma, self.beta, axis=axes, epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
@@ -131,19 +141,24 @@ class RMSNormalization(NormalizationLayer):
         **kwargs: Base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: Tensor of rank 2 or more, batch first.
+        inputs: Tensor of rank 2 or more, batch first. A built layer takes
+            another rank too where `axis` lands on the same axes counted from
+            the end, of the same sizes (as the default `axis=-1` does: built
+            for `(batch, time, 8)`, it takes `(batch, height, width, 8)`).
 
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
     Raises:
-        TypeError: If `epsilon` is not a real number, or `axis` is not an int
-            or a non-empty list of ints.
-        ValueError: If `epsilon` is not > 0, or `axis` includes 0. When
-            building: the input has rank < 2, or an entry of `axis` is out of
+        TypeError: If `epsilon` is not a real number, `axis` is not an int
+            or a non-empty list of ints, or `scale` is not a bool.
+        ValueError: If `epsilon` is not finite and > 0, `axis` includes 0, or
+            Keras cannot interpret an initializer, regularizer or constraint.
+            When building: the input has rank < 2, or an entry of `axis` is out of
             range, names the batch axis, is repeated or has an undefined size.
-            When called: the input's rank or its sizes along `axis` differ from
-            the built ones.
+            When called: the input's sizes along `axis` differ from the built
+            ones, or its rank differs and `axis` would land on other axes
+            counted from the end.
 
     Reference:
         Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
@@ -173,10 +188,10 @@ class RMSNormalization(NormalizationLayer):
         super().__init__(**kwargs)
         self.axis = check_axis_argument(axis, allow_list=True)
         self.epsilon = check_epsilon(epsilon)
-        self.scale = bool(scale)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.scale = check_bool("scale", scale)
+        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
+        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
+        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
         self.gamma = None
         self._axes = None
 
@@ -184,7 +199,7 @@ class RMSNormalization(NormalizationLayer):
         name = type(self).__name__
         check_rank(name, input_shape, 2)
         self._axes = resolve_axes(name, self.axis, input_shape)
-        self.expect_input_shape(input_shape, self._axes)
+        self.expect_input_shape(input_shape, self._axes, axis=self.axis)
         if self.scale:
             self.gamma = self.add_weight(
                 name="gamma",
@@ -198,7 +213,7 @@ class RMSNormalization(NormalizationLayer):
 
     def call(self, inputs):
         inputs = self.prepare(inputs)
-        outputs = F.rms_norm(inputs, self.gamma, axis=self._axes, epsilon=self.epsilon)
+        outputs = F.rms_norm(inputs, self.gamma, axis=self.fixed_axes_of(inputs.shape), epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -6,7 +6,16 @@ import keras
 from keras import constraints, initializers, ops, regularizers
 
 from keras_norms import functional as F
-from keras_norms._base import NormalizationLayer, check_axis_argument, check_epsilon, check_rank
+from keras_norms._base import (
+    NormalizationLayer,
+    check_axis_argument,
+    check_bool,
+    check_epsilon,
+    check_rank,
+    get_constraint,
+    get_initializer,
+    get_regularizer,
+)
 
 
 def _check_axis(axis):
@@ -75,10 +84,12 @@ class FilterResponseNormalization(NormalizationLayer):
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
     Raises:
-        TypeError: If `epsilon` is not a real number, or `axis` is not an int
-            or a non-empty list or tuple of ints.
-        ValueError: If `epsilon` is not > 0, or `axis` includes 0. When
-            building: the input's rank is not 3 to 5, the channel size is
+        TypeError: If `epsilon` is not a real number, `axis` is not an int
+            or a non-empty list or tuple of ints, or `learned_epsilon` is not
+            a bool.
+        ValueError: If `epsilon` is not finite and > 0, `axis` includes 0, or
+            Keras cannot interpret an initializer, regularizer or constraint.
+            When building: the input's rank is not 3 to 5, the channel size is
             undefined, or an entry of `axis` is out of range, names the batch
             or the channel axis, or is repeated. When called: the input's rank
             or channel size differs from the built one.
@@ -122,14 +133,15 @@ class FilterResponseNormalization(NormalizationLayer):
         super().__init__(**kwargs)
         self.epsilon = check_epsilon(epsilon)
         self.axis = _check_axis(axis)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
-        self.learned_epsilon = bool(learned_epsilon)
-        self.learned_epsilon_constraint = constraints.get(learned_epsilon_constraint)
+        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
+        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
+        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
+        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
+        self.beta_constraint = get_constraint("beta_constraint", beta_constraint)
+        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
+        self.learned_epsilon = check_bool("learned_epsilon", learned_epsilon)
+        self.learned_epsilon_constraint = get_constraint("learned_epsilon_constraint",
+                                                         learned_epsilon_constraint)
         self.eps_learned = None
         if self.learned_epsilon:
             # Created here, as in tensorflow-addons: its shape does not depend on the input.
@@ -225,7 +237,9 @@ class TLU(NormalizationLayer):
         `affine=True`), of the input's shape, in the layer's compute dtype.
 
     Raises:
-        ValueError: When building: the input has rank < 2, or a size that
+        TypeError: If `affine` or `per_channel` is not a bool.
+        ValueError: If Keras cannot interpret an initializer, regularizer or
+            constraint. When building: the input has rank < 2, or a size that
             `tau` takes is undefined (the channel size with `per_channel=True`,
             else any non-batch size). When called: the input's rank or those
             sizes differ from the built ones.
@@ -255,14 +269,14 @@ class TLU(NormalizationLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.affine = bool(affine)
-        self.per_channel = bool(per_channel)
-        self.tau_initializer = initializers.get(tau_initializer)
-        self.tau_regularizer = regularizers.get(tau_regularizer)
-        self.tau_constraint = constraints.get(tau_constraint)
-        self.alpha_initializer = initializers.get(alpha_initializer)
-        self.alpha_regularizer = regularizers.get(alpha_regularizer)
-        self.alpha_constraint = constraints.get(alpha_constraint)
+        self.affine = check_bool("affine", affine)
+        self.per_channel = check_bool("per_channel", per_channel)
+        self.tau_initializer = get_initializer("tau_initializer", tau_initializer)
+        self.tau_regularizer = get_regularizer("tau_regularizer", tau_regularizer)
+        self.tau_constraint = get_constraint("tau_constraint", tau_constraint)
+        self.alpha_initializer = get_initializer("alpha_initializer", alpha_initializer)
+        self.alpha_regularizer = get_regularizer("alpha_regularizer", alpha_regularizer)
+        self.alpha_constraint = get_constraint("alpha_constraint", alpha_constraint)
         self.alpha = None
 
     def build(self, input_shape):

@@ -11,7 +11,15 @@ import keras
 from keras import initializers, ops, regularizers
 
 from keras_norms import functional as F
-from keras_norms._base import check_epsilon, check_fraction, check_rank, resolve_axes
+from keras_norms._base import (
+    check_bool,
+    check_epsilon,
+    check_fraction,
+    check_rank,
+    get_initializer,
+    get_regularizer,
+    resolve_axes,
+)
 from keras_norms.batch import BatchNormalization
 from keras_norms.conditional import _check_count, _ConditionalLayer
 
@@ -60,11 +68,12 @@ class SPADE(_ConditionalLayer):
         The modulated images, of the shape of `inputs`, in the layer's compute dtype.
 
     Raises:
-        TypeError: If `hidden_channels` or `kernel_size` is not an int, or
-            `epsilon` or `momentum` is not a number.
+        TypeError: If `hidden_channels` or `kernel_size` is not an int,
+            `epsilon` or `momentum` is not a number, or `synchronized` or
+            `freeze_statistics` is not a bool.
         ValueError: In the constructor, if `param_free_norm` is not `"batch"`
             or `"instance"`, `hidden_channels` or `kernel_size` is < 1,
-            `epsilon` is <= 0, `momentum` is outside [0, 1],
+            `epsilon` is not finite and > 0, `momentum` is outside [0, 1],
             `synchronized=True` with `"batch"` is used on a backend other than
             TensorFlow and JAX, or Keras cannot interpret an initializer or
             regularizer. When the layer is built, if `inputs` is not of rank 4
@@ -115,6 +124,8 @@ class SPADE(_ConditionalLayer):
         self.hidden_channels = _check_count("hidden_channels", hidden_channels)
         self.kernel_size = _check_count("kernel_size", kernel_size)
         self.epsilon = check_epsilon(epsilon)
+        synchronized = check_bool("synchronized", synchronized)
+        freeze_statistics = check_bool("freeze_statistics", freeze_statistics)
         self.normalization = None
         if param_free_norm == "batch":
             self.normalization = BatchNormalization(
@@ -126,9 +137,9 @@ class SPADE(_ConditionalLayer):
         self.momentum = check_fraction("momentum", momentum)
         self.synchronized = bool(synchronized)
         self.freeze_statistics = freeze_statistics
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
         self._map_channels = None
 
     @property

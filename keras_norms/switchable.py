@@ -11,6 +11,7 @@ from keras_norms._base import (
     check_axis_argument,
     check_fraction,
     check_rank,
+    get_initializer,
     resolve_axes,
 )
 
@@ -58,10 +59,12 @@ class SwitchableNormalization(AffineNormalization):
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
     Raises:
-        TypeError: If `axis` is not an int, or `epsilon` or `momentum` is not a
-            real number (booleans are refused).
-        ValueError: If `epsilon` is not > 0, `momentum` is outside [0, 1], or
-            `axis` is 0. When building: the input's rank is not 3 to 5, `axis`
+        TypeError: If `axis` is not an int, `epsilon` or `momentum` is not a
+            real number (booleans are refused), or `center` or `scale` is not
+            a bool.
+        ValueError: If `epsilon` is not finite and > 0, `momentum` is outside
+            [0, 1], `axis` is 0, or Keras cannot interpret an initializer,
+            regularizer or constraint. When building: the input's rank is not 3 to 5, `axis`
             is out of range or names the batch axis, or the channel size is
             undefined. When called: the input's rank or channel size differs
             from the built one.
@@ -85,8 +88,9 @@ class SwitchableNormalization(AffineNormalization):
         super().__init__(epsilon=epsilon, **kwargs)
         self.axis = check_axis_argument(axis)
         self.momentum = check_fraction("momentum", momentum)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.moving_mean_initializer = get_initializer("moving_mean_initializer", moving_mean_initializer)
+        self.moving_variance_initializer = get_initializer("moving_variance_initializer",
+                                                           moving_variance_initializer)
         self._axis = None
 
     def build(self, input_shape):

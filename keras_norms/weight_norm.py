@@ -20,6 +20,9 @@ _TRANSPOSED_CONVOLUTIONS = (
     keras.layers.Conv2DTranspose,
     keras.layers.Conv3DTranspose,
 )
+# Keras' convolutions call ops.conv, which TensorFlow runs channels first only with oneDNN;
+# F.convolve runs them on every machine.
+_KERAS_CONVOLUTION_OP = keras.layers.Conv2D.convolution_op
 _SUPPORTED = (
     "Dense, Conv1D/2D/3D, Conv1D/2D/3DTranspose, or an RNN layer whose cell has a "
     "`recurrent_kernel` (SimpleRNN, LSTM, GRU)"
@@ -51,9 +54,9 @@ class WeightNormalization(keras.layers.Wrapper):
     Differences from tensorflow-addons:
 
     - Initialization happens on the first *training* call (as the first
-      `model.fit` step). Until then the wrapper computes what the wrapped
-      layer computes (``g = ||v||``) and changes no weight, so an inference
-      graph holds no initialization ops.
+      `model.fit` step) with a non-empty batch. Until then the wrapper
+      computes what the wrapped layer computes (``g = ||v||``) and changes no
+      weight, so an inference graph holds no initialization ops.
     - The data-dependent statistics use the normalized kernel (tfa used an
       unnormalized copy of the layer made at build time) and leave the bias
       out, so the pre-activations come out with mean 0 and variance 1.
@@ -320,11 +323,13 @@ class WeightNormalization(keras.layers.Wrapper):
         def initial():
             return [ops.stop_gradient(t) for t in self._initial_values(inputs, mask)[: len(variables)]]
 
+        # An empty batch has no statistics: the layer waits, uninitialized, for a batch with examples.
+        initialized, nonempty = ops.copy(self.initialized), ops.size(inputs) > 0
         # Pure branches, then plain assignments: only the branch taken runs (graph mode, XLA).
-        values = ops.cond(ops.copy(self.initialized), current, initial)
+        values = ops.cond(ops.logical_or(initialized, ops.logical_not(nonempty)), current, initial)
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
-        self.initialized.assign(True)
+        self.initialized.assign(ops.logical_or(initialized, nonempty))
         # Read back after the assignments, so that gradients reach the variables from the first step.
         return ops.copy(self.g), self._bias()
 
@@ -361,7 +366,13 @@ class WeightNormalization(keras.layers.Wrapper):
         if bias is not None:
             rank = len(outputs.shape)
             channel_shape = [-1 if a == self._channel_axis(rank) else 1 for a in range(rank)]
-            outputs = ops.add(outputs, ops.reshape(ops.cast(bias, dtype), channel_shape))
+            bias = ops.reshape(ops.cast(bias, dtype), channel_shape)
+            if self._channel_axis(rank) == rank - 1:
+                outputs = ops.add(outputs, bias)  # TensorFlow: a BiasAdd, fused with a convolution
+            else:
+                # `+`, not ops.add: on TensorFlow, ops.add turns a (1, C, 1, ...) bias into a channels-last
+                # BiasAdd when the last axis also has C entries, adding the bias along the wrong axis.
+                outputs = outputs + bias
         if self.layer.activation is not None:
             outputs = self.layer.activation(outputs)
         return ops.cast(outputs, self.compute_dtype)
@@ -373,7 +384,7 @@ class WeightNormalization(keras.layers.Wrapper):
         if isinstance(layer, keras.layers.Dense):
             return ops.matmul(inputs, kernel)
         if isinstance(layer, _TRANSPOSED_CONVOLUTIONS):
-            return ops.conv_transpose(
+            return F.convolve_transpose(
                 inputs,
                 kernel,
                 strides=list(layer.strides),
@@ -386,7 +397,7 @@ class WeightNormalization(keras.layers.Wrapper):
             past = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
             time_axis = 1 if layer.data_format == "channels_last" else 2
             padding = [[past, 0] if a == time_axis else [0, 0] for a in range(3)]
-            return ops.conv(
+            return F.convolve(
                 ops.pad(inputs, padding),
                 kernel,
                 strides=list(layer.strides),
@@ -394,7 +405,16 @@ class WeightNormalization(keras.layers.Wrapper):
                 dilation_rate=layer.dilation_rate,
                 data_format=layer.data_format,
             )
-        return layer.convolution_op(inputs, kernel)
+        if type(layer).convolution_op is not _KERAS_CONVOLUTION_OP:  # a subclass's own convolution
+            return layer.convolution_op(inputs, kernel)
+        return F.convolve(
+            inputs,
+            kernel,
+            strides=list(layer.strides),
+            padding=layer.padding,
+            dilation_rate=layer.dilation_rate,
+            data_format=layer.data_format,
+        )
 
     def _rnn_forward(self, inputs, kernel, training=None, mask=None):
         """Runs the wrapped RNN with its cell's recurrent kernel read as `kernel`.

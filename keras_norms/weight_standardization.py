@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import check_epsilon
+from keras_norms._base import check_count, check_epsilon
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -46,8 +48,10 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
         bias, then the activation), in the layer's compute dtype.
 
     Raises:
-        TypeError: If `epsilon` is not a real number (booleans are refused).
-        ValueError: If `epsilon` is not > 0.
+        TypeError: If `epsilon` is not a real number, or `filters` or an entry
+            of `kernel_size` is not an int (booleans are refused).
+        ValueError: If `epsilon` is not finite and > 0, or `filters` or an
+            entry of `kernel_size` is < 1.
 
     Reference:
         Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
@@ -81,6 +85,14 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
     """
 
     def __init__(self, filters, kernel_size, *args, epsilon: float = 1e-5, **kwargs):
+        filters = check_count("filters", filters)
+        for size in kernel_size if isinstance(kernel_size, (tuple, list)) else [kernel_size]:
+            integer = isinstance(size, numbers.Integral) and not isinstance(size, bool)
+            if not integer or size < 1:
+                raise (ValueError if integer else TypeError)(
+                    "Argument `kernel_size` must be a positive int or a pair of positive ints. "
+                    f"Received: kernel_size={kernel_size!r}"
+                )
         super().__init__(filters, kernel_size, *args, **kwargs)
         self.epsilon = check_epsilon(epsilon)
 
@@ -91,8 +103,26 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
         return super().add_weight(*args, **kwargs)
 
     def convolution_op(self, inputs, kernel):
-        standardized = F.standardize_kernel(kernel, epsilon=self.epsilon)
-        return super().convolution_op(inputs, ops.cast(standardized, self.compute_dtype))
+        inputs = ops.cast(inputs, self.compute_dtype)  # integer inputs too (Keras casts only floats)
+        standardized = ops.cast(F.standardize_kernel(kernel, epsilon=self.epsilon), self.compute_dtype)
+        return F.convolve(
+            inputs,
+            standardized,
+            strides=list(self.strides),
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias and self.data_format == "channels_last":
+            outputs = ops.add(outputs, self.bias)  # TensorFlow: a BiasAdd, fused with the convolution
+        elif self.use_bias:
+            # `+`, not ops.add as Keras' Conv2D: on TensorFlow, ops.add turns a (1, C, 1, 1) bias into
+            # a channels-last BiasAdd when the width also has C entries, adding it along the width.
+            outputs = outputs + ops.reshape(self.bias, (1, self.filters, 1, 1))
+        return outputs if self.activation is None else self.activation(outputs)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}

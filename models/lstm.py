@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 from keras import constraints, initializers, ops, regularizers
 
-from keras_norms._base import check_epsilon
+from keras_norms._base import (
+    check_count,
+    check_epsilon,
+    get_constraint,
+    get_initializer,
+    get_regularizer,
+)
 from keras_norms.layer import LayerNormalization
 
 
@@ -74,8 +78,10 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
         The step's output and new states as `(h, [h, c])`, each `(batch, units)`.
 
     Raises:
-        TypeError: `norm_epsilon` is not a number.
-        ValueError: `norm_epsilon` is not > 0.
+        TypeError: `norm_epsilon` is not a number, or `units` is not an int.
+        ValueError: `norm_epsilon` is not finite and > 0, `units` is < 1, or
+            Keras cannot interpret `norm_gamma_initializer` or
+            `norm_beta_initializer`.
 
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
@@ -94,10 +100,10 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
 
     def __init__(self, units: int, *, norm_gamma_initializer="ones", norm_beta_initializer="zeros",
                  norm_epsilon: float = 1e-3, **kwargs):
-        super().__init__(units, **kwargs)
-        self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)
-        self.norm_beta_initializer = initializers.get(norm_beta_initializer)
-        self.norm_epsilon = check_epsilon(norm_epsilon)
+        super().__init__(check_count("units", units), **kwargs)
+        self.norm_gamma_initializer = get_initializer("norm_gamma_initializer", norm_gamma_initializer)
+        self.norm_beta_initializer = get_initializer("norm_beta_initializer", norm_beta_initializer)
+        self.norm_epsilon = check_epsilon(norm_epsilon, "norm_epsilon")
         self.kernel_norm = self._norm_layer("kernel_norm")
         self.recurrent_norm = self._norm_layer("recurrent_norm")
         self.state_norm = self._norm_layer("state_norm")
@@ -192,8 +198,10 @@ class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
             (`(y_t, y_t)` when `states` is a tensor).
 
     Raises:
-        TypeError: `layernorm_epsilon` is not a number.
-        ValueError: `layernorm_epsilon` is not > 0.
+        TypeError: `layernorm_epsilon` is not a number, or `units` is not an int.
+        ValueError: `layernorm_epsilon` is not finite and > 0, `units` is < 1,
+            or Keras cannot interpret the gamma initializer, regularizer or
+            constraint.
 
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
@@ -208,20 +216,12 @@ class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
 
     def __init__(self, units: int, *, layernorm_epsilon: float = 1e-5, gamma_initializer="ones",
                  gamma_regularizer=None, gamma_constraint=None, **kwargs):
-        if isinstance(layernorm_epsilon, bool) or not isinstance(layernorm_epsilon, numbers.Real):
-            raise TypeError(
-                "Argument `layernorm_epsilon` must be a float > 0. "
-                f"Received: layernorm_epsilon={layernorm_epsilon!r}"
-            )
-        if not layernorm_epsilon > 0:
-            raise ValueError(
-                f"Argument `layernorm_epsilon` must be > 0. Received: layernorm_epsilon={layernorm_epsilon!r}"
-            )
-        super().__init__(units, **kwargs)
-        self.layernorm_epsilon = float(layernorm_epsilon)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.gamma_constraint = constraints.get(gamma_constraint)
+        layernorm_epsilon = check_epsilon(layernorm_epsilon, "layernorm_epsilon")
+        super().__init__(check_count("units", units), **kwargs)
+        self.layernorm_epsilon = layernorm_epsilon
+        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
+        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
+        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
         self.layernorm = LayerNormalization(
             epsilon=self.layernorm_epsilon,
             center=False,

@@ -20,7 +20,17 @@ SLOW_FILES_FIRST = ("test_pages.py", "test_study_variants.py", "test_multiproces
                     "test_study.py", "test_convert.py")
 
 
+# Tests whose id names a channels-first layout are data-format tests (`-m data_format`): `make test`
+# runs them a second time with TF_ENABLE_ONEDNN_OPTS=0, where TensorFlow's CPU kernels take NHWC only.
+DATA_FORMAT_WORDS = ("nchw", "channels_first", "channels-first")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(word in item.nodeid.lower() for word in DATA_FORMAT_WORDS):
+            item.add_marker(pytest.mark.data_format)
+
     def rank(item):
         name = item.path.name
         return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)

@@ -262,10 +262,19 @@ def test_a_keras_file_from_this_backend_loads_under_tensorflow(name, tmp_path):
 @pytest.mark.parametrize("name", [n for n in NAMES if SPECS[n].ranks is not None])
 def test_another_shape_than_built_and_bad_arguments_raise(name):
     case = spec_for(name).primary
-    layer, _ = _built(name, case, np.random.default_rng(3))
-    shape = case.input_shape[:1] + (2,) + case.input_shape[1:]
-    with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={shape}")):
-        layer(np.ones(shape, "float32"))
+    rng = np.random.default_rng(3)
+    layer, _ = _built(name, case, rng)
+    other_rank = case.input_shape[:1] + (2,) + case.input_shape[1:]
+    other_channels = list(case.input_shape)
+    other_channels[-1 if name == "frn" else _channel_axis(case)] += 1
+    for shape in (other_rank, tuple(other_channels)):
+        if name in ("layer", "rms") and shape == other_rank:  # axis=-1 follows the rank, as in Keras
+            x = _sample(shape, rng)
+            outputs = keras.ops.convert_to_numpy(layer(x))
+            np.testing.assert_allclose(outputs, case.reference(x, _weights(layer)), atol=1e-5)
+            continue
+        with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={shape}")):
+            layer(np.ones(shape, "float32"))
     for bad in SPECS[name].bad:
         with pytest.raises(bad.error, match=re.escape(bad.match)):
             candidate = keras_norms.get(name, **bad.kwargs)

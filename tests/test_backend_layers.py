@@ -13,6 +13,7 @@ batch statistics against float64 NumPy, and the model tools.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,68 +22,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from layer_zoo import LAYERS
 
 import keras_norms
-from keras_norms import models as norm_models
 
 BACKEND = keras.backend.backend()
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _image_and(condition_shape, condition_dtype="float32"):
-    """A model over an image `(4, 4, 8)` and a condition, for a layer called as `layer(x, condition)`."""
-    def build(layer):
-        image = keras.Input((4, 4, 8), name="image")
-        condition = keras.Input(condition_shape, dtype=condition_dtype, name="condition")
-        features = keras.layers.Conv2D(8, 3, padding="same")(image)
-        outputs = layer(features, condition)
-        return keras.Model([image, condition], keras.layers.Dense(1)(keras.layers.Flatten()(outputs)))
-    return build
-
-
-def _sequence_and(condition_shape):
-    def build(layer):
-        sequence = keras.Input((5, 8), name="sequence")
-        condition = keras.Input(condition_shape, name="condition")
-        outputs = layer(keras.layers.Dense(8)(sequence), condition)
-        return keras.Model([sequence, condition], keras.layers.Dense(1)(keras.layers.Flatten()(outputs)))
-    return build
-
-
-def _single(input_shape, before=None):
-    def build(layer):
-        inputs = keras.Input(input_shape, name="x")
-        features = before(inputs) if before is not None else inputs
-        outputs = layer(features)
-        return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(outputs)))
-    return build
-
-
-# name: (a new layer, a model around it, the condition's sample: None, "ids" or a shape)
-LAYERS = {
-    "conditional_batch_ids": (lambda: keras_norms.ConditionalBatchNormalization(num_classes=3),
-                              _image_and((), "int32"), "ids"),
-    "conditional_batch_vector": (lambda: keras_norms.ConditionalBatchNormalization(),
-                                 _image_and((6,)), (6,)),
-    "conditional_instance": (lambda: keras_norms.ConditionalInstanceNormalization(num_styles=3),
-                             _image_and((3,)), (3,)),
-    "film": (lambda: keras_norms.FiLM(kernel_initializer="glorot_uniform"), _sequence_and((6,)), (6,)),
-    "spade": (lambda: keras_norms.SPADE(hidden_channels=8), _image_and((8, 8, 2)), (8, 8, 2)),
-    "adain_features": (lambda: keras_norms.AdaptiveInstanceNormalization(), _image_and((6, 6, 8)),
-                       (6, 6, 8)),
-    "adain_vector": (lambda: keras_norms.AdaptiveInstanceNormalization(mode="vector"), _image_and((6,)),
-                     (6,)),
-    "adaptive_layer": (lambda: keras_norms.AdaptiveLayerNormalization(kernel_initializer="glorot_uniform"),
-                       _sequence_and((6,)), (6,)),
-    "adaptive_group": (lambda: keras_norms.AdaptiveGroupNormalization(groups=4), _image_and((6,)), (6,)),
-    "weight_standardized_conv": (lambda: keras_norms.WeightStandardizedConv2D(8, 3, padding="same"),
-                                 _single((4, 4, 3)), None),
-    "weight_normalization": (lambda: keras_norms.WeightNormalization(keras.layers.Dense(8)),
-                             _single((6,)), None),
-    "layer_norm_lstm": (lambda: keras.layers.RNN(norm_models.LayerNormLSTMCell(6)), _single((5, 4)), None),
-    "layer_norm_simple_rnn": (lambda: keras.layers.RNN(norm_models.LayerNormSimpleRNNCell(6)),
-                              _single((5, 4)), None),
-}
 
 
 def _data(name, model, rng, size=64):
@@ -254,3 +199,38 @@ def test_synchronize_batch_norms():
     x = np.random.default_rng(5).normal(size=(8, 6, 6, 3)).astype("float32")
     # One device: the global batch is the batch, so outputs are those of the original.
     np.testing.assert_allclose(_numpy(synced(x, training=True)), _numpy(model(x, training=True)), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- ids out of range
+
+
+@pytest.mark.parametrize(("make", "what"), [
+    (lambda: keras_norms.ConditionalBatchNormalization(num_classes=3, name="cbn"),
+     "class ids (num_classes=3)"),
+    (lambda: keras_norms.ConditionalInstanceNormalization(num_styles=3, name="cin"),
+     "style ids (num_styles=3)"),
+], ids=["class", "style"])
+def test_ids_out_of_range_raise_where_the_backend_can(make, what):
+    """Eagerly on every backend; in a compiled predict, TensorFlow's graph raises and jax.jit cannot
+    (documented: the id selects no row, so its example's output is gamma * y + beta = 0)."""
+    layer = make()
+    x = np.random.default_rng(0).normal(size=(3, 2, 2, 4)).astype("float32")
+    ids = np.array([0, 5, 1], "int32")
+    expected = f"{type(layer).__name__} {layer.name}: {what} must be in [0, 3)"
+    with pytest.raises(ValueError, match=re.escape(expected) + r".*out of range \[5\]"):
+        layer(x, ids, training=False)
+
+    image, condition = keras.Input((2, 2, 4)), keras.Input((), dtype="int32")
+    model = keras.Model([image, condition], layer(image, condition))
+    if BACKEND == "jax":  # predict runs jax.jit
+        outputs = _numpy(model.predict([x, ids], verbose=0))
+        assert np.all(outputs[1] == 0.0) and np.all(outputs[[0, 2]] != 0.0)
+        return
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        error = tf.errors.InvalidArgumentError
+    else:
+        error = ValueError  # PyTorch's predict runs eagerly
+    with pytest.raises(error, match=re.escape(expected)):
+        model.predict([x, ids], verbose=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import keras
 import numpy as np
@@ -214,6 +215,39 @@ def test_layer_normalization_matches_keras(shape, axis):
     _build_pair(ours, theirs, shape)
     x = _input(shape)
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["LayerNormalization", "RMSNormalization"])
+@pytest.mark.parametrize("axis", [-1, [-2, -1]], ids=["axis=-1", "axis=[-2,-1]"])
+def test_built_for_rank_3_and_called_on_rank_4_and_2_as_keras(name, axis):
+    """As Keras' own `test_correctness`: built for rank 3, called on another rank, the axes counted
+    from the end (and the float64 reference decides)."""
+    ours, theirs = getattr(keras_norms, name)(axis=axis), getattr(keras.layers, name)(axis=axis)
+    ours.build((2, 5, 4))
+    theirs.build((2, 5, 4))
+    rng = np.random.default_rng(3)
+    ours.set_weights([rng.normal(1.0, 0.5, size=w.shape).astype("float32") for w in ours.get_weights()])
+    theirs.set_weights(ours.get_weights())
+    weights = [np.asarray(w, np.float64) for w in ours.get_weights()]
+    shapes = [(3, 2, 5, 4)] + ([(7, 4)] if axis == -1 else [])
+    for shape in shapes:
+        x = (2.0 + 3.0 * rng.normal(size=shape)).astype("float32")
+        if name == "LayerNormalization":
+            expected = references.layer_norm(x, *weights, axis=axis, epsilon=ours.epsilon)
+        else:
+            expected = references.rms_norm(x, *weights, axis=axis, epsilon=ours.epsilon)
+        np.testing.assert_allclose(np.asarray(ours(x)), expected, atol=1e-5, err_msg=str(shape))
+        np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-4, err_msg=str(shape))
+    assert ours.get_config()["axis"] == axis  # as passed (Keras' turns it into a list at build time)
+
+
+def test_a_layer_whose_axis_would_move_refuses_another_rank():
+    """Keras' LayerNormalization(axis=1) built for rank 3 normalizes axis 1 of a rank-4 input, which is
+    another axis counted from the end; ours refuses."""
+    ours = keras_norms.LayerNormalization(axis=1)
+    ours(_input((2, 5, 4)))
+    with pytest.raises(ValueError, match=re.escape("Received: inputs.shape=(2, 5, 3, 4)")):
+        ours(_input((2, 5, 3, 4)))
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])

@@ -252,18 +252,59 @@ def test_constructor_arguments_are_attributes(case):
     assert_arguments_are_attributes(layer)
 
 
-def test_class_ids_out_of_range_select_no_row():
-    """Documented: ids are not range-checked; an id outside [0, K) gives gamma = beta = 0."""
-    layer = ConditionalBatchNormalization(num_classes=3)
+# name -> (a layer taking ids among 3, what its ids are, the float64 reference of in-range ids)
+ID_LAYERS = {
+    "class": (lambda: ConditionalBatchNormalization(num_classes=3, name="cbn"), "class ids (num_classes=3)",
+              lambda x, ids, w: R.conditional_batch_norm(x, ids, w, training=False)),
+    "style": (lambda: ConditionalInstanceNormalization(num_styles=3, name="cin"), "style ids (num_styles=3)",
+              lambda x, ids, w: R.conditional_instance_norm(x, ids, w["gamma"], w["beta"])),
+}
+
+
+def _id_layer(kind):
+    make, what, reference = ID_LAYERS[kind]
+    layer = make()
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, 2, 2, 4)).astype("float32")
-    ids = np.array([0, 3, -1], "int32")
-    layer(x, ids)
+    layer(x, np.array([0, 1, 2], "int32"))
     _randomize_weights(layer, rng, x)
-    outputs = np.asarray(layer(x, ids, training=False))
+    return layer, x, what, reference
+
+
+def _ids_error(layer, what, outside):
+    return re.escape(f"{type(layer).__name__} {layer.name}: {what} must be in [0, 3)") + r".*" + re.escape(
+        str(outside))
+
+
+@pytest.mark.parametrize("kind", list(ID_LAYERS))
+@pytest.mark.parametrize("ids", [[0, 3, 1], [-1, 0, 2]], ids=["id=3", "id=-1"])
+def test_ids_out_of_range_raise_eagerly_and_when_a_graph_runs(kind, ids):
+    layer, x, what, _ = _id_layer(kind)
+    ids = np.array(ids, "int32")
+    outside = [int(i) for i in ids if not 0 <= i < 3]
+    with pytest.raises(ValueError, match=_ids_error(layer, what, f"Received: ids out of range {outside}")):
+        layer(x, ids, training=False)
+    graph = tf.function(lambda inputs, condition: layer(inputs, condition, training=False))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=_ids_error(layer, what, f"Received ids:] [{outside[0]}]")):
+        graph(tf.constant(x), tf.constant(ids))
+
+    image, condition = keras.Input((2, 2, 4)), keras.Input((), dtype="int32")
+    model = keras.Model([image, condition], layer(image, condition))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(what)):
+        model.predict([x, ids], verbose=0)
+
+
+@pytest.mark.parametrize("kind", list(ID_LAYERS))
+def test_ids_out_of_range_under_xla_select_no_row(kind):
+    """Documented: XLA compiles the assertion away; an id outside [0, 3) then gives gamma = beta = 0."""
+    layer, x, _, reference = _id_layer(kind)
+    ids = np.array([0, 3, -1], "int32")
+    compiled = tf.function(lambda inputs, condition: layer(inputs, condition, training=False),
+                           jit_compile=True)
+    outputs = np.asarray(compiled(tf.constant(x), tf.constant(ids)))
     assert np.all(outputs[1:] == 0.0)
-    _assert_close(outputs[:1], R.conditional_batch_norm(x[:1], ids[:1], _weights(layer), training=False),
-                  "in-range id")
+    _assert_close(outputs[:1], reference(x[:1], ids[:1], _weights(layer)), "in-range id")
 
 
 # ----------------------------------------------------------------------------- batch statistics

@@ -422,13 +422,34 @@ def _other_shapes(name: str, case: Case) -> dict[str, tuple]:
     return others
 
 
+def _follows_the_rank(name: str, case: Case, shape) -> bool:
+    """Layer and RMS norm take another rank where `axis` lands on the same axes counted from the end,
+    of the same sizes (Keras' LayerNormalization and RMSNormalization do)."""
+    if name not in ("layer", "rms"):
+        return False
+    axis = case.kwargs.get("axis", -1)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    built, rank = len(case.input_shape), len(shape)
+    if not all(-rank <= a < rank and a % rank != 0 for a in axes):
+        return False
+    from_end = sorted(a % built - built for a in axes)
+    return (from_end == sorted(a % rank - rank for a in axes)
+            and all(shape[a] == case.input_shape[a] for a in from_end))
+
+
 @each_case
 def test_call_with_another_shape_than_built_names_both(name, case):
     case = _require(name, case)
     if SPECS[name].ranks is None:
         pytest.skip(f"{name!r} takes inputs of any shape")
-    layer, _ = _built_layer(name, case, np.random.default_rng(9))
+    rng = np.random.default_rng(9)
+    layer, _ = _built_layer(name, case, rng)
     for label, shape in _other_shapes(name, case).items():
+        if _follows_the_rank(name, case, shape):
+            x = _sample(shape, rng)
+            _assert_close(layer(x, training=case.training), case.reference(x, _weights(layer)), TOLERANCE,
+                          f"{case.id}, {label} {shape}")
+            continue
         with pytest.raises(ValueError, match=re.escape(f"Received: inputs.shape={shape}")) as error:
             layer(np.ones(shape, "float32"), training=case.training)
         message = str(error.value)

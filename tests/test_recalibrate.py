@@ -8,6 +8,7 @@ model may change.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import keras
@@ -21,6 +22,10 @@ import keras_norms
 from keras_norms.study.datasets import digits, fit_to_shape
 
 TOLERANCE = 1e-5
+
+# Keras' own BatchNormalization takes `renorm` from Keras 3.14 on (read from its signature); keras-norms'
+# always does.
+KERAS_HAS_RENORM = "renorm" in inspect.signature(keras.layers.BatchNormalization.__init__).parameters
 
 
 def _data(shape, seed=0, loc=3.0, scale=2.0):
@@ -83,12 +88,18 @@ def test_a_deeper_model_pools_what_each_batch_norm_sees_in_training_mode():
     _assert_statistics(model.get_layer("bn2"), np.concatenate(h2))
 
 
-def test_nothing_else_changes():
+@pytest.mark.parametrize("renorm_norm", [
+    pytest.param(keras.layers.BatchNormalization, id="keras", marks=pytest.mark.skipif(
+        not KERAS_HAS_RENORM,
+        reason=f"Keras {keras.__version__}'s BatchNormalization has no `renorm` argument")),
+    pytest.param(keras_norms.BatchNormalization, id="keras_norms"),
+])
+def test_nothing_else_changes(renorm_norm):
     rng = np.random.default_rng(4)
     model = keras.Sequential([
         keras.Input((4, 4, 3)), keras.layers.Conv2D(4, 3, padding="same"),
         keras_norms.SwitchableNormalization(), keras.layers.Dropout(0.5),
-        keras.layers.BatchNormalization(renorm=True), keras.layers.Flatten(), keras.layers.Dense(2),
+        renorm_norm(renorm=True), keras.layers.Flatten(), keras.layers.Dense(2),
     ])
     model.compile(optimizer="adam", loss="mse")
     x = _data((16, 4, 4, 3), seed=5)

@@ -17,6 +17,7 @@ from layer_checks import (
     run_litert,
     weights_of,
 )
+from references import numerical_gradient
 
 from keras_norms.weight_norm import WeightNormalization
 
@@ -139,11 +140,21 @@ def _reference(name):
     return RNN_REFERENCES[name] if linear is None else linear_reference(linear, output_axis)
 
 
+def _to_channels_first(array):
+    return np.moveaxis(np.asarray(array), -1, 1)
+
+
 def _wrapped(name, data_init=False, seed=0, **layer_kwargs):
-    """A built wrapper with random weights (g > 0, not ones) and its input; not initialized."""
+    """A built wrapper with random weights (g > 0, not ones) and its input; not initialized.
+
+    With ``data_format="channels_first"`` the input is the case's, channels moved to axis 1.
+    """
     make, shape, _, _ = CASES[name]
     rng = np.random.default_rng(seed)
     x = rng.normal(size=shape).astype("float32")
+    if layer_kwargs.get("data_format") == "channels_first":
+        x = _to_channels_first(x)
+        shape = x.shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # data_init=True with an RNN warns, as in tensorflow-addons
         layer = WeightNormalization(make(**layer_kwargs), data_init=data_init)
@@ -248,6 +259,7 @@ def test_rnn_data_init_scales_g_by_the_output_deviation_as_tfa(name, mode):
     assert_close(outputs, RNN_REFERENCES[name](x, _weights(layer)), 2e-5, "first output uses the new g")
 
 
+@pytest.mark.data_format
 def test_channels_first_convolutions_use_channel_axis_1():
     x = np.random.default_rng(5).normal(size=(3, 2, 7)).astype("float32")
     layer = WeightNormalization(keras.layers.Conv1D(3, 3, data_format="channels_first"))
@@ -259,6 +271,36 @@ def test_channels_first_convolutions_use_channel_axis_1():
     assert_close(layer.layer.bias, -pre.mean(axis=(0, 1)) * scale, 1e-4, "bias")
     expected = (pre - pre.mean(axis=(0, 1))) * scale
     assert_close(outputs, expected.transpose(0, 2, 1), 2e-5, "channels-first output")
+
+
+@pytest.mark.data_format
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@pytest.mark.parametrize("name", ["conv1d", "conv2d", "conv3d", "conv2d_transpose"])
+def test_channels_first_convolutions_match_the_reference_on_every_machine(name, mode):
+    """Channels first runs even where TensorFlow's CPU kernels take NHWC only (no oneDNN)."""
+    layer, x = _wrapped(name, data_format="channels_first")
+    layer.initialized.assign(True)
+    upstream = np.random.default_rng(1).normal(size=layer.compute_output_shape(x.shape)).astype("float32")
+
+    def forward(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+            loss = tf.reduce_sum(outputs * upstream)
+        return outputs, tape.gradient(loss, inputs)
+
+    if mode != "eager":
+        forward = tf.function(forward, jit_compile=mode == "xla")
+    outputs, gradient = forward(tf.constant(x))
+    reference = _reference(name)
+
+    def channels_first_reference(inputs, weights):
+        return _to_channels_first(reference(np.moveaxis(inputs, 1, -1), weights))
+
+    weights = _weights(layer)
+    assert_close(outputs, channels_first_reference(x, weights), 2e-5, "channels-first output")
+    expected = numerical_gradient(lambda v: channels_first_reference(v, weights), x, upstream)
+    assert_close(gradient, expected, 1e-4, "channels-first d/dinput")
 
 
 def test_data_init_with_an_rnn_warns_as_tfa():

@@ -10,6 +10,7 @@ import pytest
 import references as R
 import tensorflow as tf
 from layer_checks import assert_close, assert_gradients_match, convert_builtin_only, run_litert, weights_of
+from platform_checks import nchw_convolutions_on_cpu
 
 import keras_norms
 
@@ -57,6 +58,32 @@ def test_config_keeps_epsilon_and_every_conv2d_argument():
     clone = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(clone) is keras_norms.WeightStandardizedConv2D
     assert clone.get_config() == config
+
+
+@pytest.mark.data_format
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_channels_first_matches_the_reference_on_every_machine(mode):
+    """Channels first runs where TensorFlow's CPU kernels take NHWC only, unlike Keras' own Conv2D.
+
+    The output width equals the filter count (4): the bias must still go on the channel axis.
+    """
+    layer, x = _conv(seed=4)
+    first = keras_norms.WeightStandardizedConv2D(4, 3, data_format="channels_first")
+    x = np.moveaxis(np.pad(x, [(0, 0), (0, 1), (0, 1), (0, 0)]), -1, 1)  # (2, 3, 6, 6)
+    first(x)
+    first.set_weights(layer.get_weights())
+    reference = _reference()
+
+    def channels_first_reference(arrays, w):
+        return np.moveaxis(reference([np.moveaxis(arrays[0], 1, -1)], w), -1, 1)
+
+    call = first if mode == "eager" else tf.function(first, jit_compile=mode == "xla")
+    assert_close(call(tf.constant(x)), channels_first_reference([x], weights_of(first)), 1e-5, mode)
+    assert_gradients_match(call, channels_first_reference, [x], first)
+    if not nchw_convolutions_on_cpu():
+        keras_conv = keras.layers.Conv2D(4, 3, data_format="channels_first")
+        with pytest.raises(tf.errors.UnimplementedError, match="NHWC"):
+            keras_conv(x)
 
 
 def _gn_ws_model():

@@ -52,9 +52,13 @@ One file per family:
 - `jax.py`: the JAX entry points, the same names as `tf.py`.
 - `jax_standardize.py`: standardization over axes with a closed-form gradient
   (`jax.custom_vjp`: batch norm in training, layer and RMS norm).
+- `tf_checks.py`, `jax_checks.py`, `torch_checks.py`: the values of a tensor
+  where they exist (not while a graph is traced), for checks such as
+  `functional.check_ids`; on TensorFlow also the assertion a graph runs.
+- `tf_conv.py`: the shape of an empty batch out of TensorFlow's CPU convolutions.
 
 A kernel returns `None` where it does not apply, and `functional` then takes
 the plain path. This file imports nothing: the package is imported under
 every backend; only its `tf*` modules import TensorFlow, only its `jax*`
-modules JAX.
+modules JAX, only its `torch*` modules PyTorch.
 """
