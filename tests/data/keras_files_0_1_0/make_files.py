@@ -19,9 +19,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # tests/, for the layer tables
 
-import keras_norms  # noqa: E402
 from layer_cases import SPECS  # noqa: E402
 from layer_zoo import LAYERS  # noqa: E402
+
+import keras_norms  # noqa: E402
 
 
 def _randomize(model, rng):
