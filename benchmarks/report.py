@@ -219,7 +219,8 @@ def markdown(results: dict) -> str:
               "floor. The `x + 1` column is one op over the tensor, the least that any kernel writing "
               "its output can cost: `keras / x + 1` is the most any inference kernel can gain on Keras "
               "here. At ranks 2 and 3 an inference graph may not grow to the fused kernel's rank 4 "
-              "(DESIGN.md's rank rule), and channels first the CPU kernel transposes; there "
+              "(an inference graph never holds a tensor of higher rank than its input: see "
+              "docs/contributing.md), and channels first the CPU kernel transposes; there "
               "keras-norms runs the same folded multiply-add as Keras.",
               "- PyTorch runs with glibc's heap keeping large blocks (`MALLOC_MMAP_THRESHOLD_`), as "
               "TensorFlow's pool does: by default every tensor above 32 MiB is freshly mapped memory, "

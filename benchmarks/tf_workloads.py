@@ -11,7 +11,7 @@ import tensorflow as tf
 import keras_norms
 from keras_norms import functional as F
 
-IMAGES = (32, 56, 56, 128)  # NHWC, groups=32: DESIGN.md's reference shapes
+IMAGES = (32, 56, 56, 128)  # NHWC, groups=32: the reference shapes (docs/contributing.md)
 SEQUENCES = (32, 512, 768)
 
 

@@ -42,13 +42,13 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def digits_data(input_shape: tuple[int, ...], seed: int = 0):
-    """The digits (`keras_norms.study.datasets.digits`) fitted to `input_shape`.
+    """The digits (`keras_norms.sample_data.digits`) fitted to `input_shape`.
 
     Returns:
         `(calibration, (x_test, y_test))`: training images for calibration, and
         the test split with its labels for evaluation.
     """
-    from keras_norms.study.datasets import digits
+    from keras_norms.sample_data import digits
 
     data = digits(seed=seed)
     return fit_images(data.x_train, input_shape), (fit_images(data.x_test, input_shape), data.y_test)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from keras_norms.cli import _positive_int
+from keras_norms.cli_args import positive_int
 
 QUANTIZE_CHOICES = ("int8", "float16", "dynamic")
 
@@ -15,7 +15,7 @@ def _batch_size(text: str) -> int | None:
     if text.lower() == "none":
         return None
     try:
-        return _positive_int(text)
+        return positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {text!r}") from None
 

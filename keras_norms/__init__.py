@@ -9,6 +9,7 @@ Examples:
 """
 
 from keras_norms import functional
+from keras_norms._base import AffineNormalization, ConditionedNormalization, NormalizationLayer
 from keras_norms.adaptive import (
     AdaptiveGroupNormalization,
     AdaptiveInstanceNormalization,
@@ -30,6 +31,7 @@ from keras_norms.convert import (
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
 from keras_norms.recalibrate import recalibrate_batch_norms
+from keras_norms.recurrent import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.registry import get, names, register
 from keras_norms.response import TLU, FilterResponseNormalization
 from keras_norms.spade import SPADE
@@ -43,14 +45,19 @@ __all__ = [
     "AdaptiveGroupNormalization",
     "AdaptiveInstanceNormalization",
     "AdaptiveLayerNormalization",
+    "AffineNormalization",
     "BatchNormalization",
     "ConditionalBatchNormalization",
     "ConditionalInstanceNormalization",
+    "ConditionedNormalization",
     "FiLM",
     "FilterResponseNormalization",
     "GroupNormalization",
     "InstanceNormalization",
+    "LayerNormLSTMCell",
+    "LayerNormSimpleRNNCell",
     "LayerNormalization",
+    "NormalizationLayer",
     "RMSNormalization",
     "SPADE",
     "SwitchableNormalization",

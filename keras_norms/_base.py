@@ -1,207 +1,160 @@
-"""What every normalization layer shares: argument checks and the gamma/beta weights."""
+"""What every normalization layer shares: argument checks, declared arguments and the base classes.
+
+`NormalizationLayer` (every layer), `AffineNormalization` (the layers with gamma and beta) and
+`ConditionedNormalization` (the layers called as `layer(inputs, condition)`) are public, as
+`keras_norms.NormalizationLayer`, `keras_norms.AffineNormalization` and
+`keras_norms.ConditionedNormalization`.
+"""
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Sequence
-
 import keras
-import numpy as np
-from keras import activations, constraints, initializers, ops, regularizers
+from keras import ops
+
+from keras_norms._checks import (
+    GETTERS,
+    KERAS_OBJECTS,
+    check_bool,
+    check_epsilon,
+    resolve_axes,
+    shape_fits,
+)
 
 
-def check_epsilon(epsilon, name: str = "epsilon") -> float:
-    """Returns `epsilon` as a float, or raises (naming the argument `name`) unless it is finite and > 0."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(f"Argument `{name}` must be a positive float. Received: {name}={epsilon!r}")
-    if not epsilon > 0:
-        raise ValueError(
-            f"Argument `{name}` must be > 0 (it keeps the division finite). Received: {name}={epsilon!r}"
-        )
-    if not math.isfinite(epsilon):
-        raise ValueError(f"Argument `{name}` must be a finite float > 0. Received: {name}={epsilon!r}")
-    return float(epsilon)
+def _kind(argument: str) -> str:
+    """The kind of a declared argument, from its name: `*_initializer` an initializer, and so on."""
+    return argument.rpartition("_")[2]
 
 
-def check_groups(groups) -> int:
-    """Returns `groups` as an int (a positive count, or -1 for one channel per group), or raises."""
-    message = "Argument `groups` must be a positive int, or -1 for one channel per group. "
-    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
-        raise TypeError(message + f"Received: groups={groups!r}")
-    if groups == 0 or groups < -1:
-        raise ValueError(message + f"Received: groups={groups}")
-    return int(groups)
+def _checked_argument(argument: str, value):
+    if argument == "epsilon":
+        return check_epsilon(value)
+    getter = GETTERS.get(_kind(argument))
+    return check_bool(argument, value) if getter is None else getter(argument, value)
 
 
-def check_fraction(name: str, value) -> float:
-    """Returns `value` as a float in [0, 1] (a momentum), or raises naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Argument `{name}` must be a float in [0, 1]. Received: {name}={value!r}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"Argument `{name}` must be in [0, 1]. Received: {name}={value!r}")
-    return float(value)
-
-
-def check_axis_argument(axis, *, allow_list: bool = False) -> int | list[int]:
-    """Validates an `axis` argument: its type, and not the batch axis 0 (`build` checks the range)."""
-    if allow_list and isinstance(axis, (list, tuple)):
-        if not axis or not all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
-            raise TypeError(
-                f"Argument `axis` must be an int or a non-empty list of ints. Received: axis={axis!r}"
-            )
-        axes = list(axis)
-    elif isinstance(axis, bool) or not isinstance(axis, int):
-        expected = "an int or a list of ints" if allow_list else "an int"
-        raise TypeError(f"Argument `axis` must be {expected}. Received: axis={axis!r}")
-    else:
-        axes = [axis]
-    if 0 in axes:
-        raise ValueError(f"Argument `axis` cannot include the batch axis 0. Received: axis={axis!r}")
-    return axes if allow_list and isinstance(axis, (list, tuple)) else axis
-
-
-def check_axes_in_range(layer_name: str, axis: int | Sequence[int], input_shape) -> None:
-    """Raises if an entry of `axis` is not an axis of an input of `input_shape`."""
-    rank = len(input_shape)
-    for a in [axis] if isinstance(axis, int) else axis:
-        if not -rank <= a < rank:
-            raise ValueError(
-                f"{layer_name}: axis {a} is out of range for an input of rank {rank} "
-                f"(shape {tuple(input_shape)}). Received: axis={axis!r}"
-            )
-
-
-def resolve_axes(layer_name: str, axis: int | Sequence[int], input_shape) -> list[int]:
-    """Maps `axis` to non-negative axes of `input_shape`, which must be defined and not the batch.
-
-    Raises:
-        ValueError: an axis out of range, the batch axis, or an undefined dimension.
-    """
-    check_axes_in_range(layer_name, axis, input_shape)
-    rank = len(input_shape)
-    resolved = []
-    for a in [axis] if isinstance(axis, int) else axis:
-        a %= rank
-        if a == 0:
-            raise ValueError(
-                f"{layer_name}: axis 0 is the batch axis and cannot be normalized over. "
-                f"Received: axis={axis!r} for input shape {tuple(input_shape)}"
-            )
-        if input_shape[a] is None:
-            raise ValueError(
-                f"{layer_name}: the normalized axis {a} of the input must have a defined size, "
-                f"but the input shape is {tuple(input_shape)}. Give the model an input shape "
-                f"with this dimension set. Received: axis={axis!r}"
-            )
-        resolved.append(a)
-    if len(set(resolved)) != len(resolved):
-        raise ValueError(f"{layer_name}: duplicate entries in `axis`. Received: axis={axis!r}")
-    return sorted(resolved)
-
-
-def check_rank(layer_name: str, input_shape, min_rank: int, max_rank: int | None = None) -> None:
-    """Raises if the rank of `input_shape` is outside [min_rank, max_rank]."""
-    rank = len(input_shape)
-    if rank < min_rank or (max_rank is not None and rank > max_rank):
-        supported = f"{min_rank} to {max_rank}" if max_rank else f"{min_rank} or more"
-        raise ValueError(
-            f"{layer_name} supports inputs of rank {supported} (batch axis included). "
-            f"Received: input_shape={tuple(input_shape)} (rank {rank})"
-        )
-
-
-def shape_fits(shape, expected, *, broadcast: bool = False) -> bool:
-    """Whether `shape` has the rank of `expected` and its sizes (None: any; with `broadcast`, also 1)."""
-    if len(shape) != len(expected):
-        return False
-    sizes = (1, None) if broadcast else (None,)
-    return all(e is None or s in sizes or s == e for s, e in zip(shape, expected, strict=True))
-
-
-def check_bool(name: str, value) -> bool:
-    """Returns `value` as a bool if it is one (a NumPy bool too), or raises a TypeError naming `name`."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Argument `{name}` must be a bool. Received: {name}={value!r}")
-    return bool(value)
-
-
-def check_count(name: str, value, *, allow_none: bool = False) -> int | None:
-    """Returns `value` as a positive int (None passes with `allow_none`), or raises naming `name`.
-
-    Raises:
-        TypeError: `value` is not an int (booleans, floats such as 2.0 or NaN, and strings are refused).
-        ValueError: `value` is < 1.
-    """
-    if value is None and allow_none:
-        return None
-    expected = "a positive int" + (" or None" if allow_none else "")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
-    if value < 1:
-        raise ValueError(f"Argument `{name}` must be {expected}. Received: {name}={value!r}")
-    return int(value)
-
-
-_KERAS_OBJECTS = {
-    "initializer": initializers,
-    "regularizer": regularizers,
-    "constraint": constraints,
-    "activation": activations,
-}
-
-
-def _keras_object(kind: str, name: str, identifier):
-    try:
-        return _KERAS_OBJECTS[kind].get(identifier)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"Argument `{name}` must be a Keras {kind}: a name, a config dict, an instance or None "
-            f"({error}). Received: {name}={identifier!r}"
-        ) from error
-
-
-def get_initializer(name: str, identifier):
-    """`keras.initializers.get(identifier)`, or a ValueError naming the argument `name`."""
-    return _keras_object("initializer", name, identifier)
-
-
-def get_regularizer(name: str, identifier):
-    """`keras.regularizers.get(identifier)`, or a ValueError naming the argument `name`."""
-    return _keras_object("regularizer", name, identifier)
-
-
-def get_constraint(name: str, identifier):
-    """`keras.constraints.get(identifier)`, or a ValueError naming the argument `name`."""
-    return _keras_object("constraint", name, identifier)
-
-
-def get_activation(name: str, identifier):
-    """`keras.activations.get(identifier)`, or a ValueError naming the argument `name`."""
-    return _keras_object("activation", name, identifier)
+def _argument_config(argument: str, value):
+    kind = _kind(argument)
+    return KERAS_OBJECTS[kind].serialize(value) if kind in KERAS_OBJECTS else value
 
 
 class NormalizationLayer(keras.layers.Layer):
-    """Base of every layer of the package: the dtypes it computes in, and the input shapes it accepts.
+    """Base of every layer of the package: its dtypes, the input shapes it accepts, its declared arguments.
 
     - Inputs are not autocast to the compute dtype. Under a mixed policy a
       float32 input reaches the statistics unrounded (float16 holds nothing
       above 65504), and a float16/bfloat16 input is read as it is; the math in
-      `functional.py` runs in float32 either way. A float64 layer computes in
+      `keras_norms.functional` runs in float32 either way. A float64 layer computes in
       float64. Statistics never run in less than float32, the weights are
       never autocast, and the output has the compute dtype.
     - A built layer accepts inputs of the rank it was built for, with the
       sizes it was built for on the axes that carry its weights
       (`expect_input_shape` in `build`, `prepare` in `call`).
+    - The arguments a subclass lists in `declared_arguments` are checked,
+      stored as attributes of their names and written to the config here,
+      each the way its name says: `epsilon` a float > 0; `*_initializer`,
+      `*_regularizer`, `*_constraint` and `activation` Keras objects (the
+      config holds them serialized); any other name a bool (a switch such as
+      `scale`). `add_learned_weight` creates a weight from its
+      `<weight>_initializer`, `<weight>_regularizer` and `<weight>_constraint`.
+
+    A subclass whose signature lists its declared arguments passes them on
+    with `super().__init__(**self.declared_values(locals()), **kwargs)`; one
+    whose signature does not takes them in `**kwargs`, with the defaults of
+    `declared_arguments`.
+
+    Args:
+        **kwargs: The declared arguments, and the base layer arguments
+            (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: As the subclass defines them; `prepare(inputs)` checks them
+            against the shape the layer was built for.
+
+    Raises:
+        TypeError: If a declared bool is not a bool, or `epsilon` is not a number.
+        ValueError: If `epsilon` is not finite and > 0, or Keras cannot
+            interpret a declared initializer, regularizer, constraint or
+            activation (each error names the argument and its value). When
+            called, if `prepare` gets inputs of a shape the layer was not
+            built for.
+
+    Examples:
+        A layer that subtracts the mean over the last axis and adds a learned
+        offset, whose initializer and regularizer are arguments:
+
+        >>> import keras, keras_norms, numpy as np
+        >>> class MeanCentering(keras_norms.NormalizationLayer):
+        ...     declared_arguments = {"offset_initializer": "zeros", "offset_regularizer": None}
+        ...
+        ...     def build(self, input_shape):
+        ...         self.expect_input_shape(input_shape, [-1])
+        ...         self.offset = self.add_learned_weight("offset", (input_shape[-1],))
+        ...
+        ...     def call(self, inputs):
+        ...         inputs = self.prepare(inputs)
+        ...         centered = inputs - keras.ops.mean(inputs, axis=-1, keepdims=True)
+        ...         return keras.ops.cast(centered + self.offset, self.compute_dtype)
+        >>> layer = MeanCentering(offset_initializer="ones")
+        >>> np.asarray(layer(np.array([[1.0, 2.0, 6.0]])))
+        array([[-1.,  0.,  4.]], dtype=float32)
+        >>> type(layer.offset_initializer).__name__, layer.get_config()["offset_initializer"]["class_name"]
+        ('Ones', 'Ones')
+    """
+
+    declared_arguments: dict = {}
+    """The constructor arguments this class checks, stores and writes to the config, with their defaults.
+
+    In the order of the config; the class docstring says how a name is checked.
     """
 
     def __init__(self, **kwargs):
+        arguments = {name: kwargs.pop(name, default) for name, default in self.declared_arguments.items()}
         super().__init__(**kwargs)
         self.autocast = False
         self.supports_masking = True
         self._expected_input_shape = None
         self._fixed_axes = None
         self._axis_argument = None
+        for name, value in arguments.items():
+            setattr(self, name, _checked_argument(name, value))
+
+    @classmethod
+    def declared_values(cls, arguments: dict) -> dict:
+        """The entries of `arguments` that `declared_arguments` names, for the base constructor.
+
+        Args:
+            arguments: A constructor's arguments by name (its `locals()` as its body starts).
+
+        Returns:
+            The declared arguments among them, by name.
+        """
+        return {name: arguments[name] for name in cls.declared_arguments if name in arguments}
+
+    def add_learned_weight(self, name: str, shape, *, arguments: str | None = None):
+        """Creates the trainable weight `name` of `shape` (never autocast) from its declared arguments.
+
+        Args:
+            name: The weight's name.
+            shape: Its shape.
+            arguments: The prefix of its arguments, `name` by default: the
+                initializer is the attribute `<arguments>_initializer`, the
+                regularizer and constraint `<arguments>_regularizer` and
+                `<arguments>_constraint` where the layer has them (None otherwise).
+
+        Returns:
+            The new variable.
+        """
+        prefix = name if arguments is None else arguments
+        return self.add_weight(
+            name=name,
+            shape=tuple(shape),
+            initializer=getattr(self, f"{prefix}_initializer"),
+            regularizer=getattr(self, f"{prefix}_regularizer", None),
+            constraint=getattr(self, f"{prefix}_constraint", None),
+            trainable=True,
+            autocast=False,
+        )
 
     @property
     def statistics_dtype(self) -> str:
@@ -277,77 +230,302 @@ class NormalizationLayer(keras.layers.Layer):
             return ops.cast(tensor, self.statistics_dtype)
         return tensor
 
+    def get_config(self):
+        declared = {name: _argument_config(name, getattr(self, name)) for name in self.declared_arguments}
+        return {**super().get_config(), **declared}
+
 
 class AffineNormalization(NormalizationLayer):
-    """Base of the layers with an optional learned scale (gamma) and offset (beta).
+    """Base of the layers with a learned scale `gamma` and offset `beta`, each of the given shape.
 
-    It stores and serializes the shared arguments; subclasses add their own,
-    say which axes carry the parameters (`build`) and call `functional.py`.
+    By default a subclass takes the arguments of Keras' normalization layers,
+    in `**kwargs` or in its own signature: `epsilon`, `center` (`beta`),
+    `scale` (`gamma`), and an initializer, a regularizer and a constraint for
+    each weight. A layer with other affine weights or defaults declares its
+    own `declared_arguments`: `keras_norms.RMSNormalization` declares `scale`
+    and the `gamma_*` arguments alone (it has no `beta`, and refuses
+    `center`), `keras_norms.FilterResponseNormalization` both weights
+    without the switches. In `build`, `add_affine_weights(shape)` creates
+    the declared weights, `gamma` then `beta`, each unless its switch is
+    off; they are `None` otherwise.
+
+    Args:
+        **kwargs: The arguments below that the subclass declares, and the base
+            layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Keyword Args:
+        epsilon: Small float added to the variance, > 0 (default 1e-3).
+        center: If `True` (default), add the learned offset `beta`.
+        scale: If `True` (default), multiply by the learned scale `gamma`.
+        beta_initializer: Initializer of `beta` (default `"zeros"`).
+        gamma_initializer: Initializer of `gamma` (default `"ones"`).
+        beta_regularizer: Optional regularizer of `beta`.
+        gamma_regularizer: Optional regularizer of `gamma`.
+        beta_constraint: Optional constraint of `beta`.
+        gamma_constraint: Optional constraint of `gamma`.
+
+    Call arguments:
+        inputs: As the subclass defines them.
+
+    Raises:
+        TypeError: If `epsilon` is not a number, or `center` or `scale` is not a bool.
+        ValueError: If `epsilon` is not finite and > 0, or Keras cannot
+            interpret an initializer, regularizer or constraint; if the
+            subclass does not declare an argument it is given, Keras refuses
+            it as an unrecognized keyword argument.
+
+    Examples:
+        A layer normalization with a scale and no offset, declaring `gamma`
+        alone (the layer refuses `center`):
+
+        >>> import keras, keras_norms, numpy as np
+        >>> class ScaledLayerNormalization(keras_norms.AffineNormalization):
+        ...     declared_arguments = {"epsilon": 1e-3, "scale": True, "gamma_initializer": "ones",
+        ...                           "gamma_regularizer": None, "gamma_constraint": None}
+        ...
+        ...     def build(self, input_shape):
+        ...         self.expect_input_shape(input_shape, [-1])
+        ...         self.add_affine_weights((input_shape[-1],))
+        ...
+        ...     def call(self, inputs):
+        ...         outputs = keras_norms.functional.layer_norm(self.prepare(inputs), self.gamma,
+        ...                                                     axis=-1, epsilon=self.epsilon)
+        ...         return keras.ops.cast(outputs, self.compute_dtype)
+        >>> layer = ScaledLayerNormalization(gamma_initializer="ones")
+        >>> np.round(np.asarray(layer(np.array([[1.0, 2.0, 3.0, 4.0]]))), 3)
+        array([[-1.341, -0.447,  0.447,  1.341]], dtype=float32)
+        >>> [w.name for w in layer.weights], layer.beta, "center" in layer.get_config()
+        (['gamma'], None, False)
     """
 
-    def __init__(
-        self,
-        *,
-        epsilon: float = 1e-3,
-        center: bool = True,
-        scale: bool = True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        beta_regularizer=None,
-        gamma_regularizer=None,
-        beta_constraint=None,
-        gamma_constraint=None,
-        **kwargs,
-    ):
+    declared_arguments = {
+        "epsilon": 1e-3,
+        "center": True,
+        "scale": True,
+        "beta_initializer": "zeros",
+        "gamma_initializer": "ones",
+        "beta_regularizer": None,
+        "gamma_regularizer": None,
+        "beta_constraint": None,
+        "gamma_constraint": None,
+    }
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = check_epsilon(epsilon)
-        self.center = check_bool("center", center)
-        self.scale = check_bool("scale", scale)
-        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
-        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
-        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
-        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
-        self.beta_constraint = get_constraint("beta_constraint", beta_constraint)
-        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
         self.gamma = None
         self.beta = None
 
-    def add_affine_weights(self, shape: tuple[int, ...]) -> None:
-        """Creates `gamma` (if `scale`) and `beta` (if `center`) of `shape`, never autocast."""
-        if self.scale:
-            self.gamma = self.add_weight(
-                name="gamma",
-                shape=shape,
-                initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-                trainable=True,
-                autocast=False,
-            )
-        if self.center:
-            self.beta = self.add_weight(
-                name="beta",
-                shape=shape,
-                initializer=self.beta_initializer,
-                regularizer=self.beta_regularizer,
-                constraint=self.beta_constraint,
-                trainable=True,
-                autocast=False,
-            )
+    def add_affine_weights(self, shape) -> None:
+        """Creates the declared affine weights of `shape`: `gamma` (unless `scale=False`), then `beta`.
+
+        Args:
+            shape: The shape of each weight.
+        """
+        declared = self.declared_arguments
+        for weight, switch in (("gamma", "scale"), ("beta", "center")):
+            if f"{weight}_initializer" in declared and (switch not in declared or getattr(self, switch)):
+                setattr(self, weight, self.add_learned_weight(weight, shape))
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = {
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "beta_constraint": constraints.serialize(self.beta_constraint),
-            "gamma_constraint": constraints.serialize(self.gamma_constraint),
-        }
-        return {**super().get_config(), **config}
+
+class ConditionedNormalization(NormalizationLayer):
+    """Base of the layers called as `layer(inputs, condition)`: the condition check, projections, statistics.
+
+    The conditional, adaptive and SPADE layers take their parameters from a
+    second input, the condition. A subclass:
+
+    - says which conditions fit in `condition_problem` (by default a vector
+      per example, `vector_problem`), and calls `check_condition` in `build`
+      and `call`: a condition that does not fit, or whose batch size differs
+      from that of the inputs, raises a `ValueError` naming both shapes. It
+      records the condition's feature count in `condition_features` when it
+      is built, so that later conditions must have it too;
+    - creates its projections of the condition with `add_projection`, from
+      its declared `kernel_*` and `bias_*` arguments;
+    - if it normalizes with the moving statistics of a
+      `keras_norms.BatchNormalization`, holds that layer in `normalization`:
+      `freeze_statistics` then reads and sets its `freeze_statistics`.
+
+    Attributes:
+        condition_name: What the errors call the condition (`"condition"`, or
+            `"style"` in `AdaptiveInstanceNormalization`).
+        condition_features: The size of the last axis of the condition the
+            layer was built for, or `None`.
+        normalization: The batch normalization that computes the
+            statistics, or `None`.
+
+    Args:
+        **kwargs: The declared arguments (see `keras_norms.NormalizationLayer`)
+            and the base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: The tensor to normalize, as the subclass defines it.
+        condition: The condition, of the batch size of `inputs`.
+
+    Raises:
+        ValueError: From `check_condition`, if the condition does not fit the
+            inputs (see `condition_problem`) or has another batch size.
+
+    Examples:
+        A scale per example and channel projected from a conditioning vector,
+        ``x * (1 + c @ kernel + bias)``:
+
+        >>> import keras, keras_norms, numpy as np
+        >>> class ConditionalScale(keras_norms.ConditionedNormalization):
+        ...     declared_arguments = {"kernel_initializer": "zeros", "bias_initializer": "zeros"}
+        ...
+        ...     def build(self, inputs_shape, condition_shape):
+        ...         self.check_condition(inputs_shape, condition_shape)
+        ...         self.expect_input_shape(inputs_shape, [-1])
+        ...         self.condition_features = condition_shape[-1]
+        ...         self.kernel, self.bias = self.add_projection((self.condition_features, inputs_shape[-1]))
+        ...
+        ...     def call(self, inputs, condition):
+        ...         inputs = self.prepare(inputs)
+        ...         self.check_condition(inputs.shape, condition.shape)
+        ...         scale = 1.0 + keras.ops.matmul(condition, self.kernel) + self.bias
+        ...         return keras.ops.cast(inputs * scale[:, None, :], self.compute_dtype)
+        >>> layer = ConditionalScale()
+        >>> x, c = np.ones((2, 5, 8), "float32"), np.ones((2, 3), "float32")
+        >>> bool((np.asarray(layer(x, c)) == x).all()), tuple(layer.kernel.shape)
+        (True, (3, 8))
+        >>> layer.check_condition((2, 5, 8), (3, 3))  # as a call with another batch size of conditions
+        Traceback (most recent call last):
+        ...
+        ValueError: ConditionalScale: the condition must have the batch size of the inputs. Received: ...
+    """
+
+    condition_name = "condition"
+    # The layers of keras_norms.conditional and SPADE restate both shapes before the problem, and word
+    # some problems otherwise: their messages stay as they were.
+    _restate_shapes = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.condition_features = None
+        self.normalization = None
+        self._freeze_statistics = False
+
+    @property
+    def freeze_statistics(self) -> bool:
+        """Normalize with the moving statistics and leave them as they are, also in training.
+
+        The `freeze_statistics` of `normalization`; a layer without one keeps
+        the value (and has no statistics to freeze). Set it on a built layer,
+        then compile again.
+        """
+        if self.normalization is not None:
+            return self.normalization.freeze_statistics
+        return self._freeze_statistics
+
+    @freeze_statistics.setter
+    def freeze_statistics(self, value: bool) -> None:
+        self._freeze_statistics = bool(value)
+        if self.normalization is not None:
+            self.normalization.freeze_statistics = bool(value)
+
+    def condition_problem(self, inputs_shape, condition_shape, integer: bool | None) -> str | None:
+        """Why a condition of `condition_shape` does not fit inputs of `inputs_shape`, or None if it fits.
+
+        Subclasses override it; this default takes a vector per example
+        (`vector_problem`). The batch sizes are compared by `check_condition`.
+
+        Args:
+            inputs_shape: The shape of the inputs.
+            condition_shape: The shape of the condition.
+            integer: Whether the condition has an integer dtype (None where
+                it is not known, as in `build`).
+
+        Returns:
+            The problem, worded to follow "the condition does not fit:", or None.
+        """
+        return self.vector_problem(condition_shape)
+
+    def vector_problem(self, condition_shape: tuple) -> str | None:
+        """Why `condition_shape` is not that of a vector per example, `(batch, condition_features)`.
+
+        Args:
+            condition_shape: The shape of the condition.
+
+        Returns:
+            The problem (not of rank 2, an undefined feature count, or
+            another than the layer was built for), or None.
+        """
+        name, features, restate = self.condition_name, self.condition_features, self._restate_shapes
+        if len(condition_shape) != 2:
+            if restate:
+                return f"the {name} must be a batch of vectors, of rank 2, not rank {len(condition_shape)}"
+            return f"the {name} must be a vector per example, of shape (batch, features)"
+        if condition_shape[-1] is None:
+            if restate:
+                return f"the {name}'s last axis must have a defined size"
+            return f"the feature axis of the {name} must have a defined size"
+        if features is not None and condition_shape[-1] != features:
+            if restate:
+                return f"the layer was built for {name}s of {features} features, not {condition_shape[-1]}"
+            return f"the layer was built for a {name} of {features} features"
+        return None
+
+    def check_condition(self, inputs_shape, condition_shape, integer: bool | None = None) -> None:
+        """Raises unless a condition of `condition_shape` fits inputs of `inputs_shape`.
+
+        Args:
+            inputs_shape: The shape of the inputs.
+            condition_shape: The shape of the condition.
+            integer: Whether the condition has an integer dtype, if known.
+
+        Raises:
+            ValueError: If `condition_problem` finds a problem, or the known
+                batch sizes differ; the message names both shapes.
+        """
+        inputs_shape, condition_shape = tuple(inputs_shape), tuple(condition_shape)
+        problem = self.condition_problem(inputs_shape, condition_shape, integer)
+        if problem is None and condition_shape:
+            batch, condition_batch = inputs_shape[0], condition_shape[0]
+            if batch is not None and condition_batch is not None and batch != condition_batch:
+                problem = (f"the batch sizes differ ({condition_batch} != {batch})" if self._restate_shapes
+                           else f"the {self.condition_name} must have the batch size of the inputs")
+        if problem is not None:
+            raise self.condition_error(inputs_shape, condition_shape, problem)
+
+    def condition_error(self, inputs_shape, condition_shape, problem: str) -> ValueError:
+        """The error for a condition that does not fit the inputs, naming both shapes.
+
+        Args:
+            inputs_shape: The shape of the inputs.
+            condition_shape: The shape of the condition.
+            problem: What does not fit.
+
+        Returns:
+            The `ValueError` to raise.
+        """
+        inputs_shape, condition_shape = tuple(inputs_shape), tuple(condition_shape)
+        if self._restate_shapes:
+            problem = (f"a {self.condition_name} of shape {condition_shape} does not fit inputs of shape "
+                       f"{inputs_shape}: {problem}")
+        return ValueError(
+            f"{type(self).__name__}: {problem}. Received: inputs.shape={inputs_shape}, "
+            f"{self.condition_name}.shape={condition_shape}"
+        )
+
+    def add_projection(self, kernel_shape, *, name: str | None = None) -> tuple:
+        """Creates a projection of the condition: a kernel, and a bias of its last size.
+
+        Their initializers and regularizers are the declared `kernel_*` and
+        `bias_*` arguments; both are trainable and never autocast.
+
+        Args:
+            kernel_shape: The shape of the kernel (`(features, units)` for a
+                dense projection, `(height, width, in, out)` for a convolution).
+            name: Names the weights `<name>_kernel` and `<name>_bias`
+                (`kernel` and `bias` without it).
+
+        Returns:
+            `(kernel, bias)`.
+        """
+        prefix = "" if name is None else f"{name}_"
+        kernel = self.add_learned_weight(f"{prefix}kernel", kernel_shape, arguments="kernel")
+        bias = self.add_learned_weight(f"{prefix}bias", (kernel_shape[-1],), arguments="bias")
+        return kernel, bias

@@ -2,123 +2,58 @@
 
 Each takes a second input, called as `layer(x, condition)`: a style (feature
 map or vector), or a conditioning vector such as a class or timestep
-embedding, which sets the scale and shift of the normalized `x`.
+embedding, which sets the scale and shift of the normalized `x`. They are
+`keras_norms.ConditionedNormalization` layers, as the conditional ones.
 `SwitchableNormalization` (single input) is in `keras_norms.switchable`.
 """
 
 from __future__ import annotations
 
 import keras
-from keras import activations, initializers, ops, regularizers
+from keras import initializers, ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    NormalizationLayer,
-    check_bool,
-    check_epsilon,
-    check_fraction,
-    check_groups,
-    check_rank,
-    get_activation,
-    get_initializer,
-    get_regularizer,
-)
+from keras_norms._base import ConditionedNormalization
+from keras_norms._checks import check_bool, check_fraction, check_groups, check_rank
+
+# The arguments of the projection of the condition, with the defaults of AdaIN and AdaGN.
+_PROJECTION_ARGUMENTS = {
+    "epsilon": 1e-5,
+    "activation": None,
+    "kernel_initializer": "glorot_uniform",
+    "bias_initializer": "zeros",
+    "kernel_regularizer": None,
+    "bias_regularizer": None,
+}
 
 
-def _shape(shape) -> tuple:
-    return tuple(shape)
+def _check_channels(layer, inputs_shape, condition_shape, min_rank: int, max_rank: int | None) -> int:
+    """The channel count (last axis) of `inputs_shape`, after checking its rank and that it is defined."""
+    check_rank(type(layer).__name__, inputs_shape, min_rank, max_rank)
+    channels = inputs_shape[-1]
+    if channels is None:
+        raise layer.condition_error(inputs_shape, condition_shape,
+                                    "the channel axis (last) of the inputs must have a defined size")
+    return channels
 
 
-class _ConditionedNormalization(NormalizationLayer):
-    """Shared by the layers called as `layer(inputs, condition)` with a condition vector.
+def _add_projection(layer, condition_shape, units: int) -> None:
+    """`kernel` and `bias`: the projection of a condition vector of `condition_shape` to `units`."""
+    layer.condition_features = condition_shape[-1]
+    layer.kernel, layer.bias = layer.add_projection((layer.condition_features, units))
 
-    Holds the projection of the condition to per-channel parameters
-    (``activation(condition) @ kernel + bias``, weights `kernel` and `bias`,
-    never autocast) and the checks that the condition fits the input.
-    """
 
-    condition_name = "condition"
-
-    def __init__(self, *, epsilon, activation, kernel_initializer, bias_initializer, kernel_regularizer,
-                 bias_regularizer, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = check_epsilon(epsilon)
-        self.activation = get_activation("activation", activation)
-        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = get_regularizer("bias_regularizer", bias_regularizer)
-        self.kernel = None
-        self.bias = None
-
-    def _mismatch(self, inputs_shape, condition_shape, what: str) -> ValueError:
-        return ValueError(
-            f"{type(self).__name__}: {what}. Received: inputs.shape={_shape(inputs_shape)}, "
-            f"{self.condition_name}.shape={_shape(condition_shape)}"
-        )
-
-    def _check_batch(self, inputs_shape, condition_shape) -> None:
-        batch, condition_batch = inputs_shape[0], condition_shape[0]
-        if batch is not None and condition_batch is not None and batch != condition_batch:
-            raise self._mismatch(inputs_shape, condition_shape,
-                                 f"the {self.condition_name} must have the batch size of the inputs")
-
-    def _check_vector(self, inputs_shape, condition_shape) -> None:
-        """A condition vector per example: rank 2, same batch size, features known (and as built)."""
-        if len(condition_shape) != 2:
-            raise self._mismatch(inputs_shape, condition_shape,
-                                 f"the {self.condition_name} must be a vector per example, of shape "
-                                 "(batch, features)")
-        self._check_batch(inputs_shape, condition_shape)
-        features = condition_shape[-1]
-        if features is None:
-            raise self._mismatch(inputs_shape, condition_shape,
-                                 f"the feature axis of the {self.condition_name} must have a defined size")
-        if self.kernel is not None and features != self.kernel.shape[0]:
-            raise self._mismatch(inputs_shape, condition_shape,
-                                 f"the layer was built for a {self.condition_name} of "
-                                 f"{self.kernel.shape[0]} features")
-
-    def _check_channels(self, inputs_shape, condition_shape, min_rank: int, max_rank: int | None) -> int:
-        name = type(self).__name__
-        check_rank(name, inputs_shape, min_rank, max_rank)
-        channels = inputs_shape[-1]
-        if channels is None:
-            raise self._mismatch(inputs_shape, condition_shape,
-                                 "the channel axis (last) of the inputs must have a defined size")
-        return channels
-
-    def _add_projection(self, features: int, units: int) -> None:
-        self.kernel = self.add_weight(
-            name="kernel", shape=(features, units), initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer, autocast=False,
-        )
-        self.bias = self.add_weight(
-            name="bias", shape=(units,), initializer=self.bias_initializer,
-            regularizer=self.bias_regularizer, autocast=False,
-        )
-
-    def _modulation(self, condition, chunks: int):
-        return F.condition_parameters(condition, self.kernel, self.bias, chunks=chunks,
-                                      activation=self.activation)
-
-    def get_config(self):
-        config = {
-            "epsilon": self.epsilon,
-            "activation": activations.serialize(self.activation),
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-        }
-        return {**super().get_config(), **config}
+def _modulation(layer, condition, chunks: int):
+    """``activation(condition) @ kernel + bias``, split into `chunks` per-channel parameters."""
+    return F.condition_parameters(condition, layer.kernel, layer.bias, chunks=chunks,
+                                  activation=layer.activation)
 
 
 _ADAIN_MODES = ("features", "vector")
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class AdaptiveInstanceNormalization(_ConditionedNormalization):
+class AdaptiveInstanceNormalization(ConditionedNormalization):
     """Adaptive instance normalization, AdaIN (Huang and Belongie, 2017).
 
     Called as `layer(content, style)`. Each channel of each content example is
@@ -193,47 +128,43 @@ class AdaptiveInstanceNormalization(_ConditionedNormalization):
     """
 
     condition_name = "style"
+    declared_arguments = _PROJECTION_ARGUMENTS
 
     def __init__(self, mode: str = "features", alpha: float = 1.0, epsilon: float = 1e-5, activation=None,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, **kwargs):
         if mode not in _ADAIN_MODES:
             raise ValueError(f"Argument `mode` must be one of {_ADAIN_MODES}. Received: mode={mode!r}")
-        super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer, **kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
+        self.kernel = self.bias = None  # the projection, created by build
         self.mode = mode
         self.alpha = check_fraction("alpha", alpha)
 
-    def _check(self, inputs_shape, style_shape) -> int:
-        channels = self._check_channels(inputs_shape, style_shape, 3, 5)
+    def condition_problem(self, inputs_shape, style_shape, integer):
         if self.mode == "vector":
-            self._check_vector(inputs_shape, style_shape)
-            return channels
-        if len(style_shape) != len(inputs_shape) or style_shape[-1] != channels:
-            raise self._mismatch(
-                inputs_shape, style_shape,
-                "in mode='features' the style must be a feature map of the content's rank and channel "
-                "count (for a style vector of shape (batch, style_dim) use mode='vector')",
-            )
-        self._check_batch(inputs_shape, style_shape)
-        return channels
+            return self.vector_problem(style_shape)
+        if len(style_shape) != len(inputs_shape) or style_shape[-1] != inputs_shape[-1]:
+            return ("in mode='features' the style must be a feature map of the content's rank and channel "
+                    "count (for a style vector of shape (batch, style_dim) use mode='vector')")
+        return None
 
     def build(self, inputs_shape, style_shape):
-        channels = self._check(inputs_shape, style_shape)
+        channels = _check_channels(self, inputs_shape, style_shape, 3, 5)
+        self.check_condition(inputs_shape, style_shape)
         self.expect_input_shape(inputs_shape, [-1])
         if self.mode == "vector":
-            self._add_projection(style_shape[-1], 2 * channels)
+            _add_projection(self, style_shape, 2 * channels)
 
     def call(self, inputs, style, alpha=None):
         inputs = self.prepare(inputs)
-        self._check(inputs.shape, style.shape)
+        _check_channels(self, inputs.shape, style.shape, 3, 5)
+        self.check_condition(inputs.shape, style.shape)
         alpha = self.alpha if alpha is None else check_fraction("alpha", alpha)
         if self.mode == "features":
             outputs = F.adaptive_instance_norm(inputs, self.cast_for_math(style), alpha=alpha,
                                                epsilon=self.epsilon)
         else:
-            scale, shift = self._modulation(style, 2)
+            scale, shift = _modulation(self, style, 2)
             outputs = F.modulated_instance_norm(inputs, scale, shift, alpha=alpha, epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
 
@@ -245,7 +176,7 @@ class AdaptiveInstanceNormalization(_ConditionedNormalization):
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class AdaptiveLayerNormalization(_ConditionedNormalization):
+class AdaptiveLayerNormalization(ConditionedNormalization):
     """Adaptive layer normalization, adaLN and adaLN-Zero (Peebles and Xie, 2023).
 
     Called as `layer(x, condition)` with `condition` of shape `(batch,
@@ -309,14 +240,16 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
         ((2, 16, 32), (2, 1, 32), 0.0)
     """
 
+    # kernel_initializer: None is zeros with zero=True, glorot_uniform without.
+    declared_arguments = {**_PROJECTION_ARGUMENTS, "epsilon": 1e-6, "activation": "silu"}
+
     def __init__(self, zero: bool = False, epsilon: float = 1e-6, activation="silu", kernel_initializer=None,
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         zero = check_bool("zero", zero)
         if kernel_initializer is None:
             kernel_initializer = "zeros" if zero else "glorot_uniform"
-        super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer, **kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
+        self.kernel = self.bias = None  # the projection, created by build
         if zero:
             for argument in ("kernel_initializer", "bias_initializer"):
                 value = getattr(self, argument)
@@ -328,16 +261,16 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
         self.zero = zero
 
     def build(self, inputs_shape, condition_shape):
-        channels = self._check_channels(inputs_shape, condition_shape, 2, None)
+        channels = _check_channels(self, inputs_shape, condition_shape, 2, None)
         self.expect_input_shape(inputs_shape, [-1])
-        self._check_vector(inputs_shape, condition_shape)
-        self._add_projection(condition_shape[-1], (3 if self.zero else 2) * channels)
+        self.check_condition(inputs_shape, condition_shape)
+        _add_projection(self, condition_shape, (3 if self.zero else 2) * channels)
 
     def call(self, inputs, condition):
         inputs = self.prepare(inputs)
-        self._check_vector(inputs.shape, condition.shape)
+        self.check_condition(inputs.shape, condition.shape)
         rank = len(inputs.shape)
-        parameters = self._modulation(condition, 3 if self.zero else 2)
+        parameters = _modulation(self, condition, 3 if self.zero else 2)
         shift, scale = parameters[:2]
         normalized = F.layer_norm(inputs, axis=-1, epsilon=self.epsilon)
         outputs = ops.cast(F.modulate(normalized, 1.0 + scale, shift), self.compute_dtype)
@@ -350,14 +283,14 @@ class AdaptiveLayerNormalization(_ConditionedNormalization):
         if not self.zero:
             return inputs_shape
         gate_shape = (inputs_shape[0],) + (1,) * (len(inputs_shape) - 2) + (inputs_shape[-1],)
-        return _shape(inputs_shape), gate_shape
+        return tuple(inputs_shape), gate_shape
 
     def get_config(self):
         return {**super().get_config(), "zero": self.zero}
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class AdaptiveGroupNormalization(_ConditionedNormalization):
+class AdaptiveGroupNormalization(ConditionedNormalization):
     """Adaptive group normalization: the timestep conditioning of diffusion U-Nets.
 
     Called as `layer(x, condition)` with an embedding `condition` of shape
@@ -421,30 +354,31 @@ class AdaptiveGroupNormalization(_ConditionedNormalization):
         True
     """
 
+    declared_arguments = {**_PROJECTION_ARGUMENTS, "activation": "silu"}
+
     def __init__(self, groups: int = 32, epsilon: float = 1e-5, activation="silu",
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, **kwargs):
         groups = check_groups(groups)
-        super().__init__(epsilon=epsilon, activation=activation, kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer, **kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
+        self.kernel = self.bias = None  # the projection, created by build
         self.groups = groups
 
     def build(self, inputs_shape, condition_shape):
-        channels = self._check_channels(inputs_shape, condition_shape, 3, 5)
+        channels = _check_channels(self, inputs_shape, condition_shape, 3, 5)
         self.expect_input_shape(inputs_shape, [-1])
         if self.groups != -1 and (self.groups > channels or channels % self.groups):
             raise ValueError(
                 f"{type(self).__name__}: the number of groups must divide the number of channels "
-                f"({channels}, input shape {_shape(inputs_shape)}). Received: groups={self.groups}"
+                f"({channels}, input shape {tuple(inputs_shape)}). Received: groups={self.groups}"
             )
-        self._check_vector(inputs_shape, condition_shape)
-        self._add_projection(condition_shape[-1], 2 * channels)
+        self.check_condition(inputs_shape, condition_shape)
+        _add_projection(self, condition_shape, 2 * channels)
 
     def call(self, inputs, condition):
         inputs = self.prepare(inputs)
-        self._check_vector(inputs.shape, condition.shape)
-        scale, shift = self._modulation(condition, 2)
+        self.check_condition(inputs.shape, condition.shape)
+        scale, shift = _modulation(self, condition, 2)
         normalized = F.group_norm(inputs, self.groups, epsilon=self.epsilon)
         return ops.cast(F.modulate(normalized, 1.0 + scale, shift), self.compute_dtype)
 

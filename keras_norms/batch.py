@@ -9,13 +9,12 @@ import keras
 from keras import initializers, ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    AffineNormalization,
+from keras_norms._base import AffineNormalization
+from keras_norms._checks import (
     check_axis_argument,
     check_bool,
     check_fraction,
     check_rank,
-    get_initializer,
     resolve_axes,
     shape_fits,
 )
@@ -185,6 +184,12 @@ class BatchNormalization(AffineNormalization):
         ['gamma', 'beta', 'moving_mean', 'moving_variance']
     """
 
+    declared_arguments = {
+        **AffineNormalization.declared_arguments,
+        "moving_mean_initializer": "zeros",
+        "moving_variance_initializer": "ones",
+    }
+
     def __init__(
         self,
         axis: int = -1,
@@ -208,23 +213,9 @@ class BatchNormalization(AffineNormalization):
         freeze_statistics: bool = False,
         **kwargs,
     ):
-        super().__init__(
-            epsilon=epsilon,
-            center=center,
-            scale=scale,
-            beta_initializer=beta_initializer,
-            gamma_initializer=gamma_initializer,
-            beta_regularizer=beta_regularizer,
-            gamma_regularizer=gamma_regularizer,
-            beta_constraint=beta_constraint,
-            gamma_constraint=gamma_constraint,
-            **kwargs,
-        )
+        super().__init__(**self.declared_values(locals()), **kwargs)
         self.axis = check_axis_argument(axis)
         self.momentum = check_fraction("momentum", momentum)
-        self.moving_mean_initializer = get_initializer("moving_mean_initializer", moving_mean_initializer)
-        self.moving_variance_initializer = get_initializer("moving_variance_initializer",
-                                                           moving_variance_initializer)
         self.renorm = check_bool("renorm", renorm)
         self.renorm_clipping = _check_renorm_clipping(renorm_clipping)
         self.renorm_momentum = check_fraction("renorm_momentum", renorm_momentum)
@@ -450,8 +441,6 @@ class BatchNormalization(AffineNormalization):
         config = {
             "axis": self.axis,
             "momentum": self.momentum,
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
             "renorm": self.renorm,
             "renorm_clipping": self.renorm_clipping,
             "renorm_momentum": self.renorm_momentum,

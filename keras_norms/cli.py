@@ -8,22 +8,7 @@ import os
 import subprocess
 import sys
 
-
-def _norm_list(text: str) -> list[str]:
-    norms = [n.strip() for n in text.split(",") if n.strip()]
-    if not norms:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of norms, got {text!r}")
-    return norms
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from keras_norms.cli_args import norm_list, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="train a small CNN on scikit-learn's digits with each core norm and print a table"
     )
-    demo.add_argument("--norms", type=_norm_list,
+    demo.add_argument("--norms", type=norm_list,
                       default=["batch", "layer", "group", "instance", "rms", "none"],
                       help="comma-separated registry names (default: all six core norms)")
-    demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs per norm (default: 8)")
-    demo.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
+    demo.add_argument("--epochs", type=positive_int, default=8, help="epochs per norm (default: 8)")
+    demo.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default: 32)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights (default: 0)")
     from keras_norms.export import cli as export_cli
 
@@ -51,6 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare_cli.add_parser(commands)
     compare_cli.add_report_parser(commands)
     return parser
+
+
+def _export_best(model_path, directory, data) -> int:
+    """`keras-norms compare --export-best`: exports the best run's model with the study's data.
+
+    The study's CLI calls it (`keras_norms.study.cli.run`): the study and the exporter stay
+    independent, and this command, above both, joins them.
+    """
+    import keras
+
+    from keras_norms.export import ExportError, export_model
+
+    try:
+        result = export_model(keras.models.load_model(model_path), directory, overwrite=True,
+                              representative_data=data.x_val[:256], eval_data=(data.x_test, data.y_test))
+    except ExportError as error:
+        print(f"keras-norms compare: error: exporting {model_path} failed: {error}", file=sys.stderr)
+        return 2
+    print(result.table())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compare":
         from keras_norms.study import cli as compare_cli
 
-        return compare_cli.run(args)
+        return compare_cli.run(args, export=_export_best)
     if args.command == "report":
         from keras_norms.study import cli as compare_cli
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import keras
 
 from keras_norms.group import GroupNormalization, InstanceNormalization
-from keras_norms.models.lstm import LayerNormLSTMCell, LayerNormSimpleRNNCell
+from keras_norms.recurrent import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.response import TLU, FilterResponseNormalization
 from keras_norms.weight_norm import TfaWeightNormalization
 

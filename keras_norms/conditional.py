@@ -1,7 +1,8 @@
 """Conditional normalization: gamma and beta computed from a condition (a class, a style, a vector, a map).
 
 The layers take two inputs, `layer(inputs, condition)`, so they have no
-registry name (`SPADE`, which takes a map, is in `keras_norms.spade`). Their
+registry name (`SPADE`, which takes a map, is in `keras_norms.spade`); they
+are `keras_norms.ConditionedNormalization` layers, as the adaptive ones. Their
 math is in `keras_norms.functional` (`modulate`, `select_rows`, `linear`,
 `resize_nearest`, `conv2d` over the existing norms),
 in float32 under every policy but float64 (which computes in float64); the
@@ -18,21 +19,12 @@ example (`functional.check_ids`).
 
 from __future__ import annotations
 
-import numbers
-
 import keras
-from keras import initializers, ops, regularizers
+from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    NormalizationLayer,
-    check_axis_argument,
-    check_epsilon,
-    check_rank,
-    get_initializer,
-    get_regularizer,
-    resolve_axes,
-)
+from keras_norms._base import ConditionedNormalization
+from keras_norms._checks import check_axis_argument, check_count, check_rank, resolve_axes
 from keras_norms.batch import BatchNormalization
 
 # The BatchNormalization arguments that ConditionalBatchNormalization passes on (its statistics).
@@ -41,14 +33,6 @@ _STATISTICS_ARGUMENTS = (
     "renorm", "renorm_clipping", "renorm_momentum", "synchronized", "virtual_batch_size",
     "freeze_statistics",
 )
-
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
-    if value < 1:
-        raise ValueError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
-    return int(value)
-
 
 def _is_integer(tensor) -> bool:
     return "int" in keras.backend.standardize_dtype(tensor.dtype)
@@ -60,53 +44,29 @@ def _ids_problem(condition_shape, what: str) -> str | None:
     return f"{what} ids must have shape (batch,) or (batch, 1)"
 
 
-def _vector_problem(condition_shape, features: int | None) -> str | None:
-    if len(condition_shape) != 2:
-        return f"the condition must be a batch of vectors, of rank 2, not rank {len(condition_shape)}"
-    if condition_shape[1] is None:
-        return "the condition's last axis must have a defined size"
-    if features is not None and condition_shape[1] != features:
-        return f"the layer was built for conditions of {features} features, not {condition_shape[1]}"
-    return None
+def _checked_ids(layer, ids, what: str, count: int):
+    """`ids`, checked to be in [0, count): an error naming `layer`, eagerly or when a graph runs."""
+    argument = "num_classes" if what == "class" else "num_styles"
+    # No quotes around the name: a graph's assertion message would show them escaped.
+    return F.check_ids(ids, count,
+                       what=f"{type(layer).__name__} {layer.name}: {what} ids ({argument}={count})")
 
 
-class _ConditionalLayer(NormalizationLayer):
-    """Shared by the layers called as `layer(inputs, condition)`: the weights, the condition check."""
+def _add_vector_projections(layer, features: int, channels: int) -> None:
+    """`gamma_kernel`, `gamma_bias`, `beta_kernel`, `beta_bias`: gamma and beta projected from a vector."""
+    layer.condition_features = features
+    layer.gamma_kernel, layer.gamma_bias = layer.add_projection((features, channels), name="gamma")
+    layer.beta_kernel, layer.beta_bias = layer.add_projection((features, channels), name="beta")
 
-    def _weight(self, name, shape, initializer, regularizer=None):
-        return self.add_weight(
-            name=name, shape=shape, initializer=initializer, regularizer=regularizer,
-            trainable=True, autocast=False,
-        )
 
-    def _condition_problem(self, inputs_shape, condition_shape, integer: bool | None) -> str | None:
-        """Why `condition_shape` does not fit (`integer`: the condition's dtype, None if unknown)."""
-        raise NotImplementedError
-
-    def _checked_ids(self, ids, what: str, count: int):
-        """`ids`, checked to be in [0, count): an error naming this layer, eagerly or when a graph runs."""
-        argument = "num_classes" if what == "class" else "num_styles"
-        # No quotes around the name: a graph's assertion message would show them escaped.
-        return F.check_ids(ids, count,
-                           what=f"{type(self).__name__} {self.name}: {what} ids ({argument}={count})")
-
-    def _check_condition(self, inputs_shape, condition_shape, integer: bool | None = None) -> None:
-        inputs_shape, condition_shape = tuple(inputs_shape), tuple(condition_shape)
-        problem = self._condition_problem(inputs_shape, condition_shape, integer)
-        if problem is None and condition_shape:
-            batch, condition_batch = inputs_shape[0], condition_shape[0]
-            if batch is not None and condition_batch is not None and batch != condition_batch:
-                problem = f"the batch sizes differ ({condition_batch} != {batch})"
-        if problem is not None:
-            raise ValueError(
-                f"{type(self).__name__}: a condition of shape {condition_shape} does not fit inputs "
-                f"of shape {inputs_shape}: {problem}. Received: inputs.shape={inputs_shape}, "
-                f"condition.shape={condition_shape}"
-            )
+def _vector_gamma_beta(layer, condition):
+    """``1 + c @ gamma_kernel + gamma_bias`` and ``c @ beta_kernel + beta_bias``."""
+    gamma = 1.0 + F.linear(condition, layer.gamma_kernel, layer.gamma_bias)
+    return gamma, F.linear(condition, layer.beta_kernel, layer.beta_bias)
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class ConditionalBatchNormalization(_ConditionalLayer):
+class ConditionalBatchNormalization(ConditionedNormalization):
     """Conditional batch normalization (de Vries et al., 2017; Miyato and Koyama, 2018).
 
     Batch normalization without an affine of its own, then a gamma and beta per
@@ -224,6 +184,17 @@ class ConditionalBatchNormalization(_ConditionalLayer):
         array([0, 3, 3, 9])
     """
 
+    declared_arguments = {
+        "gamma_initializer": "ones",
+        "beta_initializer": "zeros",
+        "kernel_initializer": "zeros",
+        "bias_initializer": "zeros",
+        "gamma_regularizer": None,
+        "beta_regularizer": None,
+        "kernel_regularizer": None,
+    }
+    _restate_shapes = True
+
     def __init__(
         self,
         num_classes: int | None = None,
@@ -247,8 +218,8 @@ class ConditionalBatchNormalization(_ConditionalLayer):
         kernel_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.num_classes = None if num_classes is None else _check_count("num_classes", num_classes)
+        super().__init__(**self.declared_values(locals()), **kwargs)
+        self.num_classes = None if num_classes is None else check_count("num_classes", num_classes)
         # BatchNormalization checks these arguments and computes the statistics. Its policy (float32,
         # or float64 in a float64 layer) hands the modulation below its unrounded output.
         self.normalization = BatchNormalization(
@@ -260,79 +231,43 @@ class ConditionalBatchNormalization(_ConditionalLayer):
             freeze_statistics=freeze_statistics, dtype=self.statistics_dtype, name="batch_normalization",
         )
         self.normalization.trainable = self.trainable
-        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
-        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
-        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
-        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
-        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
-        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
         self._axis = None
-        self._features = None
 
-    @property
-    def freeze_statistics(self) -> bool:
-        """Normalize with the moving statistics and leave them as they are (fine-tuning)."""
-        return self.normalization.freeze_statistics
-
-    @freeze_statistics.setter
-    def freeze_statistics(self, value: bool) -> None:
-        self.normalization.freeze_statistics = bool(value)
-
-    def _condition_problem(self, inputs_shape, condition_shape, integer):
+    def condition_problem(self, inputs_shape, condition_shape, integer):
         if self.num_classes is not None:
             return _ids_problem(condition_shape, "class")
-        return _vector_problem(condition_shape, self._features)
+        return self.vector_problem(condition_shape)
 
     def build(self, inputs_shape, condition_shape):
         name = type(self).__name__
         check_rank(name, inputs_shape, 2)
         (self._axis,) = resolve_axes(name, self.normalization.axis, inputs_shape)
-        self._check_condition(inputs_shape, condition_shape)
+        self.check_condition(inputs_shape, condition_shape)
         self.expect_input_shape(inputs_shape, [self._axis])
         self.normalization.build(inputs_shape)
         channels = inputs_shape[self._axis]
         if self.num_classes is not None:
-            shape = (self.num_classes, channels)
-            self.gamma = self._weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
-            self.beta = self._weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+            self.gamma = self.add_learned_weight("gamma", (self.num_classes, channels))
+            self.beta = self.add_learned_weight("beta", (self.num_classes, channels))
         else:
-            self._features = condition_shape[-1]
-            kernel = (self._features, channels)
-            self.gamma_kernel = self._weight("gamma_kernel", kernel, self.kernel_initializer,
-                                             self.kernel_regularizer)
-            self.gamma_bias = self._weight("gamma_bias", (channels,), self.bias_initializer)
-            self.beta_kernel = self._weight("beta_kernel", kernel, self.kernel_initializer,
-                                            self.kernel_regularizer)
-            self.beta_bias = self._weight("beta_bias", (channels,), self.bias_initializer)
+            _add_vector_projections(self, condition_shape[-1], channels)
 
     def call(self, inputs, condition, training=None, inputs_mask=None):
         inputs = self.prepare(inputs)
-        self._check_condition(inputs.shape, condition.shape)
+        self.check_condition(inputs.shape, condition.shape)
         normalized = self.normalization(inputs, training=training, mask=inputs_mask)
         if self.num_classes is not None:
             ids = ops.reshape(ops.cast(condition, "int32"), (-1,))
-            ids = self._checked_ids(ids, "class", self.num_classes)
+            ids = _checked_ids(self, ids, "class", self.num_classes)
             gamma, beta = F.select_rows(self.gamma, ids), F.select_rows(self.beta, ids)
         else:
-            gamma = 1.0 + F.linear(condition, self.gamma_kernel, self.gamma_bias)
-            beta = F.linear(condition, self.beta_kernel, self.beta_bias)
+            gamma, beta = _vector_gamma_beta(self, condition)
         outputs = F.modulate(normalized, gamma, beta, axis=self._axis)
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
         statistics = self.normalization.get_config()
-        config = {
-            "num_classes": self.num_classes,
-            **{key: statistics[key] for key in _STATISTICS_ARGUMENTS},
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-        }
+        config = {"num_classes": self.num_classes, **{key: statistics[key] for key in _STATISTICS_ARGUMENTS}}
         return {**super().get_config(), **config}
 
 
@@ -347,7 +282,7 @@ for _name in _STATISTICS_ARGUMENTS:
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class ConditionalInstanceNormalization(_ConditionalLayer):
+class ConditionalInstanceNormalization(ConditionedNormalization):
     """Conditional instance normalization (Dumoulin et al., 2017): a gamma and beta per style.
 
     Each channel of each example is normalized over its spatial (or time)
@@ -412,6 +347,15 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         (array([0, 2]), array([1, 2]))
     """
 
+    declared_arguments = {
+        "epsilon": 1e-3,
+        "gamma_initializer": "ones",
+        "beta_initializer": "zeros",
+        "gamma_regularizer": None,
+        "beta_regularizer": None,
+    }
+    _restate_shapes = True
+
     def __init__(
         self,
         num_styles: int,
@@ -423,17 +367,12 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         beta_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.num_styles = _check_count("num_styles", num_styles)
+        super().__init__(**self.declared_values(locals()), **kwargs)
+        self.num_styles = check_count("num_styles", num_styles)
         self.axis = check_axis_argument(axis)
-        self.epsilon = check_epsilon(epsilon)
-        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
-        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
-        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
-        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
         self._axis = None
 
-    def _condition_problem(self, inputs_shape, condition_shape, integer):
+    def condition_problem(self, inputs_shape, condition_shape, integer):
         ids = _ids_problem(condition_shape, "style")
         weights = (None if len(condition_shape) == 2 and condition_shape[1] in (self.num_styles, None)
                    else f"style weights must have shape (batch, {self.num_styles})")
@@ -445,38 +384,29 @@ class ConditionalInstanceNormalization(_ConditionalLayer):
         name = type(self).__name__
         check_rank(name, inputs_shape, 3, 5)
         (self._axis,) = resolve_axes(name, self.axis, inputs_shape)
-        self._check_condition(inputs_shape, condition_shape)
+        self.check_condition(inputs_shape, condition_shape)
         self.expect_input_shape(inputs_shape, [self._axis])
         shape = (self.num_styles, inputs_shape[self._axis])
-        self.gamma = self._weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer)
-        self.beta = self._weight("beta", shape, self.beta_initializer, self.beta_regularizer)
+        self.gamma = self.add_learned_weight("gamma", shape)
+        self.beta = self.add_learned_weight("beta", shape)
 
     def call(self, inputs, condition):
         inputs = self.prepare(inputs)
         integer = _is_integer(condition)
-        self._check_condition(inputs.shape, condition.shape, integer)
+        self.check_condition(inputs.shape, condition.shape, integer)
         if integer:
-            condition = self._checked_ids(ops.reshape(condition, (-1,)), "style", self.num_styles)
+            condition = _checked_ids(self, ops.reshape(condition, (-1,)), "style", self.num_styles)
         normalized = F.group_norm(inputs, -1, axis=self._axis, epsilon=self.epsilon)
         gamma, beta = F.select_rows(self.gamma, condition), F.select_rows(self.beta, condition)
         outputs = F.modulate(normalized, gamma, beta, axis=self._axis)
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
-        config = {
-            "num_styles": self.num_styles,
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "num_styles": self.num_styles, "axis": self.axis}
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class FiLM(_ConditionalLayer):
+class FiLM(ConditionedNormalization):
     """Feature-wise linear modulation (Perez et al., 2018); no normalization of its own.
 
     A scale and a shift per example and channel, projected from a
@@ -529,47 +459,32 @@ class FiLM(_ConditionalLayer):
         2.0
     """
 
+    declared_arguments = {
+        "kernel_initializer": "zeros",
+        "bias_initializer": "zeros",
+        "kernel_regularizer": None,
+    }
+    _restate_shapes = True
+
     def __init__(self, axis: int = -1, kernel_initializer="zeros", bias_initializer="zeros",
                  kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
         self.axis = check_axis_argument(axis)
-        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
         self._axis = None
-        self._features = None
-
-    def _condition_problem(self, inputs_shape, condition_shape, integer):
-        return _vector_problem(condition_shape, self._features)
 
     def build(self, inputs_shape, condition_shape):
         name = type(self).__name__
         check_rank(name, inputs_shape, 2)
         (self._axis,) = resolve_axes(name, self.axis, inputs_shape)
-        self._check_condition(inputs_shape, condition_shape)
+        self.check_condition(inputs_shape, condition_shape)
         self.expect_input_shape(inputs_shape, [self._axis])
-        self._features = condition_shape[-1]
-        channels = inputs_shape[self._axis]
-        kernel = (self._features, channels)
-        self.gamma_kernel = self._weight("gamma_kernel", kernel, self.kernel_initializer,
-                                         self.kernel_regularizer)
-        self.gamma_bias = self._weight("gamma_bias", (channels,), self.bias_initializer)
-        self.beta_kernel = self._weight("beta_kernel", kernel, self.kernel_initializer,
-                                        self.kernel_regularizer)
-        self.beta_bias = self._weight("beta_bias", (channels,), self.bias_initializer)
+        _add_vector_projections(self, condition_shape[-1], inputs_shape[self._axis])
 
     def call(self, inputs, condition):
         inputs = self.prepare(inputs)
-        self._check_condition(inputs.shape, condition.shape)
-        gamma = 1.0 + F.linear(condition, self.gamma_kernel, self.gamma_bias)
-        beta = F.linear(condition, self.beta_kernel, self.beta_bias)
+        self.check_condition(inputs.shape, condition.shape)
+        gamma, beta = _vector_gamma_beta(self, condition)
         return ops.cast(F.modulate(inputs, gamma, beta, axis=self._axis), self.compute_dtype)
 
     def get_config(self):
-        config = {
-            "axis": self.axis,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "axis": self.axis}

@@ -96,8 +96,9 @@ def _parameters(factory) -> tuple[set[str], bool]:
     """The named parameters of `factory` and whether it takes **kwargs.
 
     For a layer class, the parameters its `__init__` passes on through **kwargs
-    to the constructors of its base classes count too (`center`, `scale`,
-    initializers, ...), up to `keras.layers.Layer`'s own.
+    to the constructors of its base classes count too, up to `keras.layers.Layer`'s
+    own, and so do the `declared_arguments` of a keras_norms layer (`center`,
+    `scale`, initializers, ...).
     """
     owners = [factory]
     if isinstance(factory, type) and issubclass(factory, keras.layers.Layer):
@@ -113,6 +114,8 @@ def _parameters(factory) -> tuple[set[str], bool]:
         variadic = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
         if not variadic:
             break
+    # And those a keras_norms base class takes in **kwargs because the layer declares them.
+    named |= set(getattr(factory, "declared_arguments", ()))
     return named, variadic
 
 

@@ -8,13 +8,8 @@ import keras
 from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    AffineNormalization,
-    check_axis_argument,
-    check_groups,
-    check_rank,
-    resolve_axes,
-)
+from keras_norms._base import AffineNormalization
+from keras_norms._checks import check_axis_argument, check_groups, check_rank, resolve_axes
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import keras
-from keras import constraints, initializers, ops, regularizers
+from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    AffineNormalization,
-    NormalizationLayer,
-    check_axes_in_range,
-    check_axis_argument,
-    check_bool,
-    check_epsilon,
-    check_rank,
-    get_constraint,
-    get_initializer,
-    get_regularizer,
-    resolve_axes,
-)
+from keras_norms._base import AffineNormalization
+from keras_norms._checks import check_axes_in_range, check_axis_argument, check_rank, resolve_axes
 
 
 def _param_shape(input_shape, axes):
@@ -122,7 +111,7 @@ class LayerNormalization(AffineNormalization):
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class RMSNormalization(NormalizationLayer):
+class RMSNormalization(AffineNormalization):
     """Root mean square normalization (Zhang and Sennrich, 2019).
 
     ``y = x / sqrt(mean(x^2) + epsilon) * gamma`` over `axis`: the root mean
@@ -175,6 +164,14 @@ class RMSNormalization(NormalizationLayer):
                [0.849, 1.131, 0.849, 1.131]], dtype=float32)
     """
 
+    declared_arguments = {
+        "epsilon": 1e-6,
+        "scale": True,
+        "gamma_initializer": "ones",
+        "gamma_regularizer": None,
+        "gamma_constraint": None,
+    }
+
     def __init__(
         self,
         axis: int | list[int] = -1,
@@ -185,14 +182,8 @@ class RMSNormalization(NormalizationLayer):
         gamma_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
         self.axis = check_axis_argument(axis, allow_list=True)
-        self.epsilon = check_epsilon(epsilon)
-        self.scale = check_bool("scale", scale)
-        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
-        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
-        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
-        self.gamma = None
         self._axes = None
 
     def build(self, input_shape):
@@ -200,16 +191,7 @@ class RMSNormalization(NormalizationLayer):
         check_rank(name, input_shape, 2)
         self._axes = resolve_axes(name, self.axis, input_shape)
         self.expect_input_shape(input_shape, self._axes, axis=self.axis)
-        if self.scale:
-            self.gamma = self.add_weight(
-                name="gamma",
-                shape=_param_shape(input_shape, self._axes),
-                initializer=self.gamma_initializer,
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-                trainable=True,
-                autocast=False,
-            )
+        self.add_affine_weights(_param_shape(input_shape, self._axes))
 
     def call(self, inputs):
         inputs = self.prepare(inputs)
@@ -221,12 +203,4 @@ class RMSNormalization(NormalizationLayer):
         return input_shape
 
     def get_config(self):
-        config = {
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "scale": self.scale,
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "gamma_constraint": constraints.serialize(self.gamma_constraint),
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "axis": self.axis}

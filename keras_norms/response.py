@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import keras
-from keras import constraints, initializers, ops, regularizers
+from keras import initializers, ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    NormalizationLayer,
-    check_axis_argument,
-    check_bool,
-    check_epsilon,
-    check_rank,
-    get_constraint,
-    get_initializer,
-    get_regularizer,
-)
+from keras_norms._base import AffineNormalization, NormalizationLayer
+from keras_norms._checks import check_axis_argument, check_rank
 
 
 def _check_axis(axis):
@@ -43,7 +35,7 @@ def _spatial_axes(layer_name: str, axis, input_shape) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class FilterResponseNormalization(NormalizationLayer):
+class FilterResponseNormalization(AffineNormalization):
     """Filter response normalization (Singh and Krishnan, 2020).
 
     ``y = gamma * x / sqrt(nu2 + |epsilon|) + beta`` with ``nu2 = mean(x^2)``
@@ -115,6 +107,17 @@ class FilterResponseNormalization(NormalizationLayer):
     # `axis` lists the spatial axes (the channels are last): convert_norms does not carry a batch
     # norm's channel axis over to it.
     axis_is_channel_axis = False
+    declared_arguments = {
+        "epsilon": 1e-6,
+        "learned_epsilon": False,
+        "beta_initializer": "zeros",
+        "gamma_initializer": "ones",
+        "beta_regularizer": None,
+        "gamma_regularizer": None,
+        "beta_constraint": None,
+        "gamma_constraint": None,
+        "learned_epsilon_constraint": None,
+    }
 
     def __init__(
         self,
@@ -130,18 +133,8 @@ class FilterResponseNormalization(NormalizationLayer):
         learned_epsilon_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.epsilon = check_epsilon(epsilon)
+        super().__init__(**self.declared_values(locals()), **kwargs)
         self.axis = _check_axis(axis)
-        self.beta_initializer = get_initializer("beta_initializer", beta_initializer)
-        self.gamma_initializer = get_initializer("gamma_initializer", gamma_initializer)
-        self.beta_regularizer = get_regularizer("beta_regularizer", beta_regularizer)
-        self.gamma_regularizer = get_regularizer("gamma_regularizer", gamma_regularizer)
-        self.beta_constraint = get_constraint("beta_constraint", beta_constraint)
-        self.gamma_constraint = get_constraint("gamma_constraint", gamma_constraint)
-        self.learned_epsilon = check_bool("learned_epsilon", learned_epsilon)
-        self.learned_epsilon_constraint = get_constraint("learned_epsilon_constraint",
-                                                         learned_epsilon_constraint)
         self.eps_learned = None
         if self.learned_epsilon:
             # Created here, as in tensorflow-addons: its shape does not depend on the input.
@@ -166,15 +159,7 @@ class FilterResponseNormalization(NormalizationLayer):
             )
         self._axes = _spatial_axes(name, self.axis, input_shape)
         self.expect_input_shape(input_shape, [-1])
-        shape = (1,) * (len(input_shape) - 1) + (channels,)
-        self.gamma = self.add_weight(
-            name="gamma", shape=shape, initializer=self.gamma_initializer,
-            regularizer=self.gamma_regularizer, constraint=self.gamma_constraint, autocast=False,
-        )
-        self.beta = self.add_weight(
-            name="beta", shape=shape, initializer=self.beta_initializer,
-            regularizer=self.beta_regularizer, constraint=self.beta_constraint, autocast=False,
-        )
+        self.add_affine_weights((1,) * (len(input_shape) - 1) + (channels,))
 
     def call(self, inputs):
         outputs = F.filter_response_norm(
@@ -183,23 +168,8 @@ class FilterResponseNormalization(NormalizationLayer):
         )
         return ops.cast(outputs, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        config = {
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "learned_epsilon": self.learned_epsilon,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "beta_constraint": constraints.serialize(self.beta_constraint),
-            "gamma_constraint": constraints.serialize(self.gamma_constraint),
-            "learned_epsilon_constraint": constraints.serialize(self.learned_epsilon_constraint),
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "axis": self.axis}
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -256,6 +226,17 @@ class TLU(NormalizationLayer):
         array([[1., 1., 3.]], dtype=float32)
     """
 
+    declared_arguments = {
+        "affine": False,
+        "tau_initializer": "zeros",
+        "tau_regularizer": None,
+        "tau_constraint": None,
+        "alpha_initializer": "zeros",
+        "alpha_regularizer": None,
+        "alpha_constraint": None,
+        "per_channel": False,
+    }
+
     def __init__(
         self,
         affine: bool = False,
@@ -268,15 +249,7 @@ class TLU(NormalizationLayer):
         per_channel: bool = False,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.affine = check_bool("affine", affine)
-        self.per_channel = check_bool("per_channel", per_channel)
-        self.tau_initializer = get_initializer("tau_initializer", tau_initializer)
-        self.tau_regularizer = get_regularizer("tau_regularizer", tau_regularizer)
-        self.tau_constraint = get_constraint("tau_constraint", tau_constraint)
-        self.alpha_initializer = get_initializer("alpha_initializer", alpha_initializer)
-        self.alpha_regularizer = get_regularizer("alpha_regularizer", alpha_regularizer)
-        self.alpha_constraint = get_constraint("alpha_constraint", alpha_constraint)
+        super().__init__(**self.declared_values(locals()), **kwargs)
         self.alpha = None
 
     def build(self, input_shape):
@@ -295,31 +268,12 @@ class TLU(NormalizationLayer):
                 f"Received: input_shape={tuple(input_shape)}, per_channel={self.per_channel}"
             )
         self.expect_input_shape(input_shape, axes)
-        self.tau = self.add_weight(
-            name="tau", shape=shape, initializer=self.tau_initializer,
-            regularizer=self.tau_regularizer, constraint=self.tau_constraint, autocast=False,
-        )
+        self.tau = self.add_learned_weight("tau", shape)
         if self.affine:
-            self.alpha = self.add_weight(
-                name="alpha", shape=shape, initializer=self.alpha_initializer,
-                regularizer=self.alpha_regularizer, constraint=self.alpha_constraint, autocast=False,
-            )
+            self.alpha = self.add_learned_weight("alpha", shape)
 
     def call(self, inputs):
         return ops.cast(F.tlu(self.prepare(inputs), self.tau, self.alpha), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self):
-        config = {
-            "affine": self.affine,
-            "tau_initializer": initializers.serialize(self.tau_initializer),
-            "tau_regularizer": regularizers.serialize(self.tau_regularizer),
-            "tau_constraint": constraints.serialize(self.tau_constraint),
-            "alpha_initializer": initializers.serialize(self.alpha_initializer),
-            "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
-            "alpha_constraint": constraints.serialize(self.alpha_constraint),
-            "per_channel": self.per_channel,
-        }
-        return {**super().get_config(), **config}

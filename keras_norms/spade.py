@@ -1,33 +1,25 @@
 """SPADE: spatially-adaptive normalization, gamma and beta per pixel from a conditioning map.
 
 Like the layers of `keras_norms.conditional`, it is called as
-`layer(inputs, condition)` and has no registry name; the condition checks and
-weights are theirs.
+`layer(inputs, condition)` and has no registry name; like them, it is a
+`keras_norms.ConditionedNormalization` (the condition check, the projections, frozen statistics).
 """
 
 from __future__ import annotations
 
 import keras
-from keras import initializers, ops, regularizers
+from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    check_bool,
-    check_epsilon,
-    check_fraction,
-    check_rank,
-    get_initializer,
-    get_regularizer,
-    resolve_axes,
-)
+from keras_norms._base import ConditionedNormalization
+from keras_norms._checks import check_bool, check_count, check_fraction, check_rank, resolve_axes
 from keras_norms.batch import BatchNormalization
-from keras_norms.conditional import _check_count, _ConditionalLayer
 
 _PARAM_FREE_NORMS = ("batch", "instance")
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
-class SPADE(_ConditionalLayer):
+class SPADE(ConditionedNormalization):
     """Spatially-adaptive normalization (Park et al., 2019): a gamma and beta per pixel from a map.
 
     `x` is normalized without parameters (batch norm with moving statistics,
@@ -100,6 +92,14 @@ class SPADE(_ConditionalLayer):
         ((3, 3, 5, 16), (3, 3, 16, 4))
     """
 
+    declared_arguments = {
+        "epsilon": 1e-3,
+        "kernel_initializer": "glorot_uniform",
+        "bias_initializer": "zeros",
+        "kernel_regularizer": None,
+    }
+    _restate_shapes = True
+
     def __init__(
         self,
         param_free_norm: str = "batch",
@@ -114,19 +114,17 @@ class SPADE(_ConditionalLayer):
         freeze_statistics: bool = False,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
         if param_free_norm not in _PARAM_FREE_NORMS:
             raise ValueError(
                 f"Argument `param_free_norm` must be one of {_PARAM_FREE_NORMS}. "
                 f"Received: param_free_norm={param_free_norm!r}"
             )
         self.param_free_norm = param_free_norm
-        self.hidden_channels = _check_count("hidden_channels", hidden_channels)
-        self.kernel_size = _check_count("kernel_size", kernel_size)
-        self.epsilon = check_epsilon(epsilon)
+        self.hidden_channels = check_count("hidden_channels", hidden_channels)
+        self.kernel_size = check_count("kernel_size", kernel_size)
         synchronized = check_bool("synchronized", synchronized)
         freeze_statistics = check_bool("freeze_statistics", freeze_statistics)
-        self.normalization = None
         if param_free_norm == "batch":
             self.normalization = BatchNormalization(
                 momentum=momentum, epsilon=epsilon, center=False, scale=False,
@@ -137,54 +135,35 @@ class SPADE(_ConditionalLayer):
         self.momentum = check_fraction("momentum", momentum)
         self.synchronized = bool(synchronized)
         self.freeze_statistics = freeze_statistics
-        self.kernel_initializer = get_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = get_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = get_regularizer("kernel_regularizer", kernel_regularizer)
-        self._map_channels = None
 
-    @property
-    def freeze_statistics(self) -> bool:
-        """Normalize with the moving statistics and leave them as they are (`"batch"` only)."""
-        return self._freeze_statistics
-
-    @freeze_statistics.setter
-    def freeze_statistics(self, value: bool) -> None:
-        self._freeze_statistics = bool(value)
-        if self.normalization is not None:
-            self.normalization.freeze_statistics = bool(value)
-
-    def _condition_problem(self, inputs_shape, condition_shape, integer):
+    def condition_problem(self, inputs_shape, condition_shape, integer):
         if len(condition_shape) != 4:
             return f"the condition must be a batch of maps, of rank 4, not rank {len(condition_shape)}"
         if condition_shape[-1] is None:
             return "the condition's channel axis must have a defined size"
-        if self._map_channels is not None and condition_shape[-1] != self._map_channels:
-            return f"the layer was built for maps of {self._map_channels} channels, not {condition_shape[-1]}"
+        if self.condition_features is not None and condition_shape[-1] != self.condition_features:
+            return (f"the layer was built for maps of {self.condition_features} channels, "
+                    f"not {condition_shape[-1]}")
         return None
 
     def build(self, inputs_shape, condition_shape):
         name = type(self).__name__
         check_rank(name, inputs_shape, 4, 4)
         (axis,) = resolve_axes(name, -1, inputs_shape)
-        self._check_condition(inputs_shape, condition_shape)
+        self.check_condition(inputs_shape, condition_shape)
         self.expect_input_shape(inputs_shape, [axis])
         if self.normalization is not None:
             self.normalization.build(inputs_shape)
-        self._map_channels = condition_shape[-1]
+        self.condition_features = condition_shape[-1]
         channels, hidden, size = inputs_shape[axis], self.hidden_channels, self.kernel_size
-
-        def convolution(prefix, in_channels, out_channels):
-            kernel = self._weight(f"{prefix}_kernel", (size, size, in_channels, out_channels),
-                                  self.kernel_initializer, self.kernel_regularizer)
-            return kernel, self._weight(f"{prefix}_bias", (out_channels,), self.bias_initializer)
-
-        self.shared_kernel, self.shared_bias = convolution("shared", self._map_channels, hidden)
-        self.gamma_kernel, self.gamma_bias = convolution("gamma", hidden, channels)
-        self.beta_kernel, self.beta_bias = convolution("beta", hidden, channels)
+        self.shared_kernel, self.shared_bias = self.add_projection(
+            (size, size, self.condition_features, hidden), name="shared")
+        self.gamma_kernel, self.gamma_bias = self.add_projection((size, size, hidden, channels), name="gamma")
+        self.beta_kernel, self.beta_bias = self.add_projection((size, size, hidden, channels), name="beta")
 
     def call(self, inputs, condition, training=None):
         inputs = self.prepare(inputs)
-        self._check_condition(inputs.shape, condition.shape)
+        self.check_condition(inputs.shape, condition.shape)
         if self.normalization is not None:
             normalized = self.normalization(inputs, training=training)
         else:
@@ -203,12 +182,8 @@ class SPADE(_ConditionalLayer):
             "param_free_norm": self.param_free_norm,
             "hidden_channels": self.hidden_channels,
             "kernel_size": self.kernel_size,
-            "epsilon": self.epsilon,
             "momentum": self.momentum,
             "synchronized": self.synchronized,
             "freeze_statistics": self.freeze_statistics,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
         }
         return {**super().get_config(), **config}

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import keras
-from keras import initializers, ops
+from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import (
-    AffineNormalization,
-    check_axis_argument,
-    check_fraction,
-    check_rank,
-    get_initializer,
-    resolve_axes,
-)
+from keras_norms._base import AffineNormalization
+from keras_norms._checks import check_axis_argument, check_fraction, check_rank, resolve_axes
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -83,14 +77,18 @@ class SwitchableNormalization(AffineNormalization):
         array([0.333, 0.333, 0.333], dtype=float32)
     """
 
+    declared_arguments = {
+        **AffineNormalization.declared_arguments,
+        "epsilon": 1e-5,
+        "moving_mean_initializer": "zeros",
+        "moving_variance_initializer": "ones",
+    }
+
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-5,
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
-        super().__init__(epsilon=epsilon, **kwargs)
+        super().__init__(**self.declared_values(locals()), **kwargs)
         self.axis = check_axis_argument(axis)
         self.momentum = check_fraction("momentum", momentum)
-        self.moving_mean_initializer = get_initializer("moving_mean_initializer", moving_mean_initializer)
-        self.moving_variance_initializer = get_initializer("moving_variance_initializer",
-                                                           moving_variance_initializer)
         self._axis = None
 
     def build(self, input_shape):
@@ -130,10 +128,4 @@ class SwitchableNormalization(AffineNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
-        config = {
-            "axis": self.axis,
-            "momentum": self.momentum,
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum}

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from keras_norms import functional as F
-from keras_norms._base import check_count, check_epsilon
+from keras_norms._checks import check_count, check_epsilon
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")

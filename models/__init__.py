@@ -9,14 +9,15 @@ Examples:
 
 from keras_norms.models.build import DEFAULT_INPUT_SHAPES, build_model, model_names
 from keras_norms.models.cnn import lenet, paper_cnn, resnet
-from keras_norms.models.lstm import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.models.sequence import sequence
 from keras_norms.models.transformer import PositionEmbedding, transformer
 
+# The recurrent cells are norm layers (`keras_norms.LayerNormLSTMCell`); their former names still import.
+from keras_norms.recurrent import LayerNormLSTMCell as LayerNormLSTMCell
+from keras_norms.recurrent import LayerNormSimpleRNNCell as LayerNormSimpleRNNCell
+
 __all__ = [
     "DEFAULT_INPUT_SHAPES",
-    "LayerNormLSTMCell",
-    "LayerNormSimpleRNNCell",
     "PositionEmbedding",
     "build_model",
     "lenet",

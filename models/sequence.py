@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import keras
 from keras_norms.models._norm import make_norm, norm_key
-from keras_norms.models.lstm import LayerNormLSTMCell
 
 from keras_norms.layer import LayerNormalization
+from keras_norms.recurrent import LayerNormLSTMCell
 
 
 def sequence(norm="layer", input_shape=(28, 28), num_classes: int = 10, *, units: int = 64,

@@ -1,4 +1,4 @@
-"""The layer contract: every registry name passes the same battery (DESIGN.md, "The layer contract").
+"""The layer contract: every registry name passes the same battery (docs/contributing.md, the contract).
 
 Parametrized over `keras_norms.names()`; the configurations and float64
 references live in tests/layer_cases.py, and a registry name without an entry

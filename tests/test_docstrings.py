@@ -28,7 +28,8 @@ PUBLISHED = {
         "AdaptiveGroupNormalization", "AdaptiveInstanceNormalization", "AdaptiveLayerNormalization",
         "BatchNormalization", "ConditionalBatchNormalization", "ConditionalInstanceNormalization",
         "FiLM", "FilterResponseNormalization", "GroupNormalization", "InstanceNormalization",
-        "LayerNormalization", "RMSNormalization", "SPADE", "SwitchableNormalization", "TLU",
+        "LayerNormLSTMCell", "LayerNormSimpleRNNCell", "LayerNormalization", "RMSNormalization", "SPADE",
+        "SwitchableNormalization", "TLU",
         "WeightNormalization", "WeightStandardizedConv2D", "recalibrate_batch_norms",
     ],
     "keras_norms.functional": [
@@ -37,7 +38,7 @@ PUBLISHED = {
         "virtual_batch_norm", "weight_normalized_kernel",
     ],
     "keras_norms.models": [
-        "LayerNormLSTMCell", "LayerNormSimpleRNNCell", "lenet", "paper_cnn", "resnet", "transformer",
+        "lenet", "paper_cnn", "resnet", "transformer",
     ],
 }
 # Raising is read from the source: a `raise` statement or a call of the argument checks.

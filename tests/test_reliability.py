@@ -425,7 +425,8 @@ def _constructors() -> dict[str, tuple[type, dict]]:
 
 def _parameters(cls) -> list[inspect.Parameter]:
     """The constructor arguments of `cls`, with those its `**kwargs` pass on to a keras_norms base class
-    (center, scale, the initializers, ...); those of a Keras base class are Keras' to check."""
+    (center, scale, the initializers, ...: in its signature or its `declared_arguments`); those of a
+    Keras base class are Keras' to check."""
     found = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -438,6 +439,12 @@ def _parameters(cls) -> list[inspect.Parameter]:
                 found.setdefault(p.name, p)
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             break
+    # The arguments a keras_norms base class takes in `**kwargs` because the class declares them.
+    if any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+        for name, default in getattr(cls, "declared_arguments", {}).items():
+            annotation = "bool" if isinstance(default, bool) else "float" if name == "epsilon" else ""
+            found.setdefault(name, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                                     annotation=annotation))
     return list(found.values())
 
 

@@ -1,9 +1,11 @@
 """Backend-specific fast paths of `keras_norms.functional`, one file per family of statistics.
 
-`keras_norms.functional` is the only dispatch point: it calls the kernels here
-(through `keras_norms.kernels.tf` or `keras_norms.kernels.jax`, which export
-the same entry points) when the Keras backend is TensorFlow or JAX and fast
-paths are on (`functional.use_fast_paths`). PyTorch takes the plain path.
+`keras_norms.functional` is the only caller: each of its functions with a fast
+path asks `functional.fast_paths.fast_path_backend(x)` whether the Keras
+backend is TensorFlow or JAX with the fast paths on (`functional.use_fast_paths`),
+then imports its kernel by name from the module here that defines it and calls
+it (`functional.group_norm` calls `tf_channel.group_norm`). PyTorch takes the
+plain path.
 The TensorFlow kernels are described here; the JAX ones in
 `jax_standardize.py`. Each computes what the plain `keras.ops` path computes, to float32 rounding,
 with fewer passes over memory: normalization is memory-bound, and in a
@@ -41,7 +43,6 @@ kernel, and never go above rank 4, which every runtime accepts.
 
 One file per family:
 
-- `tf.py`: the TensorFlow entry points `functional` calls, re-exported in one place.
 - `tf_base.py`: what every family shares (tracing context, sizes, the fused
   kernel's acceptance, the XLA-compiled functions and their chunked loop).
 - `tf_batch.py`: batch statistics (batch norm, ghost batch norm, cross-replica moments).
@@ -49,7 +50,8 @@ One file per family:
   instance norm; batch norm where the fused kernel does not apply).
 - `tf_row.py`: per-row statistics (layer and RMS norm).
 - `tf_example.py`: statistics by examples (the fused kernel run on each example).
-- `jax.py`: the JAX entry points, the same names as `tf.py`.
+- `jax.py`: the JAX kernels (batch norm, layer and RMS norm), named and called
+  as the `functional` functions they serve.
 - `jax_standardize.py`: standardization over axes with a closed-form gradient
   (`jax.custom_vjp`: batch norm in training, layer and RMS norm).
 - `tf_checks.py`, `jax_checks.py`, `torch_checks.py`: the values of a tensor
@@ -57,8 +59,9 @@ One file per family:
   `functional.check_ids`; on TensorFlow also the assertion a graph runs.
 - `tf_conv.py`: the shape of an empty batch out of TensorFlow's CPU convolutions.
 
-A kernel returns `None` where it does not apply, and `functional` then takes
-the plain path. This file imports nothing: the package is imported under
+A kernel returns `None` for an input it does not cover, and `functional` then
+takes the plain path; a norm without a kernel on a backend is simply not
+called there. This file imports nothing: the package is imported under
 every backend; only its `tf*` modules import TensorFlow, only its `jax*`
 modules JAX, only its `torch*` modules PyTorch.
 """

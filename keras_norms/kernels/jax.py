@@ -1,10 +1,13 @@
-"""The JAX entry points of `keras_norms.functional`: the same names and arguments as `keras_norms.kernels.tf`.
+"""The JAX kernels of `keras_norms.functional`: batch, layer and RMS norm.
 
-Batch norm in training and layer and RMS norm run `jax_standardize`'s
-closed-form gradient, batch norm with given statistics one multiply-add; the
-others return None (their plain `keras.ops` path is
-already as fast as Keras' built-ins under XLA, or faster), and `functional`
-then takes the plain path.
+Called by the functions of the same name, with the same arguments, in
+`keras_norms.functional.batch_norms` (`batch_norm`, `batch_norm_train`) and
+`keras_norms.functional.example_norms` (`layer_norm`, `rms_norm`). Batch norm
+in training and layer and RMS norm run `jax_standardize`'s closed-form
+gradient, batch norm with given statistics one multiply-add. Layer and RMS
+norm return None when the batch axis is normalized, and the caller then takes
+its plain path. The other norms have no JAX kernel: their plain `keras.ops`
+path is already as fast as Keras' built-ins under XLA, or faster.
 """
 
 from __future__ import annotations
@@ -66,11 +69,3 @@ def batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
     gain = jax.lax.rsqrt(gain) * _param(scale, shape, 1.0)
     shift = _param(offset, shape, 0.0) - jnp.reshape(jnp.asarray(mean).astype(jnp.float32), shape) * gain
     return x.astype(jnp.float32) * gain + shift
-
-
-def virtual_batch_norm(x, virtual_batch_size: int, scale, offset, *, axis: int, epsilon: float):
-    return None
-
-
-def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
-    return None

@@ -105,8 +105,9 @@ def folded_batch_norm(x, mean, variance, scale, offset, *, epsilon: float, shape
 
 
 # ----------------------------------------------------------------------------- entry points
-# Called by keras_norms.functional with the same arguments as its functions of the same name;
-# each returns None when its fast path does not apply to the input.
+# Called by keras_norms.functional.batch_norms (batch_norm, batch_norm_train, virtual_batch_norm) with
+# the same arguments as its functions of the same name; each returns None when its fast path does not
+# apply to the input. cross_replica_moments is called by functional.statistics.moments.
 
 
 def batch_norm_train(x, scale, offset, *, axis: int, epsilon: float):

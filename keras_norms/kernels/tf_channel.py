@@ -247,8 +247,8 @@ def _group_norm_inference(x, groups: int, scale, offset, *, axis: int, epsilon: 
 
 
 # ----------------------------------------------------------------------------- entry points
-# Called by keras_norms.functional with the same arguments as its functions of the same name;
-# each returns None when its fast path does not apply to the input.
+# Called by keras_norms.functional.example_norms.group_norm with the same arguments; returns None when
+# its fast path does not apply to the input.
 
 
 def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):

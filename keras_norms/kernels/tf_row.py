@@ -165,8 +165,8 @@ def _axes_norm_inference(x, scale, offset, *, axes, epsilon: float, center: bool
 
 
 # ----------------------------------------------------------------------------- entry points
-# Called by keras_norms.functional with the same arguments as its functions of the same name;
-# each returns None when its fast path does not apply to the input.
+# Called by keras_norms.functional.example_norms (layer_norm, rms_norm) with the same arguments as its
+# functions of the same name; each returns None when its fast path does not apply to the input.
 
 
 def _axes_norm(x, scale, offset, *, axis, epsilon: float, center: bool):

@@ -150,8 +150,13 @@ def _fail(message: str) -> int:
     return 2
 
 
-def run(args) -> int:
-    """Checks the arguments, runs the grid and prints the verdicts and the table; returns the exit code."""
+def run(args, export=None) -> int:
+    """Checks the arguments, runs the grid and prints the verdicts and the table; returns the exit code.
+
+    `export(model_path, directory, data)` exports the best run's model for `--export-best` and
+    returns the exit code: the `keras-norms` command passes it, so that the study does not import
+    the exporter (`keras_norms.export`).
+    """
     import os
 
     from keras_norms.study.datasets import DataError
@@ -172,6 +177,8 @@ def run(args) -> int:
     if shard is not None and args.export_best:
         return _fail(f"--export-best needs an unsharded run, and this is shard {shard}: a shard keeps no "
                      "model; export the best configuration from a run of its own")
+    if args.export_best and export is None:
+        return _fail("--export-best needs an exporter: run `keras-norms compare`, which passes it")
     try:
         check_names(spec)
         check_out_dir(args.out)
@@ -215,18 +222,15 @@ def run(args) -> int:
     print(summary_text(summary.rows, prepared.target_accuracy))
     print(f"\nReport: {summary.report_path}")
     if args.export_best:
-        return _export_best(args.out, prepared)
+        return _export_best(args.out, prepared, export)
     return 0
 
 
-def _export_best(out, prepared) -> int:
-    """Exports `best_model.keras` of `out` to `out/export` and prints the exporter's table."""
+def _export_best(out, prepared, export) -> int:
+    """Exports `best_model.keras` of `out` to `out/export` with `export` (see `run`)."""
     import json
     import pathlib
 
-    import keras
-
-    from keras_norms.export import ExportError, export_model
     from keras_norms.study.runner import BEST_MODEL, BEST_MODEL_INFO
 
     out = pathlib.Path(out)
@@ -236,14 +240,7 @@ def _export_best(out, prepared) -> int:
     config = info["configuration"]
     print(f"\nExporting the best run ({config.get('norm')} norm, batch size {config.get('batch_size')}, "
           f"test accuracy {info['test_accuracy']:.3f}) to {out / 'export'}/")
-    data = prepared.data
-    try:
-        result = export_model(keras.models.load_model(out / BEST_MODEL), out / "export", overwrite=True,
-                              representative_data=data.x_val[:256], eval_data=(data.x_test, data.y_test))
-    except ExportError as error:
-        return _fail(f"exporting {out / BEST_MODEL} failed: {error}")
-    print(result.table())
-    return 0
+    return export(out / BEST_MODEL, out / "export", prepared.data)
 
 
 def add_report_parser(subparsers) -> argparse.ArgumentParser:

@@ -9,108 +9,17 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import NamedTuple
 
 import numpy as np
 
+from keras_norms.sample_data import Splits, digits
+from keras_norms.study import keras_datasets
+from keras_norms.study.catalog import DATASETS, DEFAULT_TARGET_ACCURACY, DataError, DatasetInfo
 
-class Splits(NamedTuple):
-    """Train, validation and test arrays of one data set."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.y_train.max()) + 1
-
-
-def digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: float = 0.2) -> Splits:
-    """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes; no download).
-
-    Images are float32 in [0, 1] of shape (8, 8, 1); labels int32. The splits
-    are stratified and fixed by `seed`.
-
-    Args:
-        seed: Seed of the split.
-        validation_fraction: Fraction of all examples held out for validation.
-        test_fraction: Fraction of all examples held out for testing.
-
-    Returns:
-        A `Splits` tuple.
-
-    Examples:
-        >>> from keras_norms.study.datasets import digits
-        >>> data = digits(seed=0)
-        >>> data.x_train.shape[1:], data.num_classes
-        ((8, 8, 1), 10)
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"Argument `{name}` must be in (0, 1). Received: {name}={value!r}")
-    if validation_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            "validation_fraction + test_fraction must leave examples for training. "
-            f"Received: validation_fraction={validation_fraction}, test_fraction={test_fraction}"
-        )
-    bunch = load_digits()
-    images = (bunch.images / 16.0).astype("float32")[..., None]
-    labels = bunch.target.astype("int32")
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=validation_fraction / (1.0 - test_fraction),
-        stratify=y_rest, random_state=seed,
-    )
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test)
-
-
-class DatasetInfo(NamedTuple):
-    """What a data set gives a model, so that the model can pick its input layer.
-
-    `input` is "image" (float32 `(H, W, C)` in [0, 1]), "sequence" (float32 `(T, F)` in [0, 1]) or
-    "tokens" (int32 word ids `(T,)`, 0 for padding, all below `vocabulary_size`: an Embedding
-    input). `shape` is one example's shape and `num_classes` the number of labels; None where the
-    files decide (an image folder). `target_accuracy` is the validation accuracy that counts as
-    converged. `files` says where the files come from.
-    """
-
-    input: str
-    shape: tuple[int, ...] | None
-    num_classes: int | None
-    target_accuracy: float
-    files: str
-    vocabulary_size: int | None = None
-
-
-_KERAS_CACHE = "Keras' cache ($KERAS_HOME/datasets or ~/.keras/datasets; downloaded if missing) or --data-dir"
-
-#: The data sets `load` knows.
-DATASETS = {
-    "digits": DatasetInfo("image", (8, 8, 1), 10, 0.9, "bundled with scikit-learn"),
-    "cifar10": DatasetInfo("image", (32, 32, 3), 10, 0.5, f"cifar-10-batches-py/ in {_KERAS_CACHE}"),
-    "seq-digits": DatasetInfo("sequence", (8, 8), 10, 0.85, "bundled with scikit-learn"),
-    "mnist": DatasetInfo("image", (28, 28, 1), 10, 0.95, f"mnist.npz in {_KERAS_CACHE}"),
-    "fashion_mnist": DatasetInfo("image", (28, 28, 1), 10, 0.85, f"fashion-mnist/*.gz in {_KERAS_CACHE}"),
-    "cifar100": DatasetInfo("image", (32, 32, 3), 100, 0.3, f"cifar-100-python/ in {_KERAS_CACHE}"),
-    "imdb": DatasetInfo("tokens", (200,), 2, 0.8, f"imdb.npz in {_KERAS_CACHE}", vocabulary_size=20000),
-    "images": DatasetInfo("image", None, None, 0.5, "--data-dir: one subfolder of images per class"),
-}
-
-#: The validation accuracy a cell must reach to count as converged, per data set.
-DEFAULT_TARGET_ACCURACY = {name: info.target_accuracy for name, info in DATASETS.items()}
-
-
-class DataError(ValueError):
-    """A data set cannot be loaded as asked (a missing or damaged file, an unknown name)."""
+__all__ = [
+    "DATASETS", "DEFAULT_TARGET_ACCURACY", "DataError", "DatasetInfo", "Splits", "cifar10", "digits",
+    "fit_to_shape", "image_folder", "keras_dataset", "load", "seq_digits", "subsample",
+]
 
 
 def seq_digits(seed: int = 0, validation_fraction: float = 0.2, test_fraction: float = 0.2) -> Splits:
@@ -160,8 +69,6 @@ def keras_dataset(name: str, seed: int = 0, validation_fraction: float = 0.1, da
     Raises:
         DataError: a file is missing and cannot be downloaded, or is damaged.
     """
-    from keras_norms.study import keras_datasets
-
     _check_fraction("validation_fraction", validation_fraction)
     (x_rest, y_rest), (x_test, y_test) = keras_datasets.load_arrays(name, data_dir, download)
     x_train, x_val, y_train, y_val = _hold_out(x_rest, y_rest, validation_fraction, seed, "a validation set")

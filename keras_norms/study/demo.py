@@ -8,7 +8,7 @@ from typing import NamedTuple
 import keras
 
 import keras_norms
-from keras_norms.study.datasets import Splits, digits
+from keras_norms.sample_data import Splits, digits
 
 #: Constructor arguments per registry name where the default does not suit this short run:
 #: 16-channel maps for group norm, and a BN momentum of 0.9 (PyTorch's default) so that the moving

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from keras_norms.study.datasets import DATASETS, DataError
+from keras_norms.study.catalog import DATASETS, DataError
 
 #: Set to 1 (or true, yes, on) to forbid downloads: a missing file is then an error at once.
 OFFLINE_VARIABLE = "KERAS_NORMS_OFFLINE"
