@@ -8,6 +8,8 @@ adaptive, weight-reparametrized and recurrent layer in a model of its own.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -20,8 +22,18 @@ DATA = Path(__file__).resolve().parent / "data"
 FILES = sorted(DATA.glob("keras_files_*/*.keras"))
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
 @pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.stem}" for p in FILES])
 def test_a_saved_file_loads_and_gives_its_recorded_outputs(path):
+    with zipfile.ZipFile(path) as archive:
+        saved_by = json.loads(archive.read("metadata.json"))["keras_version"]
+    if _version(keras.__version__) < _version(saved_by):
+        # Keras reads older files, not newer ones: a newer Keras writes arguments an older one does not
+        # take (Keras 3.15's GlorotUniform config has `input_axes`, which Keras 3.10 refuses).
+        pytest.skip(f"saved with Keras {saved_by}, which Keras {keras.__version__} cannot read")
     recorded = np.load(path.with_suffix(".npz"))
     xs = [recorded[f"x{i}"] for i in range(sum(key.startswith("x") for key in recorded))]
     model = keras.saving.load_model(path, safe_mode=True)
