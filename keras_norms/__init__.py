@@ -32,7 +32,7 @@ from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
 from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.recurrent import LayerNormLSTMCell, LayerNormSimpleRNNCell
-from keras_norms.registry import get, names, register
+from keras_norms.registry import Norm, describe, get, names, register
 from keras_norms.response import TLU, FilterResponseNormalization
 from keras_norms.spade import SPADE
 from keras_norms.switchable import SwitchableNormalization
@@ -57,6 +57,7 @@ __all__ = [
     "LayerNormLSTMCell",
     "LayerNormSimpleRNNCell",
     "LayerNormalization",
+    "Norm",
     "NormalizationLayer",
     "RMSNormalization",
     "SPADE",
@@ -66,6 +67,7 @@ __all__ = [
     "WeightStandardizedConv2D",
     "convert_norms",
     "freeze_batch_norms",
+    "describe",
     "functional",
     "get",
     "names",

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         import keras_norms
         from keras_norms.study.demo import format_results, run_demo
 
-        unknown = [n for n in args.norms if n not in keras_norms.names()]
+        unknown = [n for n in args.norms if n.strip().lower() not in keras_norms.names()]
         if unknown:
             print(f"keras-norms demo: unknown norm(s) {', '.join(unknown)}; valid names: "
                   f"{', '.join(keras_norms.names())}", file=sys.stderr)

@@ -70,26 +70,24 @@ _KERAS_NORMS = tuple(getattr(keras.layers, name) for name in (
     "UnitNormalization", "Identity") if hasattr(keras.layers, name))
 
 
-def _factory(to) -> Callable[..., keras.layers.Layer]:
-    """The callable making the new layers; raises unless `to` names or makes a normalization layer."""
-    if isinstance(to, str):
-        if to.strip().lower() not in registry.names():
-            raise ValueError(f"Argument `to` must name a normalization ({', '.join(registry.names())}), a "
-                             f"layer class or a factory. Received: to={to!r}")
-        return registry.factory(to)
-    if isinstance(to, type):
-        if issubclass(to, (NormalizationLayer, *_KERAS_NORMS)) or to in registry.factories():
-            return to
+def _described(to) -> registry.Norm:
+    """The description of the new layers; raises unless `to` names or makes a normalization layer."""
+    try:
+        norm = registry.describe(to)
+    except ValueError:
+        raise ValueError(f"Argument `to` must name a normalization ({', '.join(registry.names())}), a "
+                         f"layer class or a factory. Received: to={to!r}") from None
+    except TypeError:
+        raise ValueError(
+            "Argument `to` must be a registry name, a normalization layer class or a factory function "
+            f"returning a new layer (one per replaced layer), not a layer instance. Received: to={to!r}"
+        ) from None
+    if isinstance(to, type) and not (issubclass(to, (NormalizationLayer, *_KERAS_NORMS)) or norm.name):
         raise ValueError(
             "Argument `to` must be a normalization layer class (keras-norms' or Keras'), a registry "
             f"name or a factory function; {to.__name__} is none of them. Received: to={to!r}"
         )
-    if callable(to) and not isinstance(to, keras.layers.Layer):
-        return to
-    raise ValueError(
-        "Argument `to` must be a registry name, a normalization layer class or a factory function "
-        f"returning a new layer (one per replaced layer), not a layer instance. Received: to={to!r}"
-    )
+    return norm
 
 
 def _parameters(factory) -> tuple[set[str], bool]:
@@ -119,19 +117,15 @@ def _parameters(factory) -> tuple[set[str], bool]:
     return named, variadic
 
 
-def _replacement(layer, factory, kwargs: dict) -> keras.layers.Layer:
-    """A layer from `factory`, with the arguments of `layer` it shares (axis, epsilon, ...) and `kwargs`."""
+def _replacement(layer, norm: registry.Norm, kwargs: dict) -> keras.layers.Layer:
+    """A new `norm` layer, with the arguments of `layer` it shares (axis, epsilon, ...) and `kwargs`."""
     config = layer.get_config()
-    named, variadic = _parameters(factory)
+    named, variadic = _parameters(norm.factory)
     carried = {key: value for key, value in config.items()
                if key in named or (variadic and key in _BASE_KEYS)}
-    if not getattr(factory, "axis_is_channel_axis", True):
+    if not norm.axis_is_channel_axis:
         carried.pop("axis", None)  # e.g. filter response norm's `axis` lists the spatial axes
-    new = factory(**{**carried, **kwargs})
-    if not isinstance(new, keras.layers.Layer):
-        raise TypeError(f"Argument `to` returned {type(new).__name__}, not a keras.layers.Layer. "
-                        f"Received: to={factory!r}")
-    return new
+    return norm.layer(**{**carried, **kwargs})
 
 
 def _copy_weights(old, new, *, by_name: bool) -> None:
@@ -249,14 +243,14 @@ def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> kera
         >>> [type(layer).__name__ for layer in swapped.layers]
         ['Conv2D', 'LayerNormalization']
     """
-    factory = _factory(to)
+    norm = _described(to)
     if match is None:
         match = is_batch_norm
     elif not callable(match):
         raise TypeError(f"Argument `match` must be a callable taking a layer. Received: match={match!r}")
 
     def replace(layer):
-        return _replacement(layer, factory, kwargs) if match(layer) else None
+        return _replacement(layer, norm, kwargs) if match(layer) else None
 
     return _rebuild(model, replace)
 
@@ -267,7 +261,7 @@ def _with_batch_norm_option(model, key: str, value) -> keras.Model:
 
     def replace(layer):
         if is_batch_norm(layer):
-            return _replacement(layer, BatchNormalization, {key: value})
+            return _replacement(layer, registry.describe(BatchNormalization), {key: value})
         config = layer.get_config()
         if key in config and type(layer).__module__.startswith("keras_norms."):
             return type(layer).from_config({**config, key: value})

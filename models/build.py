@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-from keras_norms.models._norm import check_norm
+from keras_norms.models._norm import resolve
 from keras_norms.models.cnn import lenet, paper_cnn, resnet
 from keras_norms.models.sequence import sequence
 from keras_norms.models.transformer import EXTRA_NORMS as TRANSFORMER_NORMS
@@ -93,6 +93,6 @@ def build_model(name: str, norm="batch", input_shape=None, num_classes: int = 10
         raise ValueError(
             f"Argument `num_classes` must be a positive int. Received: num_classes={num_classes!r}"
         )
-    check_norm(norm, extra=_EXTRA_NORMS.get(name, ()))
+    resolve(norm, extra=_EXTRA_NORMS.get(name, ()))
     shape = DEFAULT_INPUT_SHAPES[name] if input_shape is None else tuple(input_shape)
     return _FACTORIES[name](norm, shape, num_classes, **options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-from keras_norms.models._norm import make_norm, norm_key
+from keras_norms.models._norm import make_norm, resolve
 
 from keras_norms.layer import LayerNormalization
 from keras_norms.recurrent import LayerNormLSTMCell
@@ -55,8 +55,9 @@ def sequence(norm="layer", input_shape=(28, 28), num_classes: int = 10, *, units
     for name, value in (("units", units), ("depth", depth)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"sequence: `{name}` must be a positive int. Received: {name}={value!r}")
-    in_cell = norm_key(norm) == "layer" or norm is LayerNormalization
-    between = not in_cell and norm_key(norm) != "none"
+    description = resolve(norm)
+    in_cell = description.name == "layer" or description.layer_class is LayerNormalization
+    between = not in_cell and not description.identity
     if between and depth < 2:
         raise ValueError(
             f"sequence: the norm {norm!r} goes between LSTM layers, so it needs depth >= 2 "

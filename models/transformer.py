@@ -7,10 +7,9 @@ import numbers
 
 import keras
 from keras import initializers, ops
-from keras_norms.models._norm import check_norm, is_group_norm, make_norm, norm_key
+from keras_norms.models._norm import resolve
 
 from keras_norms.adaptive import AdaptiveLayerNormalization
-from keras_norms.group import InstanceNormalization
 
 #: The norm names the transformer takes beyond the registry.
 EXTRA_NORMS = ("adaln",)
@@ -103,29 +102,26 @@ def _check_shape(input_shape) -> tuple[int, ...]:
     return shape
 
 
-def _check_norm(norm, dim: int, norm_options: dict) -> bool:
-    """Raises for a norm that cannot serve every position; returns True for adaLN."""
-    adaptive = norm_key(norm) == "adaln" or norm is AdaptiveLayerNormalization
-    if not adaptive:
-        check_norm(norm, extra=EXTRA_NORMS)
-    if adaptive and norm_options.get("zero"):
+def _check_norm(norm, dim: int, norm_options: dict):
+    """Raises for a norm that cannot serve every position; its description, or None for adaLN."""
+    description = resolve(norm, extra=EXTRA_NORMS)
+    if description is not None and description.layer_class is AdaptiveLayerNormalization:
+        description = None
+    if description is None and norm_options.get("zero"):
         raise ValueError(
             "transformer: adaLN-Zero returns a gate for its residual branch, which this model does not "
             "use; norm='adaln' takes zero=False only. Received: zero=True"
         )
     # Mean pooling follows the last norm: a norm that centres each feature over the tokens of an
     # example leaves nothing but its beta for the pooling to see.
-    per_feature = (norm_key(norm) == "instance"
-                   or (isinstance(norm, type) and issubclass(norm, InstanceNormalization))
-                   or (is_group_norm(norm) and norm_options.get("groups") in (-1, dim)))
-    if per_feature:
+    if description is not None and description.normalizes_channels_alone(dim, **norm_options):
         shown = f"{norm!r}" + (f", groups={norm_options['groups']}" if "groups" in norm_options else "")
         raise ValueError(
             "transformer: a norm with one feature per group normalizes each feature over the tokens, so "
             "the mean over tokens that the classifier pools is just its beta, whatever the input; use "
             f"'layer', 'rms', 'group' with fewer groups, ... Received: norm={shown}"
         )
-    return adaptive
+    return description
 
 
 def _embed(inputs, shape, dim: int, patch_size, vocab_size: int):
@@ -226,19 +222,19 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
             f"transformer: `mlp_ratio` must be a number > 0 giving an MLP of at least one unit. "
             f"Received: mlp_ratio={mlp_ratio!r}"
         )
-    adaptive = _check_norm(norm, dim, norm_options)
+    description = _check_norm(norm, dim, norm_options)
 
     inputs = keras.Input(shape, dtype="int32" if len(shape) == 1 else "float32")
     x = _embed(inputs, shape, dim, patch_size, vocab_size)
     x = PositionEmbedding(initializers.TruncatedNormal(stddev=0.02), name="position_embedding")(x)
-    if adaptive:
+    if description is None:
         context = keras.layers.GlobalAveragePooling1D(name="context")(x)
 
         def normalize(tensor):
             return AdaptiveLayerNormalization(**norm_options)(tensor, context)
     else:
         def normalize(tensor):
-            return make_norm(norm, dim, rank=3, **norm_options)(tensor)
+            return description.layer(dim, 3, **norm_options)(tensor)
 
     def attention(tensor, block):
         layer = keras.layers.MultiHeadAttention(heads, dim // heads, name=f"block{block}_attention")

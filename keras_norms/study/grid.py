@@ -135,10 +135,11 @@ class GridSpec:
             for placement in placements:
                 for norm in self.norms:
                     name, arguments = parse_norm(norm)
+                    described = describe_norm(name)
                     # A variant that sets momentum or groups itself is not repeated over the grid's values.
-                    momentums = (self.bn_momentums if name == "batch" and "momentum" not in arguments
+                    momentums = (self.bn_momentums if described.batch_norm and "momentum" not in arguments
                                  else (None,))
-                    groups = self.groups if name == "group" and "groups" not in arguments else (None,)
+                    groups = self.groups if described.takes_groups and "groups" not in arguments else (None,)
                     for lr in self.lrs:
                         for momentum in momentums:
                             for group_count in groups:
@@ -153,6 +154,24 @@ class GridSpec:
                                         placement=placement,
                                     ))
         return cells
+
+
+def describe_norm(name: str):
+    """The registry's `keras_norms.Norm` for a grid's norm name (`"adaln"`: adaptive layer norm).
+
+    Raises:
+        GridError: `name` is neither registered nor one of the transformer's extra names.
+    """
+    import keras_norms
+    from keras_norms.models.transformer import EXTRA_NORMS
+
+    if name == "adaln":
+        return keras_norms.describe(keras_norms.AdaptiveLayerNormalization)
+    try:
+        return keras_norms.describe(name)
+    except (TypeError, ValueError):
+        valid = keras_norms.names() + list(EXTRA_NORMS)
+        raise GridError(f"unknown norm {name!r}; valid names: {', '.join(valid)}") from None
 
 
 def parse_norm(label: str) -> tuple[str, dict]:

@@ -15,7 +15,7 @@ from keras_norms.models import DEFAULT_INPUT_SHAPES, build_model
 from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.study import corruptions
 from keras_norms.study.datasets import DEFAULT_TARGET_ACCURACY, Splits, fit_to_shape, load, subsample
-from keras_norms.study.grid import SGD_MOMENTUM, Cell, GridError, GridSpec
+from keras_norms.study.grid import SGD_MOMENTUM, Cell, GridError, GridSpec, describe_norm
 
 #: At most this many training examples measure the train accuracy, and this many test examples
 #: each corrupted test set (CIFAR-10 would otherwise need gigabytes per corrupted copy).
@@ -199,7 +199,8 @@ def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] |
     reached = next((i for i, v in enumerate(val_accuracy) if v >= cell.target_accuracy), None)
     per_step = sorted(s / steps for s in (timer.train_seconds[1:] or timer.train_seconds))
     corrupted = {k: v for k, v in accuracy.items() if ":" in k}
-    recalibrated = _recalibrated_test_accuracy(model, cell, prepared) if cell.norm_name == "batch" else None
+    has_batch_norm = describe_norm(cell.norm_name).batch_norm
+    recalibrated = _recalibrated_test_accuracy(model, cell, prepared) if has_batch_norm else None
     return {
         "test_accuracy": accuracy["test"],
         "test_accuracy_recalibrated": recalibrated,
