@@ -161,3 +161,44 @@ def test_the_registry_was_restored():
     assert "group8" not in keras_norms.names()
     assert "dropout" not in keras_norms.names()
     assert type(keras_norms.get("group")) is keras_norms.GroupNormalization
+
+
+def test_describe_gives_what_each_registered_norm_needs():
+    traits = {name: keras_norms.describe(name) for name in ("batch", "group", "instance", "frn",
+                                                              "switchable", "layer", "none")}
+    assert [n for n, d in traits.items() if d.takes_groups] == ["group"]
+    assert [n for n, d in traits.items() if not d.axis_is_channel_axis] == ["frn"]
+    assert [n for n, d in traits.items() if d.batch_norm] == ["batch"]
+    assert [n for n, d in traits.items() if d.batch_dependent] == ["batch", "switchable"]
+    assert [n for n, d in traits.items() if d.per_channel] == ["instance"]
+    assert [n for n, d in traits.items() if d.identity] == ["none"]
+
+
+def test_describe_finds_the_name_of_a_registered_class_and_sees_through_partials():
+    import functools
+
+    assert keras_norms.describe(keras_norms.LayerNormalization).name == "layer"
+    assert keras_norms.describe(keras.layers.BatchNormalization).batch_norm  # Keras' own
+    eight = keras_norms.describe(functools.partial(keras_norms.GroupNormalization, groups=8))
+    assert (eight.name, eight.layer_class, eight.preset) == (None, keras_norms.GroupNormalization, {"groups": 8})
+    assert eight.layer(channels=64).groups == 8  # the partial's groups are kept
+    assert keras_norms.describe("group").layer(channels=64).groups == 32
+    assert keras_norms.describe("group").layer(channels=12).groups == 6
+    assert keras_norms.describe("group").normalizes_channels_alone(12, groups=12)
+    assert not keras_norms.describe("group").normalizes_channels_alone(12, groups=6)
+
+
+def test_describe_sets_filter_response_axes_from_the_rank():
+    layer = keras_norms.describe("frn").layer(channels=5, rank=3)
+    x = np.random.default_rng(1).normal(size=(2, 7, 5)).astype("float32")
+    nu2 = np.mean(x.astype("float64") ** 2, axis=1, keepdims=True)  # over the 7 positions only
+    np.testing.assert_allclose(np.asarray(layer(x)), x / np.sqrt(nu2 + 1e-6), atol=1e-5)
+
+
+def test_describe_refuses_instances_and_unknown_names():
+    with pytest.raises(TypeError, match="layer instance"):
+        keras_norms.describe(keras_norms.LayerNormalization())
+    with pytest.raises(ValueError, match="Valid names"):
+        keras_norms.describe("batchy")
+    with pytest.raises(TypeError, match="Received: spec=3"):
+        keras_norms.describe(3)
