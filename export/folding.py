@@ -23,6 +23,9 @@ FOLDABLE_LAYER_TYPES = (
 #: The batch norms that are frozen. Exact types: a subclass (a conditional batch norm, say) may
 #: take other inputs or compute other things in inference.
 BATCH_NORM_TYPES = (keras.layers.BatchNormalization, keras_norms.BatchNormalization)
+#: Layers that multiply each channel by a learned constant: folded into the Conv/Dense before them
+#: where they can be, left as they are otherwise (they are one multiply already).
+SCALE_TYPES = (keras_norms.LayerScale,)
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -156,6 +159,20 @@ def batch_norm_scale_shift(layer) -> tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
+def _scale_shift(layer) -> tuple[np.ndarray, np.ndarray]:
+    """A batch norm or a LayerScale as ``x * scale + shift``, per channel, in float64."""
+    if type(layer) in SCALE_TYPES:
+        gamma = np.asarray(layer.gamma, dtype=np.float64)
+        return gamma, np.zeros_like(gamma)
+    return batch_norm_scale_shift(layer)
+
+
+def _channel_axis(layer) -> int | None:
+    """The one axis a batch norm or LayerScale works along, or None (a LayerScale over several)."""
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return axes[0] if len(axes) == 1 else None
+
+
 def _graph(model):
     """The functional graph of a Sequential or functional model, or None (a subclassed model)."""
     if isinstance(model, keras.Sequential):
@@ -184,10 +201,11 @@ def _can_fold_into(layer) -> bool:
 
 
 def _plan(model) -> dict[int, tuple]:
-    """Maps id(batch norm) -> (batch norm, the layer to fold it into or None for a multiply-add).
+    """Maps id(batch norm or LayerScale) -> (it, the layer to fold it into or None for a multiply-add).
 
     Batch norms called in training mode (`training=True` on the call) or more
-    than once are left out: they are not a constant affine map.
+    than once are left out: they are not a constant affine map. A LayerScale
+    that cannot be folded is left out too: it is one multiply already.
     """
     graph = _graph(model)
     nodes = [node for depth in graph._nodes_by_depth.values() for node in depth]
@@ -198,9 +216,10 @@ def _plan(model) -> dict[int, tuple]:
     plan = {}
     for node in nodes:
         layer = node.operation
-        if type(layer) not in BATCH_NORM_TYPES or calls[id(layer)] != 1 or not _is_inference_call(node):
+        scales = type(layer) in SCALE_TYPES
+        if type(layer) not in BATCH_NORM_TYPES and not scales:
             continue
-        if len(node.input_tensors) != 1:
+        if calls[id(layer)] != 1 or not _is_inference_call(node) or len(node.input_tensors) != 1:
             continue
         (tensor,) = node.input_tensors
         rank = len(tensor.shape)
@@ -210,14 +229,17 @@ def _plan(model) -> dict[int, tuple]:
             and _can_fold_into(producer)
             and calls[id(producer)] == 1
             and consumers[id(tensor)] == 1
-            and layer.axis % rank == _output_channel_axis(producer, rank)
+            and _channel_axis(layer) is not None
+            and _channel_axis(layer) % rank == _output_channel_axis(producer, rank)
         )
-        plan[id(layer)] = (layer, producer if folds else None)
+        if folds or not scales:
+            plan[id(layer)] = (layer, producer if folds else None)
     return plan
 
 
 def _contains_batch_norm(model) -> bool:
-    return any(type(layer) in BATCH_NORM_TYPES for layer in model._flatten_layers(include_self=False))
+    return any(type(layer) in (*BATCH_NORM_TYPES, *SCALE_TYPES)
+               for layer in model._flatten_layers(include_self=False))
 
 
 def _folded_weights(layer, scale: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,6 +263,9 @@ def fold_batch_norms(model: keras.Model, *, records: list | None = None) -> kera
     had none) and replaced by an identity. Every other batch norm becomes a
     `ChannelAffine`: one per-channel multiply-add with constant scale and
     shift. Both are the batch norm in inference mode (moving statistics).
+    A `keras_norms.LayerScale` along the output channels of such a layer is
+    folded into it the same way (its `gamma` scales the kernel and bias); one
+    that cannot be folded stays as it is, one multiply.
     Layers that change nothing are shared with `model`, not copied; nested
     Sequential/functional models are folded too. `model` itself is not
     modified.
@@ -306,10 +331,11 @@ def fold_batch_norms(model: keras.Model, *, records: list | None = None) -> kera
     for original, new in replaced.values():
         if id(original) in fold_targets:
             bn = fold_targets[id(original)]
-            kernel, bias = _folded_weights(original, *batch_norm_scale_shift(bn))
+            kernel, bias = _folded_weights(original, *_scale_shift(bn))
             new.kernel.assign(kernel)
             new.bias.assign(bias)
-            records.append(FoldRecord(bn.name, original.name))
+            if type(bn) in BATCH_NORM_TYPES:
+                records.append(FoldRecord(bn.name, original.name))
         elif isinstance(new, ChannelAffine):
             scale, shift = batch_norm_scale_shift(original)
             new.scale.assign(scale.astype("float32"))

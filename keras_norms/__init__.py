@@ -15,6 +15,7 @@ from keras_norms.adaptive import (
     AdaptiveInstanceNormalization,
     AdaptiveLayerNormalization,
 )
+from keras_norms.attention import MultiHeadAttention
 from keras_norms.batch import BatchNormalization
 from keras_norms.compat import tfa_custom_objects
 from keras_norms.conditional import (
@@ -30,6 +31,7 @@ from keras_norms.convert import (
 )
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
+from keras_norms.pointwise import DynamicErf, DynamicTanh, LayerScale
 from keras_norms.recalibrate import recalibrate_batch_norms
 from keras_norms.recurrent import LayerNormLSTMCell, LayerNormSimpleRNNCell
 from keras_norms.registry import Norm, describe, get, names, register
@@ -50,6 +52,8 @@ __all__ = [
     "ConditionalBatchNormalization",
     "ConditionalInstanceNormalization",
     "ConditionedNormalization",
+    "DynamicErf",
+    "DynamicTanh",
     "FiLM",
     "FilterResponseNormalization",
     "GroupNormalization",
@@ -57,6 +61,8 @@ __all__ = [
     "LayerNormLSTMCell",
     "LayerNormSimpleRNNCell",
     "LayerNormalization",
+    "LayerScale",
+    "MultiHeadAttention",
     "Norm",
     "NormalizationLayer",
     "RMSNormalization",
@@ -66,8 +72,8 @@ __all__ = [
     "WeightNormalization",
     "WeightStandardizedConv2D",
     "convert_norms",
-    "freeze_batch_norms",
     "describe",
+    "freeze_batch_norms",
     "functional",
     "get",
     "names",

@@ -42,6 +42,15 @@ def check_fraction(name: str, value) -> float:
     return float(value)
 
 
+def check_finite(name: str, value) -> float:
+    """Returns `value` as a float (an initial value), or raises naming `name` unless it is a finite number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Argument `{name}` must be a float. Received: {name}={value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"Argument `{name}` must be a finite float. Received: {name}={value!r}")
+    return float(value)
+
+
 def check_axis_argument(axis, *, allow_list: bool = False) -> int | list[int]:
     """Validates an `axis` argument: its type, and not the batch axis 0 (`build` checks the range)."""
     if allow_list and isinstance(axis, (list, tuple)):

@@ -28,6 +28,8 @@ import keras
 from keras_norms import registry
 from keras_norms._base import NormalizationLayer
 from keras_norms.batch import BatchNormalization
+from keras_norms.layer import LayerNormalization, RMSNormalization
+from keras_norms.pointwise import DynamicErf, DynamicTanh
 
 __all__ = [
     "convert_norms",
@@ -44,6 +46,25 @@ _BASE_KEYS = ("name", "dtype", "trainable")
 def is_batch_norm(layer) -> bool:
     """Whether `layer` is a batch normalization layer: Keras' or keras-norms'."""
     return isinstance(layer, (keras.layers.BatchNormalization, BatchNormalization))
+
+
+def _is_layer_or_rms_norm(layer) -> bool:
+    classes = (keras.layers.LayerNormalization, LayerNormalization, RMSNormalization)
+    return isinstance(layer, (*classes, getattr(keras.layers, "RMSNormalization", LayerNormalization)))
+
+
+def _is_elementwise_norm(layer) -> bool:
+    return isinstance(layer, (DynamicTanh, DynamicErf))
+
+
+def _default_match(norm: registry.Norm) -> Callable[[keras.layers.Layer], bool]:
+    """Which layers `convert_norms` replaces when it is given no `match`."""
+    if norm.elementwise:  # DyT and Derf replace layer and RMS norms
+        return _is_layer_or_rms_norm
+    if norm.layer_class is not None and issubclass(norm.layer_class, (LayerNormalization, RMSNormalization,
+                                                                      keras.layers.LayerNormalization)):
+        return lambda layer: is_batch_norm(layer) or _is_elementwise_norm(layer)
+    return is_batch_norm
 
 
 def _is_preprocessing(layer) -> bool:
@@ -211,8 +232,11 @@ def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> kera
         to: A registry name (`"group"`, `"layer"`, `"batch"`, ...), a layer
             class, or a callable returning a new layer, called with the
             carried arguments and `kwargs`.
-        match: Optional `match(layer) -> bool` choosing the layers to replace;
-            by default every batch norm, Keras' or keras-norms'.
+        match: Optional `match(layer) -> bool` choosing the layers to replace.
+            By default every batch norm, Keras' or keras-norms'; for
+            `to="dyt"` or `"derf"` every layer and RMS norm instead; for
+            `to="layer"` or `"rms"` every batch norm and every DyT and Derf
+            (so a model goes to the norm-free layers and back).
         **kwargs: Arguments of the new layers, e.g. `groups=32`; they override
             the carried ones.
 
@@ -242,10 +266,17 @@ def convert_norms(model, to, *, match: Callable | None = None, **kwargs) -> kera
         ...                                     match=lambda layer: layer.name == "bn")
         >>> [type(layer).__name__ for layer in swapped.layers]
         ['Conv2D', 'LayerNormalization']
+
+        A transformer's layer norms become Dynamic Tanh, gamma and beta carried:
+
+        >>> tokens = keras.Sequential([keras.Input((4, 8)), keras.layers.LayerNormalization(name="ln")])
+        >>> dyt = keras_norms.convert_norms(tokens, "dyt").get_layer("ln")
+        >>> type(dyt).__name__, [w.name for w in dyt.weights]
+        ('DynamicTanh', ['alpha', 'gamma', 'beta'])
     """
     norm = _described(to)
     if match is None:
-        match = is_batch_norm
+        match = _default_match(norm)
     elif not callable(match):
         raise TypeError(f"Argument `match` must be a callable taking a layer. Received: match={match!r}")
 

@@ -9,7 +9,35 @@ from keras import ops
 
 from keras_norms import functional as F
 from keras_norms._base import AffineNormalization
-from keras_norms._checks import check_axis_argument, check_groups, check_rank, resolve_axes
+from keras_norms._checks import check_axis_argument, check_groups, check_rank, resolve_axes, shape_fits
+
+
+def _keras_mask(layer_name: str, inputs, mask):
+    """A Keras mask as a boolean tensor of the input's rank that broadcasts against it.
+
+    A mask of one rank less than the input (as `keras.layers.Masking` and
+    `Embedding(mask_zero=True)` make it: one entry per position along the last
+    axis) is expanded on the last axis, as Keras does; a mask of the input's
+    rank passes. Sizes of 1 broadcast. The rule of
+    `keras_norms.BatchNormalization`'s mask.
+
+    Raises:
+        ValueError: If `mask` fits neither form.
+    """
+    inputs_shape, mask_shape = tuple(inputs.shape), tuple(mask.shape)
+    mask = ops.cast(mask, "bool")
+    if len(mask_shape) == len(inputs_shape) - 1:
+        fits = shape_fits(mask_shape, inputs_shape[:-1], broadcast=True)
+        mask = ops.expand_dims(mask, -1)
+    else:
+        fits = shape_fits(mask_shape, inputs_shape, broadcast=True)
+    if not fits:
+        raise ValueError(
+            f"{layer_name}: the mask must broadcast against the input's shape without its last axis "
+            "(as keras.layers.Masking and Embedding(mask_zero=True) make it) or against the input's "
+            f"full shape. Received: mask.shape={mask_shape}, inputs.shape={inputs_shape}"
+        )
+    return mask
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -52,6 +80,17 @@ class GroupNormalization(AffineNormalization):
         inputs: Tensor of rank 2 to 5, batch first. On rank 2 with one channel
             per group each value is normalized alone and the output is `beta`;
             the layer warns when it is built so.
+        mask: Optional boolean tensor, as Keras' `Masking` and
+            `Embedding(mask_zero=True)` produce it (Keras passes it by
+            itself): the input's shape without its last axis, e.g. `(batch,
+            time)` for `(batch, time, channels)` (each entry masks the
+            positions along the last axis), or the input's full shape; sizes
+            of 1 broadcast. Each example's group statistics are taken over its
+            unmasked positions only, so padding does not change them; an
+            example with none gets the statistics 0 (finite outputs). The
+            output at masked positions is finite but unspecified (it does not
+            depend on the values there, whose gradient is 0); the mask is
+            passed on to the next layer.
 
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
@@ -65,7 +104,8 @@ class GroupNormalization(AffineNormalization):
             is out of range or names the batch axis, the channel size is
             undefined, or `groups` exceeds or does not divide the number of
             channels. When called: the input's rank or channel size differs
-            from the built one.
+            from the built one, or `mask` fits neither the input's shape
+            without its last axis nor its full shape.
 
     Reference:
         Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
@@ -116,10 +156,12 @@ class GroupNormalization(AffineNormalization):
         self.expect_input_shape(input_shape, [axis])
         self.add_affine_weights((channels,))
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
         inputs = self.prepare(inputs)
+        if mask is not None:
+            mask = _keras_mask(type(self).__name__, inputs, mask)
         outputs = F.group_norm(
-            inputs, self.groups, self.gamma, self.beta, axis=self.axis, epsilon=self.epsilon
+            inputs, self.groups, self.gamma, self.beta, axis=self.axis, epsilon=self.epsilon, mask=mask
         )
         return ops.cast(outputs, self.compute_dtype)
 
@@ -161,6 +203,15 @@ class InstanceNormalization(GroupNormalization):
         inputs: Tensor of rank 2 to 5. On rank 2 (no axis besides batch and
             channels) each value is normalized alone and the output is `beta`,
             as in tensorflow-addons; the layer warns.
+        mask: Optional boolean tensor, as Keras' `Masking` and
+            `Embedding(mask_zero=True)` produce it (Keras passes it by
+            itself): the input's shape without its last axis, e.g. `(batch,
+            time)` for `(batch, time, channels)`, or the input's full shape;
+            sizes of 1 broadcast. Each channel's statistics are taken over
+            the example's unmasked positions only; with none they are 0
+            (finite outputs). The output at masked positions is finite but
+            unspecified (it does not depend on the values there); the mask is
+            passed on to the next layer.
 
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
@@ -172,7 +223,9 @@ class InstanceNormalization(GroupNormalization):
             cannot interpret an initializer, regularizer or constraint. When building:
             the input's rank is not 2 to 5, `axis` is out of range or names
             the batch axis, or the channel size is undefined. When called: the
-            input's rank or channel size differs from the built one.
+            input's rank or channel size differs from the built one, or `mask`
+            fits neither the input's shape without its last axis nor its full
+            shape.
 
     Reference:
         Ulyanov, Vedaldi and Lempitsky, 2016, "Instance Normalization: The

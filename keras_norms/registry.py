@@ -11,6 +11,7 @@ import keras
 from keras_norms.batch import BatchNormalization
 from keras_norms.group import GroupNormalization, InstanceNormalization
 from keras_norms.layer import LayerNormalization, RMSNormalization
+from keras_norms.pointwise import DynamicErf, DynamicTanh
 from keras_norms.response import FilterResponseNormalization
 from keras_norms.switchable import SwitchableNormalization
 
@@ -23,6 +24,8 @@ _REGISTRY: dict[str, Callable[..., keras.layers.Layer]] = {
     "frn": FilterResponseNormalization,
     "switchable": SwitchableNormalization,
     "none": keras.layers.Identity,
+    "dyt": DynamicTanh,
+    "derf": DynamicErf,
 }
 
 #: Wu and He's default number of groups; fewer when a layer has fewer channels.
@@ -73,6 +76,8 @@ class Norm:
         per_channel: Each channel of an example is normalized alone
             (instance norm), so its mean over the positions is always beta.
         identity: The name `"none"`: no normalization.
+        elementwise: It computes no statistics, each value on its own (DyT,
+            Derf): what `convert_norms` puts in place of layer and RMS norms.
 
     Raises:
         TypeError: From `layer`, when the factory does not return a layer.
@@ -98,6 +103,7 @@ class Norm:
     batch_dependent: bool
     per_channel: bool
     identity: bool
+    elementwise: bool
 
     def layer(self, channels: int | None = None, rank: int | None = None, **options) -> keras.layers.Layer:
         """A new layer for a tensor with `channels` channels last and `rank` axes (batch included).
@@ -186,7 +192,7 @@ def describe(spec) -> Norm:
         takes_groups=kind(GroupNormalization, keras.layers.GroupNormalization) and not per_channel,
         axis_is_channel_axis=getattr(cls, "axis_is_channel_axis", True),
         batch_norm=batch_norm, batch_dependent=batch_norm or kind(SwitchableNormalization),
-        per_channel=per_channel, identity=name == "none",
+        per_channel=per_channel, identity=name == "none", elementwise=kind(DynamicTanh, DynamicErf),
     )
 
 
@@ -194,17 +200,17 @@ def names() -> list[str]:
     """Lists the names `get` accepts, in registration order.
 
     The built-in names come first (`"batch"`, `"layer"`, `"group"`,
-    `"instance"`, `"rms"`, `"frn"`, `"switchable"`, `"none"`), then those added
-    with `register`. A name replaced with `register(..., overwrite=True)` keeps
-    its place.
+    `"instance"`, `"rms"`, `"frn"`, `"switchable"`, `"none"`, and the norm-free
+    `"dyt"` and `"derf"`), then those added with `register`. A name replaced
+    with `register(..., overwrite=True)` keeps its place.
 
     Returns:
         A new list of the registered names (changing it does not change the registry).
 
     Examples:
         >>> import keras_norms
-        >>> keras_norms.names()[:8]
-        ['batch', 'layer', 'group', 'instance', 'rms', 'frn', 'switchable', 'none']
+        >>> keras_norms.names()[:10]
+        ['batch', 'layer', 'group', 'instance', 'rms', 'frn', 'switchable', 'none', 'dyt', 'derf']
     """
     return list(_REGISTRY)
 
@@ -277,7 +283,8 @@ def get(spec, **kwargs) -> keras.layers.Layer:
 
     Args:
         spec: A registered name (`"batch"`, `"layer"`, `"group"`, `"instance"`,
-            `"rms"`, `"frn"`, `"switchable"`, `"none"` for the identity, ...),
+            `"rms"`, `"frn"`, `"switchable"`, `"none"` for the identity, `"dyt"`,
+            `"derf"`, ...),
             a layer class or another callable returning a layer (called with
             `kwargs`), or a layer instance (returned as is; `kwargs` must then
             be empty).

@@ -8,6 +8,7 @@ from keras import ops
 from keras_norms import functional as F
 from keras_norms._base import AffineNormalization
 from keras_norms._checks import check_axis_argument, check_fraction, check_rank, resolve_axes
+from keras_norms.group import _keras_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -48,6 +49,18 @@ class SwitchableNormalization(AffineNormalization):
         inputs: Tensor of rank 3 to 5, batch first.
         training: Python bool; `True` uses the batch statistics and updates the
             moving ones (if the layer is trainable).
+        mask: Optional boolean tensor, as Keras' `Masking` and
+            `Embedding(mask_zero=True)` produce it (Keras passes it by
+            itself): the input's shape without its last axis, e.g. `(batch,
+            time)` for `(batch, time, channels)`, or the input's full shape;
+            sizes of 1 broadcast. The instance, layer and batch statistics are
+            taken over the unmasked positions only (those of each example and
+            channel, of each example, of the whole batch), and in training the
+            moving averages follow those batch statistics; a batch with no
+            unmasked position leaves them as they are. Statistics with no
+            unmasked position are 0 (finite outputs). The output at masked
+            positions is finite but unspecified (it does not depend on the
+            values there); the mask is passed on to the next layer.
 
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
@@ -61,7 +74,8 @@ class SwitchableNormalization(AffineNormalization):
             regularizer or constraint. When building: the input's rank is not 3 to 5, `axis`
             is out of range or names the batch axis, or the channel size is
             undefined. When called: the input's rank or channel size differs
-            from the built one.
+            from the built one, or `mask` fits neither the input's shape
+            without its last axis nor its full shape.
 
     Reference:
         Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
@@ -108,19 +122,23 @@ class SwitchableNormalization(AffineNormalization):
         self.moving_mean = weight("moving_mean", (channels,), self.moving_mean_initializer, False)
         self.moving_variance = weight("moving_variance", (channels,), self.moving_variance_initializer, False)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         inputs = self.prepare(inputs)
+        if mask is not None:
+            mask = _keras_mask(type(self).__name__, inputs, mask)
         use_batch_statistics = bool(training) and self.trainable
         moving = {} if use_batch_statistics else {
             "moving_mean": self.moving_mean, "moving_variance": self.moving_variance
         }
         outputs, batch_mean, batch_variance = F.switchable_norm(
             inputs, self.mean_weights, self.variance_weights, self.gamma, self.beta,
-            axis=self._axis, epsilon=self.epsilon, **moving,
+            axis=self._axis, epsilon=self.epsilon, mask=mask, **moving,
         )
         if use_batch_statistics:
-            # An empty batch has no statistics: keep the moving averages as they are.
+            # An empty batch (or one all masked) has no statistics: keep the moving averages as they are.
             nonempty = ops.size(inputs) > 0
+            if mask is not None:
+                nonempty = ops.logical_and(nonempty, ops.any(mask))
             for variable, value in ((self.moving_mean, batch_mean), (self.moving_variance, batch_variance)):
                 current = ops.convert_to_tensor(variable)
                 averaged = current * self.momentum + ops.cast(value, variable.dtype) * (1.0 - self.momentum)

@@ -1,4 +1,4 @@
-"""A small transformer encoder classifier, its norm swappable by name and placed before or after."""
+"""A small transformer encoder classifier, its norm swappable by name and placed pre, post, peri, DeepNorm."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from keras import initializers, ops
 from keras_norms.models._norm import resolve
 
 from keras_norms.adaptive import AdaptiveLayerNormalization
+from keras_norms.attention import MultiHeadAttention
+from keras_norms.pointwise import LayerScale
 
 #: The norm names the transformer takes beyond the registry.
 EXTRA_NORMS = ("adaln",)
-PLACEMENTS = ("pre", "post")
+PLACEMENTS = ("pre", "post", "peri", "deepnorm")
+QK_NORMS = (None, "rms", "layer")
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -141,9 +144,31 @@ def _embed(inputs, shape, dim: int, patch_size, vocab_size: int):
     return keras.layers.Reshape(((height // patch) * (width // patch), dim), name="patches")(x)
 
 
+def deepnorm_constants(depth: int) -> tuple[float, float]:
+    """DeepNorm's residual scale `alpha` and initialization gain `beta` for an encoder of `depth` blocks.
+
+    Wang et al. (2022), Table 1, encoder-only: ``alpha = (2 N)^(1/4)`` and
+    ``beta = (8 N)^(-1/4)`` with `N` the number of blocks (each an attention
+    and a feed-forward sublayer).
+
+    Examples:
+        >>> alpha, beta = deepnorm_constants(6)
+        >>> round(alpha, 4), round(beta, 4)
+        (1.8612, 0.3799)
+    """
+    return (2.0 * depth) ** 0.25, (8.0 * depth) ** -0.25
+
+
+def _xavier_normal(layer_kernel, fan_in: int, fan_out: int, gain: float) -> None:
+    """Redraws a built kernel from Xavier's normal: std ``gain * sqrt(2 / (fan_in + fan_out))``."""
+    stddev = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    layer_kernel.assign(keras.random.normal(layer_kernel.shape, stddev=stddev, dtype=layer_kernel.dtype))
+
+
 def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *, placement: str = "pre",
                 depth: int = 2, dim: int = 64, heads: int = 4, mlp_ratio: float = 2,
-                patch_size: int | None = None, vocab_size: int = 20000, **norm_options) -> keras.Model:
+                patch_size: int | None = None, vocab_size: int = 20000, qk_norm: str | None = None,
+                layer_scale: float | None = None, **norm_options) -> keras.Model:
     """A transformer encoder classifier (Vaswani et al., 2017; ViT) with `norm` before or after each block.
 
     Tokens: image patches (a `Conv2D` with kernel = stride = `patch_size`),
@@ -158,6 +183,19 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
       itself is never normalized. `2 * depth + 1` norms.
     - `placement="post"` (the original transformer, BERT): ``x = norm(x +
       attn(x))``, ``x = norm(x + mlp(x))``. `2 * depth` norms.
+    - `placement="peri"` (sandwich or Peri-LN: Gemma 2 and 3): a norm before
+      each sublayer and one on its output before the residual add, ``x = x +
+      norm(attn(norm(x)))``, and a final norm. `4 * depth + 1` norms.
+    - `placement="deepnorm"` (DeepNet): post-norm with the stream scaled up,
+      ``x = norm(alpha * x + attn(x))``, and the value, output and MLP
+      kernels drawn from Xavier's normal with gain `beta` (queries and keys
+      with gain 1), `alpha` and `beta` from `deepnorm_constants(depth)`.
+      `2 * depth` norms.
+
+    `qk_norm="rms"` or `"layer"` normalizes each head's queries and keys
+    before the dot product (`keras_norms.MultiHeadAttention`); `layer_scale`
+    multiplies each branch by a `keras_norms.LayerScale` initialized to it
+    before the residual add.
 
     Every norm acts on `(batch, tokens, dim)` with the features last:
     `"layer"` and `"rms"` normalize each token, `"batch"` each feature over
@@ -175,7 +213,8 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
         input_shape: `(height, width, channels)` images, `(time steps,
             features)` float sequences, or `(tokens,)` integer token ids.
         num_classes: Number of output logits.
-        placement: `"pre"` or `"post"`, where the norms sit (see above).
+        placement: `"pre"`, `"post"`, `"peri"` or `"deepnorm"`, where the
+            norms sit (see above).
         depth: Number of blocks.
         dim: Width of the tokens.
         heads: Attention heads; must divide `dim`.
@@ -184,13 +223,16 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
             image sides. Default: the largest such size that leaves at least
             4 patches along each side (2 for 8x8 digits, 7 for 28x28, 8 for 32x32).
         vocab_size: Token ids: the number of distinct ids.
+        qk_norm: None, or `"rms"` or `"layer"`: QK-norm in every attention layer.
+        layer_scale: None, or the initial value of a LayerScale on every
+            residual branch (e.g. 1e-5).
         **norm_options: Passed to every norm layer (e.g. `epsilon=1e-6`, `groups=8`).
 
     Returns:
         A functional `keras.Model` named `"transformer"` (logits).
 
     Raises:
-        ValueError: A bad `placement`, shape or size option, an unknown norm
+        ValueError: A bad `placement`, `qk_norm` or `layer_scale`, shape or size option, an unknown norm
             name, `"instance"` (or one feature per group: the mean pooling
             would see only its beta), or adaLN-Zero (`zero=True`).
         TypeError: A `norm` that is a layer instance or not callable.
@@ -198,7 +240,12 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
     Reference:
         Vaswani et al., 2017, "Attention Is All You Need", https://arxiv.org/abs/1706.03762;
         Dosovitskiy et al., 2021 (ViT), https://arxiv.org/abs/2010.11929;
-        Xiong et al., 2020 (pre- vs post-norm), https://arxiv.org/abs/2002.04745
+        Xiong et al., 2020 (pre- vs post-norm), https://arxiv.org/abs/2002.04745;
+        Kim et al., 2025, "Peri-LN: Revisiting Normalization Layer in the
+        Transformer Architecture" (ICML 2025), https://arxiv.org/abs/2502.02732;
+        Wang et al., 2022, "DeepNet: Scaling Transformers to 1,000 Layers",
+        https://arxiv.org/abs/2203.00555;
+        Touvron et al., 2021 (LayerScale), https://arxiv.org/abs/2103.17239
 
     Examples:
         >>> from keras_norms.models import transformer
@@ -209,6 +256,13 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
     if placement not in PLACEMENTS:
         raise ValueError(
             f"transformer: `placement` must be one of {PLACEMENTS}. Received: placement={placement!r}"
+        )
+    if qk_norm not in QK_NORMS:
+        raise ValueError(f"transformer: `qk_norm` must be one of {QK_NORMS}. Received: qk_norm={qk_norm!r}")
+    if layer_scale is not None and (isinstance(layer_scale, bool) or not isinstance(layer_scale, numbers.Real)
+                                    or not 0 < layer_scale < math.inf):
+        raise ValueError(
+            f"transformer: `layer_scale` must be None or a float > 0. Received: layer_scale={layer_scale!r}"
         )
     shape = _check_shape(input_shape)
     for name, value in (("depth", depth), ("dim", dim), ("heads", heads), ("vocab_size", vocab_size)):
@@ -230,30 +284,62 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
     if description is None:
         context = keras.layers.GlobalAveragePooling1D(name="context")(x)
 
-        def normalize(tensor):
-            return AdaptiveLayerNormalization(**norm_options)(tensor, context)
+        def normalize(tensor, name):
+            return AdaptiveLayerNormalization(name=name, **norm_options)(tensor, context)
     else:
-        def normalize(tensor):
-            return description.layer(dim, 3, **norm_options)(tensor)
+        def normalize(tensor, name):
+            # A layer class takes `name`; a factory of the user's may not.
+            named = {"name": name} if description.layer_class is not None else {}
+            return description.layer(dim, 3, **named, **norm_options)(tensor)
+
+    deep_alpha, deep_beta = deepnorm_constants(depth)
+    redraw = []  # DeepNorm: (kernel, fan_in, fan_out, gain) once the layers are built
 
     def attention(tensor, block):
-        layer = keras.layers.MultiHeadAttention(heads, dim // heads, name=f"block{block}_attention")
-        return layer(tensor, tensor)
+        name = f"block{block}_attention"
+        if qk_norm is None:
+            layer = keras.layers.MultiHeadAttention(heads, dim // heads, name=name)
+        else:
+            layer = MultiHeadAttention(heads, dim // heads, qk_norm=qk_norm, name=name)
+        output = layer(tensor, tensor)
+        if placement == "deepnorm":
+            redraw.extend([(layer._query_dense.kernel, dim, dim, 1.0),
+                           (layer._key_dense.kernel, dim, dim, 1.0),
+                           (layer._value_dense.kernel, dim, dim, deep_beta),
+                           (layer._output_dense.kernel, dim, dim, deep_beta)])
+        return output
 
     def mlp(tensor, block):
         # The exact (erf) GELU: the TFLite converter fuses it into the built-in GELU op, so it needs
         # no erf kernel (TFLite has none) and is as cheap as the tanh approximation.
-        tensor = keras.layers.Dense(hidden, activation="gelu", name=f"block{block}_mlp_hidden")(tensor)
-        return keras.layers.Dense(dim, name=f"block{block}_mlp_output")(tensor)
+        first = keras.layers.Dense(hidden, activation="gelu", name=f"block{block}_mlp_hidden")
+        second = keras.layers.Dense(dim, name=f"block{block}_mlp_output")
+        output = second(first(tensor))
+        if placement == "deepnorm":
+            redraw.extend([(first.kernel, dim, hidden, deep_beta), (second.kernel, hidden, dim, deep_beta)])
+        return output
 
     for block in range(depth):
         for branch, kind in ((attention, "attention"), (mlp, "mlp")):
-            add = keras.layers.Add(name=f"block{block}_{kind}_residual")
-            if placement == "pre":
-                x = add([x, branch(normalize(x), block)])
+            prefix = f"block{block}_{kind}"
+            add = keras.layers.Add(name=f"{prefix}_residual")
+            if placement in ("pre", "peri"):
+                update = branch(normalize(x, f"{prefix}_norm"), block)
+                if placement == "peri":
+                    update = normalize(update, f"{prefix}_output_norm")
             else:
-                x = normalize(add([x, branch(x, block)]))
-    if placement == "pre":
-        x = normalize(x)
+                update = branch(x, block)
+            if layer_scale is not None:
+                update = LayerScale(init_values=layer_scale, name=f"{prefix}_layer_scale")(update)
+            if placement == "deepnorm":
+                x = keras.layers.Rescaling(deep_alpha, name=f"{prefix}_deepnorm_scale")(x)
+            x = add([x, update])
+            if placement in ("post", "deepnorm"):
+                x = normalize(x, f"{prefix}_norm")
+    if placement in ("pre", "peri"):
+        x = normalize(x, "final_norm")
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="transformer")
+    model = keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="transformer")
+    for kernel, fan_in, fan_out, gain in redraw:
+        _xavier_normal(kernel, fan_in, fan_out, gain)
+    return model

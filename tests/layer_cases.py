@@ -103,6 +103,14 @@ def _switchable(axis=-1, epsilon=1e-5, training=True):
     return lambda x, w: R.switchable_norm(x, w, axis=axis, epsilon=epsilon, training=training)
 
 
+def _dyt(axis=-1):
+    return lambda x, w: R.dynamic_tanh(x, w["alpha"], *_gb(w), axis=axis)
+
+
+def _derf(axis=-1):
+    return lambda x, w: R.dynamic_erf(x, w["alpha"], w["shift"], *_gb(w), axis=axis)
+
+
 def _identity(x, w):
     return np.asarray(x, dtype=np.float64)
 
@@ -219,6 +227,33 @@ SPECS: dict[str, LayerSpec] = {
         bad=[
             Bad("momentum=1.5", {"momentum": 1.5}, None, ValueError, "momentum=1.5"),
             Bad("momentum=str", {"momentum": "0.9"}, None, TypeError, "momentum='0.9'"),
+        ],
+    ),
+    "dyt": LayerSpec(
+        cases=[
+            Case("dyt-seq", {}, (3, 5, 8), _dyt()),
+            Case("dyt-alpha", {"alpha_init_value": 2.0}, (6, 12), _dyt()),
+            Case("dyt-nchw", {"axis": 1}, (2, 6, 3, 3), _dyt(axis=1)),
+            Case("dyt-axes-noaffine", {"axis": [1, 2], "center": False, "scale": False}, (3, 5, 8),
+                 _dyt(axis=[1, 2])),
+        ],
+        ranks=(2, None),
+        bad=[
+            Bad("alpha=str", {"alpha_init_value": "0.5"}, None, TypeError, "alpha_init_value='0.5'"),
+            Bad("alpha=inf", {"alpha_init_value": float("inf")}, None, ValueError, "alpha_init_value=inf"),
+        ],
+    ),
+    "derf": LayerSpec(
+        cases=[
+            Case("derf-seq", {}, (3, 5, 8), _derf()),
+            Case("derf-shifted", {"alpha_init_value": 1.5, "shift_init_value": -0.3}, (6, 12), _derf()),
+            Case("derf-nchw", {"axis": 1}, (2, 6, 3, 3), _derf(axis=1)),
+            Case("derf-image-noscale", {"scale": False}, (2, 4, 4, 8), _derf()),
+        ],
+        ranks=(2, None),
+        bad=[
+            Bad("shift=nan", {"shift_init_value": float("nan")}, None, ValueError, "shift_init_value=nan"),
+            Bad("shift=None", {"shift_init_value": None}, None, TypeError, "shift_init_value=None"),
         ],
     ),
     "none": LayerSpec(

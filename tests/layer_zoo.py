@@ -63,6 +63,7 @@ LAYERS = {
                                  _single((4, 4, 3)), None),
     "weight_normalization": (lambda: keras_norms.WeightNormalization(keras.layers.Dense(8)),
                              _single((6,)), None),
+    "layer_scale": (lambda: keras_norms.LayerScale(init_values=1.0), _single((5, 6)), None),
     "layer_norm_lstm": (lambda: keras.layers.RNN(norm_models.LayerNormLSTMCell(6)), _single((5, 4)), None),
     "layer_norm_simple_rnn": (lambda: keras.layers.RNN(norm_models.LayerNormSimpleRNNCell(6)),
                               _single((5, 4)), None),

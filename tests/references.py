@@ -6,6 +6,8 @@ reshape the way the papers do (groups as an extra axis) on purpose.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -67,6 +69,29 @@ def rms_norm(x, gamma=None, axis=-1, epsilon=1e-6):
     y = x / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + epsilon)
     shape = [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
     return _affine(y, gamma, None, shape)
+
+
+def _scalar(value):
+    return float(np.asarray(value, np.float64).reshape(()))
+
+
+def dynamic_tanh(x, alpha, gamma=None, beta=None, axis=-1):
+    """Zhu et al. (2025): tanh(alpha x) gamma + beta, gamma and beta along `axis`."""
+    x = _f64(x)
+    axes = tuple(sorted(a % x.ndim for a in np.atleast_1d(axis)))
+    shape = [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
+    return _affine(np.tanh(_scalar(alpha) * x), gamma, beta, shape)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def dynamic_erf(x, alpha, shift, gamma=None, beta=None, axis=-1):
+    """Chen et al. (2025): erf(alpha x + s) gamma + beta, gamma and beta along `axis`."""
+    x = _f64(x)
+    axes = tuple(sorted(a % x.ndim for a in np.atleast_1d(axis)))
+    shape = [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
+    return _affine(_erf(_scalar(alpha) * x + _scalar(shift)), gamma, beta, shape)
 
 
 def group_norm(x, groups, gamma=None, beta=None, axis=-1, epsilon=1e-3):

@@ -13,6 +13,7 @@ import re
 import keras
 import numpy as np
 import pytest
+import references
 from layer_checks import convert_builtin_only, run_litert
 
 import keras_norms
@@ -138,7 +139,9 @@ def test_center_and_scale_carry_to_norms_that_take_them_through_kwargs(to):
 def test_conversion_to_every_registry_name_builds_and_runs(name):
     model = _nested_model()
     kwargs = {"groups": 2} if name == "group" else {}
-    converted = keras_norms.convert_norms(model, name, **kwargs)
+    # DyT and Derf replace layer and RMS norms by default: ask for the batch norms.
+    match = is_batch_norm if keras_norms.describe(name).elementwise else None
+    converted = keras_norms.convert_norms(model, name, match=match, **kwargs)
     kinds = {type(layer) for layer in _layers(converted)}
     assert not any(is_batch_norm(layer) for layer in _layers(converted)) or name == "batch"
     assert type(keras_norms.get(name, **kwargs)) in kinds
@@ -309,3 +312,46 @@ def test_freeze_and_synchronize_reach_conditional_batch_norm_and_spade():
     assert all(synced.get_layer(name).synchronized for name in ("cbn", "spade", "bn"))
     assert isinstance(synced.get_layer("bn"), keras_norms.BatchNormalization)
     assert not any(model.get_layer(name).synchronized for name in ("cbn", "spade", "bn"))
+
+
+@pytest.mark.parametrize("to", ["dyt", "derf"])
+def test_layer_and_rms_norms_become_norm_free_and_come_back_with_gamma_and_beta(to):
+    """A transformer-style model: Keras' layer norm and our RMS norm become DyT (Derf) by default,
+    carrying gamma and beta, computing the new layer's float64 formula; `to="layer"` goes back."""
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((5, 8))
+    hidden = keras.layers.Dense(8, name="dense")(inputs)
+    hidden = keras.layers.LayerNormalization(name="ln")(hidden)
+    outputs = keras_norms.RMSNormalization(name="rms")(keras.layers.Dense(8, name="dense2")(hidden))
+    model = keras.Model(inputs, outputs)
+    for weight in model.weights:
+        weight.assign(rng.normal(1.0, 0.5, weight.shape).astype("float32"))
+    converted = keras_norms.convert_norms(model, to)
+    cls = keras_norms.DynamicTanh if to == "dyt" else keras_norms.DynamicErf
+    ln, rms = converted.get_layer("ln"), converted.get_layer("rms")
+    assert type(ln) is cls and type(rms) is cls
+    np.testing.assert_array_equal(ln.gamma.numpy(), model.get_layer("ln").gamma.numpy())
+    np.testing.assert_array_equal(ln.beta.numpy(), model.get_layer("ln").beta.numpy())
+    np.testing.assert_array_equal(rms.gamma.numpy(), model.get_layer("rms").gamma.numpy())
+    np.testing.assert_array_equal(rms.beta.numpy(), np.zeros(8, "float32"))  # RMS norm has no beta
+
+    x = rng.normal(size=(3, 5, 8)).astype("float32")
+    dense = model.get_layer("dense")
+    h = x.astype(np.float64) @ dense.kernel.numpy() + dense.bias.numpy()
+    if to == "dyt":
+        h = references.dynamic_tanh(h, 0.5, ln.gamma.numpy(), ln.beta.numpy())
+    else:
+        h = references.dynamic_erf(h, 0.5, 0.0, ln.gamma.numpy(), ln.beta.numpy())
+    dense2 = model.get_layer("dense2")
+    h = h @ dense2.kernel.numpy() + dense2.bias.numpy()
+    expected = (references.dynamic_tanh(h, 0.5, rms.gamma.numpy()) if to == "dyt"
+                else references.dynamic_erf(h, 0.5, 0.0, rms.gamma.numpy()))
+    np.testing.assert_allclose(np.asarray(converted(x)), expected, rtol=1e-5, atol=1e-5)
+
+    back = keras_norms.convert_norms(converted, "layer")
+    assert type(back.get_layer("ln")) is keras_norms.LayerNormalization
+    np.testing.assert_array_equal(back.get_layer("ln").beta.numpy(), model.get_layer("ln").beta.numpy())
+    back_rms = keras_norms.convert_norms(converted, "rms")
+    assert type(back_rms.get_layer("rms")) is keras_norms.RMSNormalization
+    np.testing.assert_array_equal(back_rms.get_layer("rms").gamma.numpy(),
+                                  model.get_layer("rms").gamma.numpy())

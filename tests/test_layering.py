@@ -41,7 +41,8 @@ LAYERS = (
     ("layers",
      "keras_norms.batch : keras_norms.layer : keras_norms.group : keras_norms.response"
      " : keras_norms.conditional : keras_norms.adaptive : keras_norms.spade : keras_norms.switchable"
-     " : keras_norms.weight_norm : keras_norms.weight_standardization : keras_norms.recurrent"),
+     " : keras_norms.weight_norm : keras_norms.weight_standardization : keras_norms.recurrent"
+     " : keras_norms.pointwise : keras_norms.attention"),
     ("functional", "keras_norms.functional"),
     ("base", "keras_norms._base"),
     ("argument checks", "keras_norms._checks"),

@@ -1,11 +1,13 @@
-"""Keras masks in the layers that take them: batch norm and conditional batch norm.
+"""Keras masks in the layers that take them: batch, conditional batch, group, instance and switchable norm.
 
 Keras' `Masking` and `Embedding(mask_zero=True)` give a mask of the input's
 shape without its last axis; a mask may also have the input's full shape. Masked
 positions must not count in the batch statistics, for every channel axis, and
-inference (moving statistics) must accept the mask. Expectations are float64
-NumPy statistics over the unmasked positions; masked positions hold huge values,
-so a leak into the statistics shows.
+inference (moving statistics) must accept the mask. Group, instance and
+switchable norm take each example's (group's) statistics over its unmasked
+positions of padded sequences. Expectations are float64 NumPy statistics over
+the unmasked positions; masked positions hold huge values, so a leak into the
+statistics shows.
 """
 
 from __future__ import annotations
@@ -191,3 +193,213 @@ def test_conditional_batch_norm_takes_the_mask_of_its_inputs(axis):
     # The mask is also passed explicitly.
     direct = norm(x, labels, training=True, inputs_mask=mask)
     np.testing.assert_allclose(np.asarray(direct)[weights], expected[weights], atol=ATOL, rtol=ATOL)
+
+
+# Group, instance and switchable norm on padded sequences: (batch, time, channels), a (batch, time) mask.
+
+SEQUENCE_SHAPE = (4, 6, 4)
+SEQUENCE_NORMS = ["group", "instance", "switchable"]
+MEAN_LOGITS = np.array([0.3, -0.2, 0.5])  # switchable norm's mixtures (instance, layer, batch)
+VARIANCE_LOGITS = np.array([-0.4, 0.1, 0.6])
+
+
+def _numpy(tensor):
+    return keras.ops.convert_to_numpy(tensor)  # also a PyTorch tensor that requires grad
+
+
+def _lengths_mask(lengths, steps=SEQUENCE_SHAPE[1]):
+    return np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
+
+
+def _stats(values):
+    """Mean and biased variance of the float64 `values`; 0 and 0 when there are none."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    return (values.mean(), values.var()) if values.size else (0.0, 0.0)
+
+
+def _softmax(logits):
+    e = np.exp(logits - np.max(logits))
+    return e / e.sum()
+
+
+def _group_norm_reference(x, weights, groups, gamma, beta, axis=-1, epsilon=EPSILON):
+    """Each group of each example normalized with the statistics of its positions where `weights` is True."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    weights = np.moveaxis(np.asarray(weights, bool), axis, -1)
+    channels = x.shape[-1]
+    size = channels // groups
+    y = np.empty_like(x)
+    for b in range(x.shape[0]):
+        for g in range(groups):
+            cs = slice(g * size, (g + 1) * size)
+            mean, variance = _stats(x[b][..., cs][weights[b][..., cs]])
+            y[b][..., cs] = (x[b][..., cs] - mean) / np.sqrt(variance + epsilon) * gamma[cs] + beta[cs]
+    return np.moveaxis(y, -1, axis)
+
+
+def _switchable_reference(x, valid, gamma, beta, mean_logits, variance_logits, moving=None, epsilon=EPSILON):
+    """(batch, time, channels) `x`, `valid` (batch, time): instance, layer and batch statistics over the
+    valid steps only, mixed by the softmax of the logits; `moving` (mean, variance) replaces the batch's."""
+    x = np.asarray(x, np.float64)
+    batch, _, channels = x.shape
+    if moving is None:
+        batch_mean, batch_variance = np.array([_stats(x[:, :, c][valid]) for c in range(channels)]).T
+    else:
+        batch_mean, batch_variance = moving
+    wm, wv = _softmax(mean_logits), _softmax(variance_logits)
+    y = np.empty_like(x)
+    for b in range(batch):
+        steps = x[b][valid[b]]  # (valid steps, channels)
+        layer_mean, layer_variance = _stats(steps)
+        for c in range(channels):
+            instance_mean, instance_variance = _stats(steps[:, c])
+            mean = wm[0] * instance_mean + wm[1] * layer_mean + wm[2] * batch_mean[c]
+            variance = wv[0] * instance_variance + wv[1] * layer_variance + wv[2] * batch_variance[c]
+            y[b, :, c] = (x[b, :, c] - mean) / np.sqrt(variance + epsilon) * gamma[c] + beta[c]
+    return y, (batch_mean, batch_variance)
+
+
+def _sequence_norm(name, rng=None):
+    """The layer, built for SEQUENCE_SHAPE, with random weights when `rng` is given; and its call kwargs."""
+    channels = SEQUENCE_SHAPE[-1]
+    if name == "group":
+        layer = keras_norms.GroupNormalization(groups=2, epsilon=EPSILON)
+    elif name == "instance":
+        layer = keras_norms.InstanceNormalization(epsilon=EPSILON)
+    else:
+        layer = keras_norms.SwitchableNormalization(momentum=0.5, epsilon=EPSILON)
+    layer.build(SEQUENCE_SHAPE)
+    if rng is not None:
+        gamma, beta = rng.uniform(0.5, 2.0, size=channels), rng.normal(size=channels)
+        extra = [MEAN_LOGITS, VARIANCE_LOGITS, np.zeros(channels), np.ones(channels)]
+        layer.set_weights([gamma, beta, *(extra if name == "switchable" else [])])
+    return layer, ({"training": True} if name == "switchable" else {})
+
+
+def _sequence_reference(name, layer, x, valid):
+    gamma, beta = (np.asarray(w, np.float64) for w in layer.get_weights()[:2])
+    if name == "switchable":
+        mean_logits, variance_logits = (np.asarray(w, np.float64) for w in layer.get_weights()[2:4])
+        return _switchable_reference(x, valid, gamma, beta, mean_logits, variance_logits)[0]
+    groups = 2 if name == "group" else SEQUENCE_SHAPE[-1]
+    return _group_norm_reference(x, np.broadcast_to(valid[..., None], x.shape), groups, gamma, beta)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_NORMS)
+def test_padded_steps_do_not_change_the_statistics_of_a_sequence_norm(name):
+    rng = np.random.default_rng(10)
+    valid = _lengths_mask([6, 4, 2, 5])
+    x = rng.normal(loc=2.0, scale=1.5, size=SEQUENCE_SHAPE).astype("float32")
+    zero_padded = np.where(valid[..., None], x, 0.0).astype("float32")
+    poisoned = np.where(valid[..., None], x, rng.normal(scale=1e3, size=x.shape)).astype("float32")
+    layer, kwargs = _sequence_norm(name, rng)
+    expected = _sequence_reference(name, layer, x, valid)
+    outputs = _numpy(layer(poisoned, mask=valid, **kwargs))
+    assert np.isfinite(outputs).all()
+    np.testing.assert_allclose(outputs[valid], expected[valid], atol=ATOL, rtol=ATOL)
+    # The padding's values do not reach the unmasked outputs.
+    np.testing.assert_allclose(_numpy(layer(zero_padded, mask=valid, **kwargs))[valid], outputs[valid],
+                               atol=ATOL, rtol=ATOL)
+    if name == "switchable":  # the moving averages follow the masked batch statistics (momentum 0.5)
+        valid_steps = np.asarray(x, np.float64)[valid]  # (valid steps of the batch, channels)
+        mean, variance = valid_steps.mean(axis=0), valid_steps.var(axis=0)
+        np.testing.assert_allclose(_numpy(layer.moving_mean), 0.75 * mean, atol=ATOL, rtol=ATOL)
+        np.testing.assert_allclose(_numpy(layer.moving_variance), 0.25 + 0.75 * variance,
+                                   atol=ATOL, rtol=ATOL)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_NORMS)
+def test_the_mask_of_a_masking_layer_reaches_a_sequence_norm_and_goes_on(name):
+    rng = np.random.default_rng(11)
+    valid = _lengths_mask([3, 6, 1, 4])
+    x = np.where(valid[..., None], rng.normal(loc=2.0, scale=1.5, size=SEQUENCE_SHAPE), 0.0).astype("float32")
+    norm, kwargs = _sequence_norm(name)
+    model = keras.Sequential([keras.Input(SEQUENCE_SHAPE[1:]), keras.layers.Masking(0.0), norm])
+    expected = _sequence_reference(name, norm, x, valid)
+    outputs = _numpy(model(x, **kwargs))
+    np.testing.assert_allclose(outputs[valid], expected[valid], atol=ATOL, rtol=ATOL)
+    # The mask goes on: a masked average after the norm takes the valid steps only.
+    pooled = keras.Sequential([model, keras.layers.GlobalAveragePooling1D()])
+    expected_pooled = np.stack([expected[b][valid[b]].mean(axis=0) for b in range(len(x))])
+    np.testing.assert_allclose(_numpy(pooled(x, **kwargs)), expected_pooled, atol=ATOL, rtol=ATOL)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_NORMS)
+def test_an_all_masked_example_is_finite(name):
+    rng = np.random.default_rng(12)
+    valid = _lengths_mask([5, 0, 3, 6])
+    x = rng.normal(loc=2.0, scale=1.5, size=SEQUENCE_SHAPE).astype("float32")
+    layer, kwargs = _sequence_norm(name, rng)
+    expected = _sequence_reference(name, layer, x, valid)
+    outputs = _numpy(layer(x, mask=valid, **kwargs))
+    assert np.isfinite(outputs).all()
+    np.testing.assert_allclose(outputs[valid], expected[valid], atol=ATOL, rtol=ATOL)
+    if name == "switchable":  # a batch with no valid step leaves the moving averages as they are
+        moving = [_numpy(w).copy() for w in (layer.moving_mean, layer.moving_variance)]
+        nothing = np.zeros(valid.shape, bool)
+        assert np.isfinite(_numpy(layer(x, mask=nothing, training=True))).all()
+        np.testing.assert_array_equal(_numpy(layer.moving_mean), moving[0])
+        np.testing.assert_array_equal(_numpy(layer.moving_variance), moving[1])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
+@pytest.mark.parametrize("name", SEQUENCE_NORMS)
+def test_padded_steps_get_no_gradient(name):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(13)
+    valid = _lengths_mask([6, 2, 0, 4])
+    x = tf.constant(rng.normal(loc=2.0, scale=1.5, size=SEQUENCE_SHAPE).astype("float32"))
+    upstream = tf.constant(rng.normal(size=SEQUENCE_SHAPE).astype("float32"))
+    layer, kwargs = _sequence_norm(name, rng)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x, mask=valid, **kwargs) * upstream)  # every output, masked ones too
+    gradient, *weight_gradients = tape.gradient(loss, [x, *layer.trainable_variables])
+    gradient = gradient.numpy()
+    assert np.all(gradient[~valid] == 0.0)
+    assert np.all(np.abs(gradient[valid]).sum(axis=-1) > 0.0)
+    # The all-masked example gives finite gradients to gamma, beta (and the mixture logits).
+    assert len(weight_gradients) == (4 if name == "switchable" else 2)
+    assert all(np.isfinite(g.numpy()).all() for g in weight_gradients)
+
+
+def test_group_norm_channels_first_with_a_mask_of_the_full_shape():
+    rng = np.random.default_rng(14)
+    shape = (3, 4, 5, 5)  # (batch, channels, height, width)
+    weights = rng.uniform(size=shape) < 0.6
+    weights[2, :2] = False  # the first group of example 2 has no position
+    x = np.where(weights, rng.normal(loc=2.0, scale=1.5, size=shape), 1e3).astype("float32")
+    layer = keras_norms.GroupNormalization(groups=2, axis=1, epsilon=EPSILON)
+    layer.build(shape)
+    gamma, beta = rng.uniform(0.5, 2.0, size=4), rng.normal(size=4)
+    layer.set_weights([gamma, beta])
+    outputs = _numpy(layer(x, mask=weights))
+    assert np.isfinite(outputs).all()
+    expected = _group_norm_reference(x, weights, 2, gamma, beta, axis=1)
+    np.testing.assert_allclose(outputs[weights], expected[weights], atol=ATOL, rtol=ATOL)
+
+
+def test_switchable_norm_inference_masks_the_instance_and_layer_statistics():
+    rng = np.random.default_rng(15)
+    valid = _lengths_mask([2, 6, 5, 3])
+    x = np.where(valid[..., None], rng.normal(loc=2.0, scale=1.5, size=SEQUENCE_SHAPE), 1e3).astype("float32")
+    layer, _ = _sequence_norm("switchable", rng)
+    channels = SEQUENCE_SHAPE[-1]
+    moving = rng.normal(size=channels), rng.uniform(0.5, 2.0, size=channels)
+    gamma, beta = layer.get_weights()[:2]
+    layer.set_weights([gamma, beta, MEAN_LOGITS, VARIANCE_LOGITS, *moving])
+    outputs = _numpy(layer(x, mask=valid, training=False))
+    expected, _ = _switchable_reference(x, valid, gamma, beta, MEAN_LOGITS, VARIANCE_LOGITS, moving=moving)
+    np.testing.assert_allclose(outputs[valid], expected[valid], atol=ATOL, rtol=ATOL)
+    np.testing.assert_allclose(_numpy(layer.moving_mean), moving[0], rtol=1e-6)  # inference: no update
+
+
+@pytest.mark.parametrize("name", SEQUENCE_NORMS)
+def test_a_mask_that_does_not_fit_a_sequence_norm_names_both_shapes(name):
+    layer, kwargs = _sequence_norm(name)
+    x = np.ones(SEQUENCE_SHAPE, "float32")
+    for mask_shape in [(4, 5), (4, 6, 3), (4,)]:
+        message = f"mask.shape={mask_shape}, inputs.shape={SEQUENCE_SHAPE}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            layer(x, mask=np.ones(mask_shape, bool), **kwargs)

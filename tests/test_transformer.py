@@ -10,6 +10,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from keras_norms.export import export_model
 from keras_norms.models import DEFAULT_INPUT_SHAPES, build_model, model_names
+from keras_norms.models.transformer import deepnorm_constants
 from sklearn.datasets import load_digits
 
 import keras_norms
@@ -64,6 +65,7 @@ def test_default_patch_size_divides_the_image(shape, tokens):
 #: Every norm in both placements on images; the other two input kinds once each.
 FIT_CASES = [("image", norm, placement) for norm in NORMS for placement in PLACEMENTS]
 FIT_CASES += [("sequence", "layer", "post"), ("tokens", "rms", "pre")]
+FIT_CASES += [("image", norm, placement) for norm in ("layer", "dyt") for placement in ("peri", "deepnorm")]
 
 
 @pytest.mark.parametrize(("kind", "norm", "placement"), FIT_CASES, ids=["-".join(c) for c in FIT_CASES])
@@ -150,12 +152,15 @@ def test_group_norm_gets_a_divisor_of_dim_and_options_reach_every_norm():
 
 @pytest.mark.parametrize(("options", "error", "message"), [
     ({"placement": "middle"}, ValueError, "placement='middle'"),
+    ({"qk_norm": "batch"}, ValueError, "qk_norm='batch'"),
+    ({"layer_scale": 0}, ValueError, "layer_scale=0"),
+    ({"layer_scale": True}, ValueError, "layer_scale=True"),
     ({"norm": "instance"}, ValueError, "norm='instance'"),
     ({"norm": keras_norms.InstanceNormalization}, ValueError, "just its beta"),
     ({"norm": "group", "groups": 16}, ValueError, "norm='group', groups=16"),
     ({"norm": "group", "groups": 5}, ValueError, "groups=5"),
     ({"norm": "adaln", "zero": True}, ValueError, "zero=True"),
-    ({"norm": "batchnorm"}, ValueError, "Valid names: batch, .*, none, adaln. Received: norm='batchnorm'"),
+    ({"norm": "batchnorm"}, ValueError, "Valid names: batch, .*, none, .*adaln. Received: norm='batchnorm'"),
     ({"norm": keras_norms.LayerNormalization()}, TypeError, "cannot be shared"),
     ({"heads": 3}, ValueError, "heads=3, dim=16"),
     ({"depth": 0}, ValueError, "depth=0"),
@@ -177,13 +182,14 @@ def ops_of(path) -> list[str]:
     return [op["op_name"] for op in interpreter._get_ops_details()]
 
 
-@pytest.mark.parametrize(("kind", "norm", "placement"), [
-    ("image", "layer", "pre"), ("sequence", "adaln", "post"), ("tokens", "batch", "pre"),
-])
-def test_exports_to_tflite_with_builtin_ops_and_parity(kind, norm, placement, tmp_path):
+@pytest.mark.parametrize(("kind", "norm", "placement", "options"), [
+    ("image", "layer", "pre", {}), ("sequence", "adaln", "post", {}), ("tokens", "batch", "pre", {}),
+    ("image", "derf", "peri", {"qk_norm": "rms", "layer_scale": 0.1}),
+], ids=["image-layer-pre", "sequence-adaln-post", "tokens-batch-pre", "image-derf-peri-qk-layerscale"])
+def test_exports_to_tflite_with_builtin_ops_and_parity(kind, norm, placement, options, tmp_path):
     x, _ = digits(kind, 32)
     keras.utils.set_random_seed(2)
-    model = build(kind, norm, placement)
+    model = build(kind, norm, placement, **options)
     rng = np.random.default_rng(0)
     for layer in model.layers:  # non-trivial frozen statistics for the batch norms
         if isinstance(layer, keras_norms.BatchNormalization):
@@ -199,3 +205,120 @@ def test_exports_to_tflite_with_builtin_ops_and_parity(kind, norm, placement, tm
     assert ("GATHER" in ops) == (kind == "tokens") and ("CONV_2D" in ops) == (kind == "image")
     parity = manifest["parity"]["model.tflite"]
     assert parity["max_abs_error"] <= 1e-5 and set(parity["by_data"]) == {"random", "representative"}
+
+
+def _silence_branches(model):
+    """Zero the attention and MLP output weights: every residual branch then outputs exactly 0."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.MultiHeadAttention) or layer.name.endswith("_mlp_output"):
+            for weight in layer.weights:
+                weight.assign(np.zeros(weight.shape, "float32"))
+
+
+def _randomize_norms(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, (keras_norms.LayerNormalization, keras_norms.DynamicTanh)):
+            for weight in layer.weights:
+                offset = 1.0 if weight.name in ("gamma", "alpha") else 0.0
+                weight.assign(offset + rng.normal(0.0, 0.3, weight.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("norm", ["layer", "dyt"])
+def test_peri_norm_normalizes_each_branch_output_before_the_add(norm):
+    """Silenced branches output 0, so a peri-norm block adds its output norm of zeros to the stream
+    (beta, for layer norm and DyT), which a pre-norm block would not: the model outputs
+    ``head(final_norm(x0 + sum of those)))``."""
+    x, _ = digits("image", 8)
+    keras.utils.set_random_seed(3)
+    model = build("image", norm, "peri")
+    depth = TINY["depth"]
+    cls = keras_norms.LayerNormalization if norm == "layer" else keras_norms.DynamicTanh
+    assert len([layer for layer in model.layers if isinstance(layer, cls)]) == 4 * depth + 1
+    _randomize_norms(model, np.random.default_rng(1))
+    _silence_branches(model)
+    x0 = np.asarray(keras.Model(model.input, model.get_layer("position_embedding").output)(x))
+    stream = x0
+    for block in range(depth):
+        for kind in ("attention", "mlp"):
+            output_norm = model.get_layer(f"block{block}_{kind}_output_norm")
+            stream = stream + np.asarray(output_norm(np.zeros_like(x0)))
+    pooled = np.asarray(model.get_layer("final_norm")(stream)).mean(axis=1)
+    expected = np.asarray(model.get_layer("logits")(pooled))
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(stream - x0).max() > 0.1  # the output norms did move the stream
+
+
+@pytest.mark.parametrize("depth", [1, 3, 6])
+def test_deepnorm_constants_follow_the_paper(depth):
+    """Wang et al. (2022), Table 1, encoder-only: alpha = (2N)^(1/4), beta = (8N)^(-1/4)."""
+    alpha, beta = deepnorm_constants(depth)
+    assert alpha == pytest.approx((2 * depth) ** 0.25, rel=1e-12)
+    assert beta == pytest.approx((8 * depth) ** -0.25, rel=1e-12)
+    assert alpha**4 * beta**4 == pytest.approx(0.25)  # (2N) (8N)^-1
+
+
+def test_deepnorm_scales_the_stream_by_alpha_before_each_post_norm():
+    """With no norm and silenced branches, each of the 2 * depth sublayers multiplies the stream
+    by alpha: the model outputs ``head(alpha^(2 depth) x0)``."""
+    x, _ = digits("image", 8)
+    keras.utils.set_random_seed(4)
+    depth = 3
+    model = build("image", "none", "deepnorm", depth=depth)
+    _silence_branches(model)
+    alpha, _ = deepnorm_constants(depth)
+    x0 = np.asarray(keras.Model(model.input, model.get_layer("position_embedding").output)(x), np.float64)
+    pooled = (alpha ** (2 * depth) * x0).mean(axis=1).astype("float32")
+    expected = np.asarray(model.get_layer("logits")(pooled))
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_deepnorm_draws_value_output_and_mlp_kernels_with_gain_beta():
+    """Xavier's normal: std = gain * sqrt(2 / (fan_in + fan_out)); gain beta for the value, output
+    and MLP kernels, 1 for queries and keys."""
+    keras.utils.set_random_seed(5)
+    depth, dim = 6, 64
+    model = build("image", "layer", "deepnorm", depth=depth, dim=dim, heads=4)
+    _, beta = deepnorm_constants(depth)
+    hidden = 2 * dim
+    for block in range(depth):
+        attention = model.get_layer(f"block{block}_attention")
+        expected = [(attention._query_dense.kernel, np.sqrt(2 / (2 * dim))),
+                    (attention._key_dense.kernel, np.sqrt(2 / (2 * dim))),
+                    (attention._value_dense.kernel, beta * np.sqrt(2 / (2 * dim))),
+                    (attention._output_dense.kernel, beta * np.sqrt(2 / (2 * dim))),
+                    (model.get_layer(f"block{block}_mlp_hidden").kernel, beta * np.sqrt(2 / (dim + hidden))),
+                    (model.get_layer(f"block{block}_mlp_output").kernel, beta * np.sqrt(2 / (dim + hidden)))]
+        for kernel, std in expected:
+            values = np.asarray(kernel).ravel()
+            assert abs(values.mean()) < 4 * std / np.sqrt(values.size)
+            assert values.std() == pytest.approx(std, rel=0.06), kernel.path
+
+
+def test_layer_scale_sits_on_every_branch():
+    """LayerScale gammas of zero silence every branch whatever its weights: a pre-norm model then
+    outputs ``head(final_norm(x0))``."""
+    x, _ = digits("image", 8)
+    keras.utils.set_random_seed(6)
+    model = build("image", "layer", "pre", layer_scale=1e-4)
+    scales = [layer for layer in model.layers if isinstance(layer, keras_norms.LayerScale)]
+    assert len(scales) == 2 * TINY["depth"]
+    assert all(np.allclose(layer.gamma.numpy(), 1e-4) for layer in scales)
+    for layer in scales:
+        layer.gamma.assign(np.zeros(layer.gamma.shape, "float32"))
+    x0 = keras.Model(model.input, model.get_layer("position_embedding").output)(x)
+    pooled = keras.ops.mean(model.get_layer("final_norm")(x0), axis=1)
+    np.testing.assert_allclose(model(x), model.get_layer("logits")(pooled), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qk_norm", ["rms", "layer"])
+def test_qk_norm_reaches_every_attention_layer_and_trains(qk_norm):
+    x, y = digits("image", 120)
+    keras.utils.set_random_seed(7)
+    model = build("image", "layer", "pre", qk_norm=qk_norm, depth=1)
+    attentions = [layer for layer in model.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    assert attentions and all(isinstance(layer, keras_norms.MultiHeadAttention) and layer.qk_norm == qk_norm
+                              for layer in attentions)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    losses = model.fit(x, y, batch_size=60, epochs=4, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses

@@ -27,6 +27,9 @@ The package, by concern (every public name is imported here, from):
   `select_rows`, `check_ids`, `modulate`, `resize_nearest`, `conv2d`,
   `condition_parameters`) and the adaptive norms (`adaptive_instance_norm`,
   `modulated_instance_norm`).
+- `pointwise`: the norm-free replacements of a norm, element by element
+  (`dynamic_tanh`, `dynamic_erf`, and `erf` from TFLite builtin operators
+  on TensorFlow), and `layer_scale` for residual branches.
 - `reparametrization`: `standardize_kernel`, `kernel_norms`,
   `weight_normalized_kernel`, `convolve`, `convolve_transpose`.
 - `fast_paths`: the switch (`use_fast_paths`, `fast_paths_enabled`), the one
@@ -69,6 +72,7 @@ from keras_norms.functional.conditioning import (
 )
 from keras_norms.functional.example_norms import filter_response_norm, group_norm, layer_norm, rms_norm, tlu
 from keras_norms.functional.fast_paths import fast_paths_enabled, use_fast_paths
+from keras_norms.functional.pointwise import dynamic_erf, dynamic_tanh, erf, layer_scale
 from keras_norms.functional.reparametrization import (
     convolve,
     convolve_transpose,
@@ -94,10 +98,14 @@ __all__ = [
     "conv2d",
     "convolve",
     "convolve_transpose",
+    "dynamic_erf",
+    "dynamic_tanh",
+    "erf",
     "fast_paths_enabled",
     "filter_response_norm",
     "group_norm",
     "kernel_norms",
+    "layer_scale",
     "layer_norm",
     "linear",
     "modulate",

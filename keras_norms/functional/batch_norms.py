@@ -15,6 +15,7 @@ from __future__ import annotations
 from keras import backend, ops
 
 from keras_norms.functional._common import _like, _mean, _spatial_axes, _upcast
+from keras_norms.functional.example_norms import _full_mask
 from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import (
     _broadcast,
@@ -234,7 +235,7 @@ def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, a
 
 
 def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, *, axis: int = -1,
-                    epsilon: float = 1e-5, moving_mean=None, moving_variance=None):
+                    epsilon: float = 1e-5, moving_mean=None, moving_variance=None, mask=None):
     """Switchable normalization: a learned mixture of instance, layer and batch statistics.
 
     ``mean = sum_k softmax(mean_weights)_k * mu_k`` and ``variance = sum_k
@@ -245,6 +246,15 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
     (law of total variance: ``sigma2 = mean(sigma2_in) + mean((mu_in - mu)^2)``,
     no cancellation). Given `moving_mean` and `moving_variance` (inference),
     they replace the batch statistics.
+
+    With a `mask` (padded sequences), all three are taken over the `True`
+    positions only: instance statistics over those of each example and
+    channel, layer statistics over those of each example, batch statistics
+    over those of the whole batch (the pooling weights each instance
+    statistic by its count of `True` positions). Statistics with no `True`
+    position are 0. The output at the masked positions is finite but
+    unspecified: it does not depend on the values there (their gradient is 0),
+    so ignore it or mask it downstream.
 
     Args:
         x: Input tensor of rank 3 or more, batch first, channels on `axis`.
@@ -260,12 +270,20 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
             instead of the batch mean; give `moving_variance` with it.
         moving_variance: Optional per-channel variance, shape `(channels,)`,
             used instead of the batch variance; give `moving_mean` with it.
+        mask: Optional boolean tensor of the rank of `x` that broadcasts
+            against it (sizes of 1 broadcast, e.g. `(batch, time, 1)` for a
+            `(batch, time, channels)` input); only `True` positions count in
+            the statistics. `None` (the default) counts every position.
 
     Returns:
         `(outputs, batch_mean, batch_variance)`: the normalized tensor, float32
         (float64 for float64 `x`), and the per-channel statistics it used in the
-        batch slot, shape `(channels,)`: those of the batch, or `moving_mean` and
-        `moving_variance` when given.
+        batch slot, shape `(channels,)`: those of the batch (of its unmasked
+        positions), or `moving_mean` and `moving_variance` when given.
+
+    Raises:
+        ValueError: If `mask` has another rank than `x`, or a size that is
+            neither 1 nor that of `x` on some axis.
 
     Reference:
         Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
@@ -285,16 +303,41 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
         >>> y, _, _ = F.switchable_norm(x, instance_only, instance_only)
         >>> bool(np.allclose(y, F.group_norm(x, -1, epsilon=1e-5), atol=1e-4))
         True
+
+        With a mask, the batch statistics are those of the unmasked positions:
+
+        >>> mask = np.ones((4, 5, 5, 1), bool)
+        >>> mask[:, 3:] = False
+        >>> _, mean, _ = F.switchable_norm(x, batch_only, batch_only, mask=mask)
+        >>> bool(np.allclose(mean, x[:, :3].mean(axis=(0, 1, 2)), atol=1e-5))
+        True
     """
+    if mask is not None:
+        mask = _full_mask(mask, x)
     x = _upcast(x)
     rank = len(x.shape)
     axis %= rank
-    instance_mean, instance_variance = moments(x, _spatial_axes(rank, axis), keepdims=True)
+    spatial_axes = _spatial_axes(rank, axis)
+    if mask is None:
+        count = None
+        instance_mean, instance_variance = moments(x, spatial_axes, keepdims=True)
+    else:
+        # Masked values are zeroed first, so that they reach neither the statistics nor the gradient.
+        x = ops.where(mask, x, ops.zeros_like(x))
+        instance_mean, instance_variance = moments(x, spatial_axes, keepdims=True, mask=mask)
+        count = ops.sum(ops.cast(mask, x.dtype), axis=spatial_axes, keepdims=True)
 
     def pooled(axes):
-        mean = _mean(instance_mean, axis=axes, keepdims=True)
-        spread = _mean(ops.square(instance_mean - mean), axis=axes, keepdims=True)
-        return mean, _mean(instance_variance, axis=axes, keepdims=True) + spread
+        if count is None:
+            mean = _mean(instance_mean, axis=axes, keepdims=True)
+            spread = _mean(ops.square(instance_mean - mean), axis=axes, keepdims=True)
+            return mean, _mean(instance_variance, axis=axes, keepdims=True) + spread
+        # Each instance statistic weighted by its count of unmasked positions: the statistics of
+        # all the unmasked positions pooled (0 where there are none).
+        total = ops.maximum(ops.sum(count, axis=axes, keepdims=True), 1.0)
+        mean = ops.sum(count * instance_mean, axis=axes, keepdims=True) / total
+        deviation = instance_variance + ops.square(instance_mean - mean)
+        return mean, ops.sum(count * deviation, axis=axes, keepdims=True) / total
 
     layer_mean, layer_variance = pooled(axis)
     if moving_mean is None:

@@ -7,7 +7,8 @@ and `group_norm` that of `keras_norms.kernels.tf_channel`; with JAX,
 has no JAX kernel: under XLA its plain path is already as fast as Keras'
 built-in). Each kernel is imported by name where it is called, and returns
 None for an input it does not cover; the function then goes on with the plain
-`keras.ops` math below the call, which is also what PyTorch runs.
+`keras.ops` math below the call, which is also what PyTorch runs. A `mask`
+(`group_norm`) always takes the plain path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,25 @@ from keras import ops
 from keras_norms.functional._common import _as_axes, _like, _mean, _upcast
 from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import _broadcast, moments, normalize
+
+
+def _full_mask(mask, x):
+    """`mask` as a boolean tensor of the shape of `x`, which it must broadcast against at its rank.
+
+    Raises:
+        ValueError: If `mask` has another rank than `x`, or a size other than 1 or that of `x`.
+    """
+    mask = ops.convert_to_tensor(mask)
+    mask_shape, x_shape = tuple(mask.shape), tuple(x.shape)
+    fits = len(mask_shape) == len(x_shape) and all(
+        m in (None, 1) or s is None or m == s for m, s in zip(mask_shape, x_shape, strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            "`mask` must be a boolean tensor of the rank of the input that broadcasts against it "
+            f"(sizes of 1 broadcast). Received: mask.shape={mask_shape}, x.shape={x_shape}"
+        )
+    return ops.broadcast_to(ops.cast(mask, "bool"), ops.shape(x))
 
 
 def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
@@ -130,7 +150,7 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
 
 
 def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
-               epsilon: float = 1e-3):
+               epsilon: float = 1e-3, mask=None):
     """Group normalization: each example normalized within groups of channels.
 
     Channels on `axis` are split into `groups` consecutive groups; each group
@@ -143,6 +163,14 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     of shape `(batch, channels)` are pooled into groups by a rank-2 reshape,
     instead of viewing `x` as `(..., groups, channels // groups)`.
 
+    With a `mask` (padded sequences), each group's mean and variance are taken
+    over its `True` positions only, so the padding does not change them; a
+    group with no `True` position gets the statistics 0. The output at the
+    masked positions is finite but unspecified: it does not depend on the
+    values there (their gradient is 0), so ignore it or mask it downstream.
+    A mask takes the plain `keras.ops` path (the TensorFlow kernel does not
+    take masks).
+
     Args:
         x: Input tensor of rank >= 2 with the batch on axis 0.
         groups: Number of groups; must divide the channel count (not checked
@@ -152,9 +180,17 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
         offset: Optional per-channel beta, shape `(channels,)`.
         axis: The channel axis.
         epsilon: Added to the variance.
+        mask: Optional boolean tensor of the rank of `x` that broadcasts
+            against it (sizes of 1 broadcast, e.g. `(batch, time, 1)` for a
+            `(batch, time, channels)` input); only `True` positions count in
+            the statistics. `None` (the default) counts every position.
 
     Returns:
         The normalized tensor, float32 (float64 for float64 `x`).
+
+    Raises:
+        ValueError: If `mask` has another rank than `x`, or a size that is
+            neither 1 nor that of `x` on some axis.
 
     Reference:
         Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
@@ -170,8 +206,17 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
         >>> expected = ((g - mean) / np.sqrt(variance + 1e-3)).reshape(x.shape)
         >>> bool(np.allclose(y, expected, atol=1e-5))
         True
+
+        With a mask, the padded steps of a sequence do not count:
+
+        >>> x = np.array([[[1.0], [3.0], [100.0]]], dtype="float32")  # (batch, time, channels)
+        >>> mask = np.array([[[True], [True], [False]]])
+        >>> print(np.round(np.asarray(F.group_norm(x, 1, mask=mask, epsilon=0.0))[:, :2, 0], 4))
+        [[-1.  1.]]
     """
-    if fast_path_backend(x) == "tensorflow":  # JAX has no group norm kernel: XLA fuses the plain path
+    if mask is not None:
+        mask = _full_mask(mask, x)
+    elif fast_path_backend(x) == "tensorflow":  # JAX has no group norm kernel: XLA fuses the plain path
         from keras_norms.kernels.tf_channel import group_norm as tf_group_norm
 
         outputs = tf_group_norm(ops.convert_to_tensor(x), groups, scale, offset, axis=axis, epsilon=epsilon)
@@ -184,22 +229,37 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     groups = channels if groups == -1 else groups
     spatial_axes = tuple(i for i in range(1, rank) if i != axis)
 
-    def pool_groups(per_channel):
-        # (batch, .., channels, ..) with unit spatial axes -> mean within each group,
+    def pool_groups(per_channel, reduce=_mean):
+        # (batch, .., channels, ..) with unit spatial axes -> mean (or `reduce`) within each group,
         # repeated back over the group's channels. Rank 2 throughout.
         if groups == channels:
             return per_channel
         by_group = ops.reshape(per_channel, (-1, channels // groups))
-        pooled = _mean(by_group, axis=1, keepdims=True)
+        pooled = reduce(by_group, axis=1, keepdims=True)
         pooled = ops.broadcast_to(pooled, ops.shape(by_group))
         return ops.reshape(pooled, ops.shape(per_channel))
 
     def spatial_mean(t):
         return _mean(t, axis=spatial_axes, keepdims=True) if spatial_axes else t
 
-    mean = pool_groups(spatial_mean(x))
-    centered = x - mean
-    variance = pool_groups(spatial_mean(ops.square(centered)))
+    if mask is None:
+        mean = pool_groups(spatial_mean(x))
+        centered = x - mean
+        variance = pool_groups(spatial_mean(ops.square(centered)))
+    else:
+        # Sums and counts of the unmasked positions of each group: a mask of the input's full
+        # shape may leave the channels of a group different counts. Masked values are zeroed
+        # first, so that they (even inf or NaN) reach neither the statistics nor the gradient.
+        def group_sum(t):
+            t = ops.sum(t, axis=spatial_axes, keepdims=True) if spatial_axes else t
+            return pool_groups(t, ops.sum)
+
+        weights = ops.cast(mask, x.dtype)
+        x = ops.where(mask, x, ops.zeros_like(x))
+        count = ops.maximum(group_sum(weights), 1.0)  # a fully masked group: statistics 0
+        mean = group_sum(x) / count
+        centered = x - mean
+        variance = group_sum(ops.square(centered) * weights) / count
     inverse = ops.rsqrt(variance + epsilon)
     if scale is not None:
         inverse = inverse * _broadcast(scale, x, axis)
