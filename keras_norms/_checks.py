@@ -7,7 +7,7 @@ import numbers
 from collections.abc import Sequence
 
 import numpy as np
-from keras import activations, constraints, initializers, regularizers
+from keras import activations, constraints, initializers, ops, regularizers
 
 
 def check_epsilon(epsilon, name: str = "epsilon") -> float:
@@ -195,3 +195,30 @@ GETTERS = {
     "constraint": get_constraint,
     "activation": get_activation,
 }
+
+
+def broadcastable_mask(layer_name: str, inputs, mask):
+    """A Keras mask as a boolean tensor of the input's rank that broadcasts against it.
+
+    A mask of one rank less than the input (as `keras.layers.Masking` and
+    `Embedding(mask_zero=True)` make it: one entry per position along the last
+    axis) is expanded on the last axis, as Keras does; a mask of the input's
+    rank passes. Sizes of 1 broadcast.
+
+    Raises:
+        ValueError: If `mask` fits neither form.
+    """
+    inputs_shape, mask_shape = tuple(inputs.shape), tuple(mask.shape)
+    mask = ops.cast(mask, "bool")
+    if len(mask_shape) == len(inputs_shape) - 1:
+        fits = shape_fits(mask_shape, inputs_shape[:-1], broadcast=True)
+        mask = ops.expand_dims(mask, -1)
+    else:
+        fits = shape_fits(mask_shape, inputs_shape, broadcast=True)
+    if not fits:
+        raise ValueError(
+            f"{layer_name}: the mask must broadcast against the input's shape without its last axis "
+            "(as keras.layers.Masking and Embedding(mask_zero=True) make it) or against the input's "
+            f"full shape. Received: mask.shape={mask_shape}, inputs.shape={inputs_shape}"
+        )
+    return mask

@@ -11,12 +11,12 @@ from keras import initializers, ops
 from keras_norms import functional as F
 from keras_norms._base import AffineNormalization
 from keras_norms._checks import (
+    broadcastable_mask,
     check_axis_argument,
     check_bool,
     check_fraction,
     check_rank,
     resolve_axes,
-    shape_fits,
 )
 
 _RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
@@ -298,7 +298,7 @@ class BatchNormalization(AffineNormalization):
             )
             return ops.cast(outputs, self.compute_dtype)
         if mask is not None:
-            mask = self._broadcastable_mask(inputs, mask)
+            mask = broadcastable_mask(type(self).__name__, inputs, mask)
         if self.virtual_batch_size is not None:
             outputs = self._virtual_batch_norm(inputs, mask)
         elif mask is None and not self.synchronized and not self.renorm:
@@ -364,29 +364,6 @@ class BatchNormalization(AffineNormalization):
                     f"{self.virtual_batch_size} (use drop_remainder=True or a batch size that is one)"
                 ),
             )
-
-    def _broadcastable_mask(self, inputs, mask):
-        """A Keras mask as a boolean tensor of the input's rank that broadcasts against it.
-
-        A mask of one rank less than the input is expanded on the last axis, as Keras does; sizes of 1
-        broadcast.
-        """
-        inputs_shape, mask_shape = tuple(inputs.shape), tuple(mask.shape)
-        mask = ops.cast(mask, "bool")
-        if len(mask_shape) == len(inputs_shape) - 1:
-            # Masking and Embedding(mask_zero=True): one entry per position along the last axis.
-            fits = shape_fits(mask_shape, inputs_shape[:-1], broadcast=True)
-            mask = ops.expand_dims(mask, -1)
-        else:
-            fits = shape_fits(mask_shape, inputs_shape, broadcast=True)
-        if not fits:
-            raise ValueError(
-                f"{type(self).__name__}: the mask must broadcast against the input's shape without its "
-                "last axis (as keras.layers.Masking and Embedding(mask_zero=True) make it) or against the "
-                "input's full shape. "
-                f"Received: mask.shape={mask_shape}, inputs.shape={inputs_shape}"
-            )
-        return mask
 
     def _training_affine(self, mean, variance):
         """gamma and beta for training; with renorm, they absorb the corrections r and d."""

@@ -9,35 +9,13 @@ from keras import ops
 
 from keras_norms import functional as F
 from keras_norms._base import AffineNormalization
-from keras_norms._checks import check_axis_argument, check_groups, check_rank, resolve_axes, shape_fits
-
-
-def _keras_mask(layer_name: str, inputs, mask):
-    """A Keras mask as a boolean tensor of the input's rank that broadcasts against it.
-
-    A mask of one rank less than the input (as `keras.layers.Masking` and
-    `Embedding(mask_zero=True)` make it: one entry per position along the last
-    axis) is expanded on the last axis, as Keras does; a mask of the input's
-    rank passes. Sizes of 1 broadcast. The rule of
-    `keras_norms.BatchNormalization`'s mask.
-
-    Raises:
-        ValueError: If `mask` fits neither form.
-    """
-    inputs_shape, mask_shape = tuple(inputs.shape), tuple(mask.shape)
-    mask = ops.cast(mask, "bool")
-    if len(mask_shape) == len(inputs_shape) - 1:
-        fits = shape_fits(mask_shape, inputs_shape[:-1], broadcast=True)
-        mask = ops.expand_dims(mask, -1)
-    else:
-        fits = shape_fits(mask_shape, inputs_shape, broadcast=True)
-    if not fits:
-        raise ValueError(
-            f"{layer_name}: the mask must broadcast against the input's shape without its last axis "
-            "(as keras.layers.Masking and Embedding(mask_zero=True) make it) or against the input's "
-            f"full shape. Received: mask.shape={mask_shape}, inputs.shape={inputs_shape}"
-        )
-    return mask
+from keras_norms._checks import (
+    broadcastable_mask,
+    check_axis_argument,
+    check_groups,
+    check_rank,
+    resolve_axes,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -159,7 +137,7 @@ class GroupNormalization(AffineNormalization):
     def call(self, inputs, mask=None):
         inputs = self.prepare(inputs)
         if mask is not None:
-            mask = _keras_mask(type(self).__name__, inputs, mask)
+            mask = broadcastable_mask(type(self).__name__, inputs, mask)
         outputs = F.group_norm(
             inputs, self.groups, self.gamma, self.beta, axis=self.axis, epsilon=self.epsilon, mask=mask
         )

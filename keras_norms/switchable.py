@@ -7,8 +7,13 @@ from keras import ops
 
 from keras_norms import functional as F
 from keras_norms._base import AffineNormalization
-from keras_norms._checks import check_axis_argument, check_fraction, check_rank, resolve_axes
-from keras_norms.group import _keras_mask
+from keras_norms._checks import (
+    broadcastable_mask,
+    check_axis_argument,
+    check_fraction,
+    check_rank,
+    resolve_axes,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_norms")
@@ -125,7 +130,7 @@ class SwitchableNormalization(AffineNormalization):
     def call(self, inputs, training=None, mask=None):
         inputs = self.prepare(inputs)
         if mask is not None:
-            mask = _keras_mask(type(self).__name__, inputs, mask)
+            mask = broadcastable_mask(type(self).__name__, inputs, mask)
         use_batch_statistics = bool(training) and self.trainable
         moving = {} if use_batch_statistics else {
             "moving_mean": self.moving_mean, "moving_variance": self.moving_variance
