@@ -33,6 +33,9 @@ def _norms():
                      lambda **kw: keras.layers.GroupNormalization(groups=-1, **kw)),
         "layer": (sequences, keras_norms.LayerNormalization, keras.layers.LayerNormalization),
         "rms": (sequences, keras_norms.RMSNormalization, keras.layers.RMSNormalization),
+        # The norm-free layers against the layer norm they replace.
+        "dyt": (sequences, keras_norms.DynamicTanh, keras.layers.LayerNormalization),
+        "derf": (sequences, keras_norms.DynamicErf, keras.layers.LayerNormalization),
     }
 
 

@@ -10,6 +10,10 @@ TARGETS_NOTE = (
 )
 
 
+#: The norm-free layers, whose anchor is the layer norm they replace (its own target).
+POINTWISE_NORMS = ("dyt", "derf")
+
+
 def _ratio(row, other: str) -> float | None:
     ms = row["ms"]
     return ms[other] / ms["keras-norms"] if ms.get(other) else None
@@ -72,8 +76,13 @@ def targets(results: dict) -> list[dict]:
            [(r["norm"], r["ms"]["keras-norms"] / r["floor_ms"])
             for r in _rows(main, mode="train", xla=False, **f32)], maximum=3.0)
     _check(found, "JAX: every training step not slower than Keras' built-in (jit)",
-           [(r["norm"], _ratio(r, "keras")) for r in _rows(results.get("jax", []), mode="train", **f32)],
+           [(r["norm"], _ratio(r, "keras")) for r in _rows(results.get("jax", []), mode="train", **f32)
+            if r["norm"] not in POINTWISE_NORMS],
            minimum=1.0)
+    pointwise = _rows(results.get("pointwise", []), **f32)
+    _check(found, "DyT and Derf within 2x of one pass over the tensor (x + 1), forward, XLA",
+           [(f"{r['norm']} {r['mode']}", r["ms"]["keras-norms"] / r["ms"][ONE_PASS])
+            for r in pointwise if r["mode"] == "forward" and r["xla"]], maximum=2.0)
     models = results.get("models", [])
     _check(found, "model training steps: none slower with our norm than with Keras' built-in",
            [(f"{r['model']} {r['norm']}", _ratio(r, "keras")) for r in models], minimum=1.0)
@@ -164,6 +173,20 @@ def markdown(results: dict) -> str:
                   "(`virtual_batch_size=8`; Keras has none, its anchor is its plain batch norm) and batch "
                   "renormalization (Keras' `renorm=True`).", ""]
         lines += _timing_table(results["variants"], variant=True)
+    if results.get("pointwise"):
+        lines += ["", "## Norm-free layers: DyT and Derf", "",
+                  "`keras-norms` is `DynamicTanh` or `DynamicErf`, `keras` the "
+                  "`keras.layers.LayerNormalization` it replaces, `keras-norms layer` our "
+                  "`LayerNormalization`; `x + 1` is one read and one write of the tensor, the least any op "
+                  "producing a new tensor costs (the one-op floor). "
+                  "The floor here is an element-wise layer's: forward 2 passes, training step 5 (read dy "
+                  "and x, write dx). On TensorFlow, Derf's erf is built from TFLite builtin ops "
+                  "(`functional.erf`: TFLite has no erf), about ten element-wise ops that a graph without "
+                  "XLA runs one by one. Their training steps take the autodiff chain of those element-wise "
+                  "ops and three reductions over every row (the gradients of gamma, beta and alpha), which "
+                  "TensorFlow runs op by op, the row sums as column reductions; our layer norm's training "
+                  "step is one closed-form kernel (`kernels/tf_row.py`), which DyT and Derf do not have.", ""]
+        lines += _timing_table(results["pointwise"], variant=False)
     if results.get("jax"):
         lines += ["", "## JAX backend (`jax.jit`)", "",
                   "The same norms and shapes with `KERAS_BACKEND=jax`, in a process of its own: each step "

@@ -30,7 +30,7 @@ from pathlib import Path
 from benchmarks.report import ONE_PASS
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("main", "variants", "memory", "tflite", "jax", "models")
+SECTIONS = ("main", "variants", "pointwise", "memory", "tflite", "jax", "models")
 
 
 def _parse(argv):
@@ -96,7 +96,7 @@ def _describe(row: dict) -> str:
 
 
 def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, torch_spec=None,
-                 ours_kwargs=None, keras_kwargs=None):
+                 ours_kwargs=None, keras_kwargs=None, extra=None, passes=None):
     from benchmarks import tf_workloads as W
     from benchmarks.timing import interleaved
 
@@ -105,7 +105,9 @@ def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, tor
     if not args.no_plain:
         contenders["keras-norms plain"] = W.step(ours, shape, **common, fast=False, layer_kwargs=ours_kwargs)
     contenders["keras"] = W.step(keras_layer, shape, **common, layer_kwargs=keras_kwargs)
-    if label["mode"] == "inference":
+    for name, make_layer in (extra or {}).items():
+        contenders[name] = W.step(make_layer, shape, **common)
+    if label["mode"] == "inference" or passes is not None:
         contenders[ONE_PASS] = W.one_pass(shape, xla=label["xla"], dtype=label["dtype"])
     key = None
     if torch is not None and torch_spec is not None:
@@ -113,7 +115,8 @@ def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, tor
         torch.setup(key, torch_spec)
         contenders["torch"] = torch.timed(key)
     timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
-    floor_ms = 1e3 * W.PASSES[label["mode"]] * W.tensor_bytes(shape, label["dtype"]) / (bandwidth * 1e9)
+    floor_ms = 1e3 * (passes or W.PASSES)[label["mode"]] * W.tensor_bytes(shape, label["dtype"]) / (
+        bandwidth * 1e9)
     row = _row(label, timings, floor_ms)
     del contenders
     if key is not None:
@@ -166,6 +169,23 @@ def run_variants(args, bandwidth) -> list[dict]:
     return rows
 
 
+def run_pointwise(args, bandwidth) -> list[dict]:
+    """DyT and Derf against the layer norm they replace, ours and Keras', and one pass over the tensor."""
+    from benchmarks import tf_workloads as W
+
+    rows = []
+    for name, norm in W.POINTWISE.items():
+        for dtype in args.dtypes:
+            for xla in _xla_values(args.xla):
+                for mode in ("forward", "train"):
+                    label = {"norm": name, "shape": list(norm.shape), "mode": mode, "xla": xla,
+                             "dtype": dtype}
+                    rows.append(_measure_row(label, norm.ours, norm.keras, norm.shape, args=args,
+                                             bandwidth=bandwidth, torch=None, passes=W.POINTWISE_PASSES,
+                                             extra={"keras-norms layer": W.NORMS["layer"].ours}))
+    return rows
+
+
 def run_memory(args) -> list[dict]:
     """Peak memory of one training step (float32, graph mode), in bytes and in units of the input's size."""
     from benchmarks import tf_workloads as W
@@ -206,7 +226,8 @@ def run_jax(args, bandwidth) -> list[dict]:
     if importlib.util.find_spec("jax") is None:
         print("jax is not installed: no JAX section", flush=True)
         return []
-    command = [sys.executable, "-m", "benchmarks.jax_workloads", "--norms", ",".join(args.norms),
+    norms = args.norms + (list(W.POINTWISE) if "pointwise" in args.sections else [])
+    command = [sys.executable, "-m", "benchmarks.jax_workloads", "--norms", ",".join(norms),
                "--modes", ",".join(args.modes), "--dtypes", ",".join(args.dtypes),
                "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     command += ["--no-plain"] if args.no_plain else []
@@ -217,7 +238,8 @@ def run_jax(args, bandwidth) -> list[dict]:
             if not line.startswith("{"):
                 continue
             row = json.loads(line)
-            row["floor_ms"] = 1e3 * W.PASSES[row["mode"]] * W.tensor_bytes(row["shape"], row["dtype"]) / (
+            passes = W.POINTWISE_PASSES if row["norm"] in W.POINTWISE else W.PASSES
+            row["floor_ms"] = 1e3 * passes[row["mode"]] * W.tensor_bytes(row["shape"], row["dtype"]) / (
                 bandwidth * 1e9)
             print("jax " + _describe(row), flush=True)
             rows.append(row)
@@ -248,6 +270,8 @@ def main(argv=None) -> None:
                 torch.close()
     if "variants" in args.sections and "batch" in args.norms:
         results["variants"] = run_variants(args, bandwidth)
+    if "pointwise" in args.sections:
+        results["pointwise"] = run_pointwise(args, bandwidth)
     if "memory" in args.sections:
         results["memory"] = run_memory(args)
     if "tflite" in args.sections:

@@ -37,6 +37,14 @@ NORMS = {
     "rms": Norm("rms", SEQUENCES, keras_norms.RMSNormalization, keras.layers.RMSNormalization),
 }
 
+#: The norm-free layers, each against the layer norm it replaces (Keras'; ours is a contender too).
+POINTWISE = {
+    "dyt": Norm("dyt", SEQUENCES, keras_norms.DynamicTanh, keras.layers.LayerNormalization),
+    "derf": Norm("derf", SEQUENCES, keras_norms.DynamicErf, keras.layers.LayerNormalization),
+}
+#: An element-wise layer reads x and writes y; its training step then reads dy and x and writes dx.
+POINTWISE_PASSES = {"forward": 2, "inference": 2, "train": 5}
+
 # Full-size tensors that must be read or written, per element of the input: statistics need a
 # read before the output can be written (forward: read, read, write); backward needs the two
 # sums over dy and x (read, read) before dx (read, read, write).
