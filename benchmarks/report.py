@@ -182,10 +182,11 @@ def markdown(results: dict) -> str:
                   "The floor here is an element-wise layer's: forward 2 passes, training step 5 (read dy "
                   "and x, write dx). On TensorFlow, Derf's erf is built from TFLite builtin ops "
                   "(`functional.erf`: TFLite has no erf), about ten element-wise ops that a graph without "
-                  "XLA runs one by one. Their training steps take the autodiff chain of those element-wise "
-                  "ops and three reductions over every row (the gradients of gamma, beta and alpha), which "
-                  "TensorFlow runs op by op, the row sums as column reductions; our layer norm's training "
-                  "step is one closed-form kernel (`kernels/tf_row.py`), which DyT and Derf do not have.", ""]
+                  "XLA runs one by one (a forward pass without a gradient tape is the graph that exports, so "
+                  "it stays builtin ops). Their training steps are a closed-form kernel "
+                  "(`kernels/tf_pointwise.py`: forward and backward XLA-compiled for large tensors, the "
+                  "per-channel sums as products with a vector of ones); `keras-norms plain` is the "
+                  "autodiff chain of the `keras.ops` path.", ""]
         lines += _timing_table(results["pointwise"], variant=False)
     if results.get("jax"):
         lines += ["", "## JAX backend (`jax.jit`)", "",

@@ -13,12 +13,25 @@ from __future__ import annotations
 from keras import backend, ops
 
 from keras_norms.functional._common import _as_axes, _upcast_all
+from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import _broadcast
 
 
 def _scalar(param, like):
     """A learned scalar (a `()` or `(1,)` weight) cast to the dtype of `like`, shaped to broadcast."""
     return ops.reshape(ops.cast(param, like.dtype), ())
+
+
+def _tf_kernel(x, alpha, shift, scale, offset, axis, kind: str):
+    """TensorFlow's closed-form training kernel (`kernels.tf_pointwise`), or None where it does not run."""
+    wide = any(p is not None and backend.standardize_dtype(p.dtype) == "float64"
+               for p in (alpha, scale, offset))
+    if fast_path_backend(x) != "tensorflow" or wide:
+        return None
+    from keras_norms.kernels.tf_pointwise import pointwise_norm
+
+    return pointwise_norm(ops.convert_to_tensor(x), alpha, 0.0 if shift is None else shift, scale, offset,
+                          axis=axis, kind=kind)
 
 
 def _affine(y, scale, offset, axes):
@@ -57,6 +70,9 @@ def dynamic_tanh(x, alpha, scale=None, offset=None, *, axis: int | list[int] | t
         >>> np.round(np.asarray(F.dynamic_tanh(x, np.array([0.5], "float32"))), 4)
         array([[-0.964 ,  0.    ,  0.4621,  1.    ]], dtype=float32)
     """
+    outputs = _tf_kernel(x, alpha, None, scale, offset, axis, "tanh")
+    if outputs is not None:
+        return outputs
     x, alpha, scale, offset = _upcast_all(ops.convert_to_tensor(x), ops.convert_to_tensor(alpha),
                                           scale, offset)
     y = ops.tanh(_scalar(alpha, x) * x)
@@ -128,6 +144,9 @@ def dynamic_erf(x, alpha, shift, scale=None, offset=None, *,
         >>> np.round(np.asarray(F.dynamic_erf(x, half, zero)), 4)
         array([[-0.9953,  0.    ,  0.5205,  1.    ]], dtype=float32)
     """
+    outputs = _tf_kernel(x, alpha, shift, scale, offset, axis, "erf")
+    if outputs is not None:
+        return outputs
     x, alpha, shift, scale, offset = _upcast_all(ops.convert_to_tensor(x), ops.convert_to_tensor(alpha),
                                                  ops.convert_to_tensor(shift), scale, offset)
     y = erf(_scalar(alpha, x) * x + _scalar(shift, x))
