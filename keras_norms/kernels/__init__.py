@@ -58,6 +58,8 @@ One file per family:
   where they exist (not while a graph is traced), for checks such as
   `functional.check_ids`; on TensorFlow also the assertion a graph runs.
 - `tf_conv.py`: the shape of an empty batch out of TensorFlow's CPU convolutions.
+- `tf_pointwise.py`: the element-wise norms (DyT, Derf): their closed-form
+  training kernel, and an erf from TFLite builtin operators (TFLite has none).
 
 A kernel returns `None` for an input it does not cover, and `functional` then
 takes the plain path; a norm without a kernel on a backend is simply not
