@@ -8,7 +8,8 @@ the contract suite fail for it. A spec lists:
   The first case is the primary one (used for training, the saved-model file
   and the generic bad-input checks), so keep it channels last.
 - `ranks`: the supported input ranks `(min, max)` (batch axis included; `max`
-  None for no limit), or None when any rank is accepted.
+  None for no limit), or None when any rank is accepted; `follows_rank`: a built
+  layer takes another rank where `axis` lands on the same axes from the end.
 - `bad`: layer-specific bad arguments; the generic ones (epsilon, axis, rank,
   unknown registry name) are derived by the suite from the constructor's
   signature and `ranks`.
@@ -57,6 +58,9 @@ class LayerSpec:
     cases: list[Case]
     ranks: tuple[int, int | None] | None
     bad: list[Bad] = dataclasses.field(default_factory=list)
+    # A built layer takes another rank where `axis` lands on the same axes counted from the end
+    # (layer and RMS norm, as Keras' do, and DyT and Derf that replace them).
+    follows_rank: bool = False
 
     @property
     def primary(self) -> Case:
@@ -148,6 +152,7 @@ SPECS: dict[str, LayerSpec] = {
             Case("layer-noscale", {"scale": False}, (6, 12), _layer()),
         ],
         ranks=(2, None),
+        follows_rank=True,
         bad=[
             Bad("axis=[]", {"axis": []}, None, TypeError, "axis=[]"),
             Bad("axis-duplicate", {"axis": [1, -2]}, (2, 5, 8), ValueError, "axis=[1, -2]"),
@@ -191,6 +196,7 @@ SPECS: dict[str, LayerSpec] = {
             Case("rms-noscale", {"scale": False}, (6, 12), _rms()),
         ],
         ranks=(2, None),
+        follows_rank=True,
         bad=[
             Bad("axis-list-out-of-range", {"axis": [2, 5]}, (2, 5, 8), ValueError, "axis=[2, 5]"),
         ],
@@ -238,6 +244,7 @@ SPECS: dict[str, LayerSpec] = {
                  _dyt(axis=[1, 2])),
         ],
         ranks=(2, None),
+        follows_rank=True,
         bad=[
             Bad("alpha=str", {"alpha_init_value": "0.5"}, None, TypeError, "alpha_init_value='0.5'"),
             Bad("alpha=inf", {"alpha_init_value": float("inf")}, None, ValueError, "alpha_init_value=inf"),
@@ -251,6 +258,7 @@ SPECS: dict[str, LayerSpec] = {
             Case("derf-image-noscale", {"scale": False}, (2, 4, 4, 8), _derf()),
         ],
         ranks=(2, None),
+        follows_rank=True,
         bad=[
             Bad("shift=nan", {"shift_init_value": float("nan")}, None, ValueError, "shift_init_value=nan"),
             Bad("shift=None", {"shift_init_value": None}, None, TypeError, "shift_init_value=None"),

@@ -268,7 +268,7 @@ def test_another_shape_than_built_and_bad_arguments_raise(name):
     other_channels = list(case.input_shape)
     other_channels[-1 if name == "frn" else _channel_axis(case)] += 1
     for shape in (other_rank, tuple(other_channels)):
-        if name in ("layer", "rms", "dyt", "derf") and shape == other_rank:  # axis=-1 follows the rank
+        if SPECS[name].follows_rank and shape == other_rank:  # axis=-1 follows the rank, as in Keras
             x = _sample(shape, rng)
             outputs = keras.ops.convert_to_numpy(layer(x))
             np.testing.assert_allclose(outputs, case.reference(x, _weights(layer)), atol=1e-5)

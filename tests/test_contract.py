@@ -423,10 +423,9 @@ def _other_shapes(name: str, case: Case) -> dict[str, tuple]:
 
 
 def _follows_the_rank(name: str, case: Case, shape) -> bool:
-    """Layer and RMS norm (and DyT and Derf, which replace them) take another rank where `axis` lands
-    on the same axes counted from the end, of the same sizes (Keras' LayerNormalization and
-    RMSNormalization do)."""
-    if name not in ("layer", "rms", "dyt", "derf"):
+    """A layer whose spec `follows_rank` (layer and RMS norm, as Keras' do) takes another rank where
+    `axis` lands on the same axes counted from the end, of the same sizes."""
+    if not SPECS[name].follows_rank:
         return False
     axis = case.kwargs.get("axis", -1)
     axes = [axis] if isinstance(axis, int) else list(axis)
