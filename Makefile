@@ -30,7 +30,7 @@ test: $(STAMP)
 
 # The suites of `make test` and `make test-oldest`, run with the Python of the environment $(1).
 define suites
-	$(1)/python -m pytest -n 2 --dist loadfile
+	$(1)/python -m pytest -n 2 --dist load
 	TF_ENABLE_ONEDNN_OPTS=0 $(1)/python -m pytest -n 2 -q -m data_format
 	KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q $(BACKEND_SUITE)
 	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64

@@ -14,8 +14,8 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-# The files that take longest (minutes on 2 cores) run first, so that `pytest -n 2 --dist loadfile`
-# hands them out before the many short files and both workers finish together.
+# The files that take longest (minutes on 2 cores) run first, so that `pytest -n 2 --dist load`
+# hands their tests out before the many short ones and both workers finish together.
 SLOW_FILES_FIRST = ("test_pages.py", "test_study_variants.py", "test_multiprocess.py", "test_study_shards.py",
                     "test_study.py", "test_convert.py")
 

@@ -364,3 +364,16 @@ def test_cells_finished_by_another_process_meanwhile_are_kept(prepared, tmp_path
     assert (summary.trained, summary.duplicates, summary.skipped) == (2, 1, 1)
     assert store.load(keys[0])["test_accuracy"] == 0.9  # the first result stays
     assert json.loads((tmp_path / "best_model.json").read_text())["key"] != keys[0]
+
+
+def test_a_grid_recorded_before_an_option_existed_reads_it_at_its_default():
+    from keras_norms.study.grid import GridSpec
+    from keras_norms.study.shards import grid_differences, grid_record
+
+    now = grid_record(GridSpec(norms=("batch",), seeds=(0,)), (32, 32, 1), 0.9, "digits")
+    before = json.loads(json.dumps(now))
+    for option in ("qk_norms", "warmups", "depth", "placements"):
+        del before["grid"][option]
+    assert grid_differences(before, now) == []
+    deeper = grid_record(GridSpec(norms=("batch",), seeds=(0,), depth=4), (32, 32, 1), 0.9, "digits")
+    assert grid_differences(before, deeper) == ["--depth: None in grid.json, 4 here"]

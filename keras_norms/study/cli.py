@@ -10,7 +10,16 @@ import argparse
 import dataclasses
 import sys
 
-from keras_norms.study.grid import LR_SCALINGS, OPTIMIZERS, PLACEMENTS, PROTOCOLS, QUICK, GridSpec
+from keras_norms.study.grid import (
+    LR_SCALINGS,
+    OPTIMIZERS,
+    PLACEMENTS,
+    PROTOCOLS,
+    QK_NORMS,
+    QUICK,
+    TRANSFORMER_DEPTH,
+    GridSpec,
+)
 
 PROG = "keras-norms compare"
 
@@ -47,6 +56,13 @@ def _norms(text: str) -> tuple[str, ...]:
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
         raise ValueError(text)
     return value
 
@@ -99,7 +115,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--optimizer", choices=OPTIMIZERS, default=None,
         help=f"adam, or sgd (momentum 0.9) (default: {default.optimizer})")
     add("--placement", dest="placements", type=_list(str, f"{' or '.join(PLACEMENTS)}"),
-        help="the transformer's norm placement: pre, post or pre,post (default: pre)")
+        help="the transformer's norm placement: pre, post, peri or deepnorm, or several, e.g. pre,peri "
+             "(default: pre)")
+    add("--qk-norm", dest="qk_norms", type=_list(str, f"{' or '.join(QK_NORMS)}"),
+        help="the transformer's QK-norm (queries and keys normalized per head): none, rms or layer, or "
+             "several, e.g. none,rms (default: none)")
+    add("--warmup", dest="warmups", type=_list(_non_negative, "ints >= 0"),
+        help="epochs of linear learning-rate warm-up (from ~0 to the learning rate, step by step), or "
+             "several, e.g. 0,1 (default: 0)")
+    add("--depth", type=_positive, default=None,
+        help=f"the transformer's number of blocks (default: {TRANSFORMER_DEPTH})")
     add("--protocol", choices=sorted(PROTOCOLS), default=None,
         help="gn-paper: Wu and He's (2018) protocol: batch sizes 32,16,8,4,2, SGD with momentum 0.9 and the "
         "learning rate 0.1 scaled linearly with the batch size, batch/group/layer/instance norm, 3 seeds; "

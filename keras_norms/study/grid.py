@@ -12,7 +12,11 @@ REFERENCE_BATCH_SIZE = 32
 
 LR_SCALINGS = ("none", "linear")
 OPTIMIZERS = ("adam", "sgd")
-PLACEMENTS = ("pre", "post")
+PLACEMENTS = ("pre", "post", "peri", "deepnorm")
+#: `--qk-norm`: the transformer's QK-norm (`"none"`: plain attention; a cell's `qk_norm` is then None).
+QK_NORMS = ("none", "rms", "layer")
+#: The transformer factory's number of blocks: a cell at this depth keeps `depth=None` (and its old key).
+TRANSFORMER_DEPTH = 2
 #: Momentum of the SGD optimizer (`optimizer="sgd"`), as in Wu and He's protocol.
 SGD_MOMENTUM = 0.9
 
@@ -27,7 +31,10 @@ class Cell:
 
     `bn_momentum` is set for batch norm only and `groups` for group norm only
     (an int, or `"auto"` for the model's per-layer default), so the grid does
-    not repeat the other norms for values they ignore.
+    not repeat the other norms for values they ignore. `placement`, `qk_norm`
+    (None: no QK-norm) and `depth` (None: the factory's `TRANSFORMER_DEPTH`)
+    are the transformer's; `warmup_epochs` is the linear learning-rate warm-up
+    of any model (0: none).
     """
 
     model: str
@@ -46,6 +53,9 @@ class Cell:
     split_seed: int = 0
     optimizer: str = "adam"
     placement: str | None = None
+    qk_norm: str | None = None
+    warmup_epochs: int = 0
+    depth: int | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -76,18 +86,20 @@ class Cell:
         return config
 
     def model_options(self) -> dict:
-        """Options of `build_model` besides the norm's (the transformer's placement)."""
-        return {} if self.placement is None else {"placement": self.placement}
+        """Options of `build_model` besides the norm's (the transformer's placement, QK-norm and depth)."""
+        options = {"placement": self.placement, "qk_norm": self.qk_norm, "depth": self.depth}
+        return {k: v for k, v in options.items() if v is not None}
 
     @property
     def key(self) -> str:
         """A stable id of this configuration and seed: finished rows are matched by it.
 
         Settings at their defaults that older grids did not have (`optimizer`,
-        `placement`) are left out, so their finished rows keep their keys.
+        `placement`, `qk_norm`, `warmup_epochs`, `depth`) are left out, so their
+        finished rows keep their keys.
         """
         config = self.config()
-        for field, default in (("optimizer", "adam"), ("placement", None)):
+        for field, default in NEW_FIELD_DEFAULTS.items():
             if config[field] == default:
                 del config[field]
         text = json.dumps(config, sort_keys=True)
@@ -95,6 +107,11 @@ class Cell:
 
     def label(self) -> str:
         return f"{self.norm} bs={self.batch_size} seed={self.seed}"
+
+
+#: Cell fields added after the first grids, with the default that leaves them out of `Cell.key`.
+NEW_FIELD_DEFAULTS = {"optimizer": "adam", "placement": None, "qk_norm": None, "warmup_epochs": 0,
+                      "depth": None}
 
 
 @dataclasses.dataclass
@@ -126,13 +143,20 @@ class GridSpec:
     optimizer: str = "adam"
     placements: tuple[str, ...] = ("pre",)
     protocol: str | None = None
+    qk_norms: tuple[str, ...] = ("none",)
+    warmups: tuple[int, ...] = (0,)
+    depth: int | None = None
 
     def cells(self, *, input_shape, target_accuracy: float) -> list[Cell]:
         """All cells, seed by seed (an interrupted run has whole comparisons for the first seeds)."""
         cells = []
-        placements = self.placements if self.model == "transformer" else (None,)
+        transformer = self.model == "transformer"
+        placements = self.placements if transformer else (None,)
+        qk_norms = tuple(None if q == "none" else q for q in self.qk_norms) if transformer else (None,)
+        depth = self.depth if transformer and self.depth != TRANSFORMER_DEPTH else None
+        settings = [(p, q, w) for p in placements for q in qk_norms for w in self.warmups]
         for seed in self.seeds:
-            for placement in placements:
+            for placement, qk_norm, warmup in settings:
                 for norm in self.norms:
                     name, arguments = parse_norm(norm)
                     described = describe_norm(name)
@@ -151,7 +175,8 @@ class GridSpec:
                                         seed=seed, input_shape=tuple(input_shape),
                                         target_accuracy=target_accuracy, train_size=self.train_size,
                                         split_seed=self.split_seed, optimizer=self.optimizer,
-                                        placement=placement,
+                                        placement=placement, qk_norm=qk_norm,
+                                        warmup_epochs=warmup, depth=depth,
                                     ))
         return cells
 
@@ -246,16 +271,30 @@ def check_names(spec: GridSpec) -> None:
         raise GridError(f"unknown --optimizer {spec.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     bad = [p for p in spec.placements if p not in PLACEMENTS]
     if bad or not spec.placements:
-        raise GridError(f"--placement takes {' and '.join(PLACEMENTS)}, got {','.join(spec.placements)}")
+        raise GridError(f"--placement takes {', '.join(PLACEMENTS)}, got {','.join(spec.placements)}")
     if spec.placements != ("pre",) and spec.model != "transformer":
         raise GridError(f"--placement is for --model transformer, got --model {spec.model}")
+    bad = [q for q in spec.qk_norms if q not in QK_NORMS]
+    if bad or not spec.qk_norms:
+        raise GridError(f"--qk-norm takes {', '.join(QK_NORMS)}, got {','.join(spec.qk_norms)}")
+    if spec.qk_norms != ("none",) and spec.model != "transformer":
+        raise GridError(f"--qk-norm is for --model transformer, got --model {spec.model}")
+    if spec.depth is not None:
+        if isinstance(spec.depth, bool) or not isinstance(spec.depth, int) or spec.depth < 1:
+            raise GridError(f"--depth must be a positive int, got {spec.depth}")
+        if spec.model != "transformer":
+            raise GridError(f"--depth is for --model transformer, got --model {spec.model}")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in spec.warmups):
+        raise GridError(f"--warmup values must be ints >= 0 (epochs), got {','.join(map(str, spec.warmups))}")
+    if any(w > spec.epochs for w in spec.warmups):
+        raise GridError(f"--warmup {max(spec.warmups)} is longer than the training (--epochs {spec.epochs})")
     if spec.lr_scaling not in LR_SCALINGS:
         raise GridError(f"unknown --lr-scaling {spec.lr_scaling!r}; use one of {', '.join(LR_SCALINGS)}")
     if spec.target_accuracy is not None and not 0.0 < spec.target_accuracy <= 1.0:
         raise GridError(f"--target-accuracy must be in (0, 1], got {spec.target_accuracy}")
     lists = {"--norms": spec.norms, "--batch-sizes": spec.batch_sizes, "--seeds": spec.seeds,
              "--lr": spec.lrs, "--bn-momentum": spec.bn_momentums, "--groups": spec.groups,
-             "--placement": spec.placements}
+             "--placement": spec.placements, "--qk-norm": spec.qk_norms, "--warmup": spec.warmups}
     for name, values in lists.items():
         if not values:
             raise GridError(f"{name} needs at least one value")

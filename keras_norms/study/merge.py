@@ -101,6 +101,9 @@ def describe_cell(cell: Cell) -> str:
         parts.append(f"bn_momentum={cell.bn_momentum:g}")
     if cell.groups is not None:
         parts.append(f"groups={cell.groups}")
+    for field in ("placement", "qk_norm", "warmup_epochs", "depth"):  # the transformer's, when set
+        if getattr(cell, field, None) not in (None, 0):
+            parts.append(f"{field}={getattr(cell, field)}")
     return " ".join([*parts, f"seed={cell.seed}"])
 
 

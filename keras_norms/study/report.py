@@ -7,8 +7,8 @@ import statistics
 from collections.abc import Sequence
 
 from keras_norms.study.corruptions import CORRUPTIONS, SEVERITIES
-from keras_norms.study.grid import GN_PAPER_ERRORS
-from keras_norms.study.verdicts import verdicts
+from keras_norms.study.grid import GN_PAPER_ERRORS, TRANSFORMER_DEPTH
+from keras_norms.study.verdicts import MATCH_MARGIN, verdicts
 
 
 @dataclasses.dataclass
@@ -45,10 +45,27 @@ class Group:
                 if any(c[i] is not None for c in curves)]
 
 
+#: The transformer's settings and the warm-up as rows read them: QK-norm None is "none", and a row
+#: from before a setting existed has its default.
+_SETTINGS = {"qk_norm": lambda row: row.get("qk_norm") or "none",
+             "warmup_epochs": lambda row: row.get("warmup_epochs") or 0,
+             "depth": lambda row: row.get("depth") or TRANSFORMER_DEPTH}
+
+
+def _setting(row: dict, field: str):
+    return _SETTINGS[field](row) if field in _SETTINGS else row.get(field)
+
+
 def _variant(row: dict, varying: set[str]) -> str:
     label = row["norm"]
     if row.get("placement") is not None and "placement" in varying:
         label += f" {row['placement']}-norm"
+    if "qk_norm" in varying:
+        label += f" qk-norm={_setting(row, 'qk_norm')}"
+    if "warmup_epochs" in varying:
+        label += f" warm-up={_setting(row, 'warmup_epochs')}"
+    if "depth" in varying:
+        label += f" depth={_setting(row, 'depth')}"
     if row["norm"] == "batch" and "bn_momentum" in varying:
         label += f" m={row['bn_momentum']}"
     if row["norm"] == "group" and "groups" in varying:
@@ -60,8 +77,8 @@ def _variant(row: dict, varying: set[str]) -> str:
 
 def group_rows(rows: Sequence[dict]) -> list[Group]:
     """Groups rows by norm variant and batch size, in order of first appearance (variants, then sizes)."""
-    varying = {f for f in ("bn_momentum", "groups", "lr", "placement")
-               if len({r.get(f) for r in rows if r.get(f) is not None}) > 1}
+    fields = ("bn_momentum", "groups", "lr", "placement", "qk_norm", "warmup_epochs", "depth")
+    varying = {f for f in fields if len({_setting(r, f) for r in rows if _setting(r, f) is not None}) > 1}
     groups: dict[tuple, Group] = {}
     for row in rows:
         variant = _variant(row, varying)
@@ -162,12 +179,20 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
     lr = ", ".join(sorted({f"{r['lr']:g}" for r in rows}))
     values = lambda field: ", ".join(sorted({str(r[field]) for r in rows if r[field] is not None})) or "—"
     optimizer = "SGD with momentum 0.9" if first.get("optimizer") == "sgd" else "Adam"
+    warmups = sorted({_setting(r, "warmup_epochs") for r in rows})
+    warmup = ("" if warmups == [0] else
+              f", linear warm-up over the first {' or '.join(map(str, warmups))} epochs, step by step")
+    transformer = ""
+    if first["model"] == "transformer":
+        transformer = (f" The transformer has {_setting(first, 'depth')} blocks; QK-norm: "
+                       f"{', '.join(sorted({_setting(r, 'qk_norm') for r in rows}))}.")
     lines = [
         f"# keras-norms compare: {first['model']} on {first['dataset']}",
         "",
         f"Measured on {context['machine']} ({context['versions']}). Data: {context['data']}; "
-        f"input shape {tuple(first['input_shape'])}. Each cell trains with {optimizer} (learning rate {lr}, "
-        f"scaling: {first['lr_scaling']}) for {first['epochs']} epochs and is repeated over seeds "
+        f"input shape {tuple(first['input_shape'])}.{transformer} Each cell trains with {optimizer} "
+        f"(learning rate {lr}, scaling: {first['lr_scaling']}{warmup}) for {first['epochs']} epochs and is "
+        "repeated over seeds "
         f"(mean ± standard deviation). Batch norm momentum: {values('bn_momentum')}; group norm groups: "
         f"{values('groups')} (auto: per layer, the largest divisor of its channels up to 32 that leaves "
         f"2+ channels per group). {len(rows)} runs: {context['run_minutes']:.1f} minutes in all, "
@@ -185,7 +210,9 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
         "## The paper's claims, from these numbers",
         "",
         "Each claim is decided from the paired differences between runs of the same seed, with a "
-        "95% t-interval: yes or no only when the whole interval is on one side of zero.",
+        "95% t-interval: yes or no only when the whole interval is on one side of zero. Whether DyT or Derf "
+        f"matches layer norm is a question of equivalence: yes when the whole interval lies within "
+        f"±{MATCH_MARGIN:.2f} test accuracy, no when it lies wholly beyond that margin.",
         "",
         *[f"- **{question}** {answer}" for question, answer in verdicts(rows, measured_only=False)],
         "",

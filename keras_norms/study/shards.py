@@ -26,7 +26,8 @@ OPTIONS = {"model": "--model", "dataset": "--dataset", "norms": "--norms", "batc
            "epochs": "--epochs", "seeds": "--seeds", "lrs": "--lr", "lr_scaling": "--lr-scaling",
            "bn_momentums": "--bn-momentum", "groups": "--groups", "target_accuracy": "--target-accuracy",
            "input_shape": "--input-shape", "train_size": "--train-size", "split_seed": "split_seed",
-           "optimizer": "--optimizer", "placements": "--placement", "protocol": "--protocol"}
+           "optimizer": "--optimizer", "placements": "--placement", "protocol": "--protocol",
+           "qk_norms": "--qk-norm", "warmups": "--warmup", "depth": "--depth"}
 
 
 class ShardError(ValueError):
@@ -163,7 +164,7 @@ def grid_record(spec: GridSpec, input_shape, target_accuracy: float, data: str) 
 def spec_from_record(record: dict) -> GridSpec:
     """The `GridSpec` that `grid_record` recorded (its `cells()` are the recorded grid's)."""
     grid = {k: tuple(v) if isinstance(v, list) else v for k, v in record["grid"].items()}
-    return GridSpec(**grid)
+    return GridSpec(**grid)  # options a grid.json from before them lacks take their defaults
 
 
 def grid_cells(record: dict) -> list[Cell]:
@@ -203,9 +204,11 @@ def grid_differences(recorded: dict, wanted: dict) -> list[str]:
         ['--epochs: 1 in grid.json, 2 here']
     """
     show = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
-    old, new = recorded["grid"], wanted["grid"]
+    # A grid.json written before an option existed holds that option at its default.
+    defaults = json.loads(json.dumps(dataclasses.asdict(GridSpec())))
+    old, new = ({**defaults, **record["grid"]} for record in (recorded, wanted))
     return [f"{OPTIONS.get(k, k)}: {show(old.get(k))} in {GRID_FILE}, {show(new.get(k))} here"
-            for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+            for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k) and k != "data_dir"]
 
 
 def claim_grid(out_dir, record: dict, *, strict: bool) -> None:

@@ -107,6 +107,42 @@ def prepare(spec: GridSpec) -> Prepared:
     )
 
 
+@keras.saving.register_keras_serializable(package="keras_norms")
+class LinearWarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that rises linearly over the first `warmup_steps` steps, then stays constant.
+
+    Step `s` (counted from 0) trains with ``learning_rate * min(1, (s + 1) / warmup_steps)``:
+    ``learning_rate / warmup_steps`` at the first step, `learning_rate` from
+    step ``warmup_steps - 1`` on. The cell's `warmup_epochs` times its steps per
+    epoch give `warmup_steps`. Written with `keras.ops`, so it works on every backend.
+
+    Examples:
+        >>> schedule = LinearWarmUp(0.01, warmup_steps=4)
+        >>> [round(float(schedule(step)), 6) for step in range(6)]
+        [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
+    """
+
+    def __init__(self, learning_rate: float, warmup_steps: int):
+        if warmup_steps < 1:
+            raise ValueError(f"LinearWarmUp: `warmup_steps` must be >= 1. Received: {warmup_steps}")
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        progress = (keras.ops.cast(step, "float32") + 1.0) / float(self.warmup_steps)
+        return self.learning_rate * keras.ops.minimum(progress, 1.0)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def learning_rate_of(cell: Cell, steps_per_epoch: int):
+    """The optimizer's learning rate for `cell`: a float, or a `LinearWarmUp` over its `warmup_epochs`."""
+    if not cell.warmup_epochs:
+        return cell.learning_rate
+    return LinearWarmUp(cell.learning_rate, cell.warmup_epochs * steps_per_epoch)
+
+
 class _EpochTimer(keras.callbacks.Callback):
     """Training seconds of each epoch (validation excluded); calls `on_epoch(epoch)` after each."""
 
@@ -173,10 +209,11 @@ def train_cell(cell: Cell, prepared: Prepared, on_epoch: Callable[[int], None] |
                         num_classes=prepared.num_classes, **cell.norm_options(), **cell.model_options(),
                         **(prepared.model_options or {}))
     steps = math.ceil(len(data.y_train) / cell.batch_size)
+    learning_rate = learning_rate_of(cell, steps)
     if cell.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(cell.learning_rate, momentum=SGD_MOMENTUM)
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM)
     else:
-        optimizer = keras.optimizers.Adam(cell.learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

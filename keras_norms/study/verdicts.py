@@ -12,7 +12,14 @@ in which the seeds ran.
 Claims compare the plain registry names (`batch`, `group`, ...) at the grid's
 first learning rate, batch norm momentum and group count, unless the claim is
 about that very setting; norm variants such as `batch(renorm=True)` are
-compared with plain batch norm in their own claim.
+compared with plain batch norm in their own claim. They also hold the
+transformer's placement, QK-norm and the learning-rate warm-up at the grid's
+first value, unless the claim is about that very setting.
+
+"Does DyT (Derf) match layer norm?" is an equivalence question: "Yes" when
+the whole 95% interval of the difference lies within +/- `MATCH_MARGIN`
+test accuracy, "No" when it lies entirely beyond the margin on one side (the
+verdict says which norm is clearly ahead), "Not resolved" otherwise.
 """
 
 from __future__ import annotations
@@ -22,8 +29,13 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
+from keras_norms.study.grid import TRANSFORMER_DEPTH
+
 #: Claims are decided at this confidence.
 CONFIDENCE = 0.95
+#: "Does DyT match layer norm?": two norms match when the whole interval of their difference in test
+#: accuracy lies within +/- this margin (0.02: 2 points).
+MATCH_MARGIN = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,11 +72,25 @@ class Paired:
             return "No"
         return f"Not resolved with {self.pairs} seed{'s' if self.pairs != 1 else ''}"
 
-    def describe(self, digits: int = 3) -> str:
+    def matches(self, margin: float = MATCH_MARGIN) -> str:
+        """An equivalence answer: "Yes" (the interval lies within +/- `margin`), "Worse" (all below
+        `-margin`), "Better" (all above `margin`) or "Not resolved with N seeds"."""
         interval = self.interval
+        if interval is not None and -margin < interval[0] and interval[1] < margin:
+            return "Yes"
+        if interval is not None and interval[1] < -margin:
+            return "Worse"
+        if interval is not None and interval[0] > margin:
+            return "Better"
+        return f"Not resolved with {self.pairs} seed{'s' if self.pairs != 1 else ''}"
+
+    def describe(self, digits: int = 3, of: str = "") -> str:
+        """The mean difference and its interval; `of` names it, e.g. `"dyt minus layer"`."""
+        interval = self.interval
+        name = f"difference {of} " if of else "difference "
         if interval is None:
-            return f"difference {self.mean:+.{digits}f}, one seed: no interval"
-        return (f"difference {self.mean:+.{digits}f}, {int(100 * CONFIDENCE)}% interval "
+            return f"{name}{self.mean:+.{digits}f}, one seed: no interval"
+        return (f"{name}{self.mean:+.{digits}f}, {int(100 * CONFIDENCE)}% interval "
                 f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}] over {self.pairs} seeds")
 
 
@@ -73,16 +99,29 @@ def base_norm(label: str) -> str:
     return label.split("(", 1)[0]
 
 
+#: Settings whose None is a value of its own, read with their default for rows that predate them.
+_SETTING_DEFAULTS = {"qk_norm": "none", "warmup_epochs": 0}
+
+
+def _setting(row: dict, field: str):
+    """A row's value of `field`; `qk_norm` None reads "none", and a missing setting its default."""
+    if field in _SETTING_DEFAULTS:
+        value = row.get(field)
+        return _SETTING_DEFAULTS[field] if value is None else value
+    return row.get(field)
+
+
 def _defaults(rows: Sequence[dict]) -> dict:
     """The grid's first value of each setting a claim holds fixed (rows are in grid order)."""
     first = lambda field, norm: next((r[field] for r in rows if base_norm(r["norm"]) == norm), None)
     return {"lr": rows[0]["lr"], "bn_momentum": first("bn_momentum", "batch"),
-            "groups": first("groups", "group"), "placement": rows[0].get("placement")}
+            "groups": first("groups", "group"), "placement": rows[0].get("placement"),
+            "qk_norm": _setting(rows[0], "qk_norm"), "warmup_epochs": _setting(rows[0], "warmup_epochs")}
 
 
 def _select(rows, norm: str, *, batch_size=None, **fixed) -> list[dict]:
     return [r for r in rows if r["norm"] == norm and (batch_size is None or r["batch_size"] == batch_size)
-            and all(r.get(k) == v for k, v in fixed.items() if v is not None)]
+            and all(_setting(r, k) == v for k, v in fixed.items() if v is not None)]
 
 
 def _per_seed(rows: Sequence[dict], value: Callable[[dict], float | None]) -> dict[int, float]:
@@ -113,10 +152,21 @@ def _curve_mean(row: dict) -> float | None:
     return statistics.fmean(curve) if curve else None
 
 
-def _verdict(result: Paired | None, claim: str, detail: str = "") -> str:
+def _verdict(result: Paired | None, claim: str, detail: str = "", of: str = "") -> str:
     if result is None:
         return "Not measured: no seed ran both sides of the comparison."
-    return f"{result.answer()}: {claim} ({result.describe()}){detail}."
+    return f"{result.answer()}: {claim} ({result.describe(of=of)}){detail}."
+
+
+def _ahead(result: Paired, a: str, b: str, digits: int = 3) -> str:
+    """Which of `a` and `b` is ahead on average, by how much (`a - b` is `result`'s difference)."""
+    if round(result.mean, digits) == 0:
+        return f"{a} and {b} are level on average"
+    return f"{a if result.mean > 0 else b} is ahead by {abs(result.mean):.{digits}f} on average"
+
+
+def _context(result: Paired | None, of: str) -> str:
+    return "no common seed" if result is None else result.describe(of=of)
 
 
 class Claims:
@@ -238,16 +288,91 @@ class Claims:
                 "no common seed" if result is None else f"{result.answer()} ({result.describe()})"))
         return f"At batch size {small}, the smallest here: " + "; ".join(parts) + "."
 
+    def _values(self, field: str) -> set:
+        return {_setting(r, field) for r in self.rows} - {None}
+
+    def _block_norm(self) -> str | None:
+        """The norm the transformer's placement claims use: layer norm, else RMS norm."""
+        return next((n for n in ("layer", "rms") if n in self.norms), None)
+
+    def _depth(self) -> int:
+        return next((r["depth"] for r in self.rows if r.get("depth") is not None), TRANSFORMER_DEPTH)
+
     def placement(self) -> str:
-        placements = {r.get("placement") for r in self.rows} - {None}
-        if placements != {"pre", "post"}:
+        if not {"pre", "post"} <= self._values("placement"):
             return "Not measured: the grid needs the transformer with `--placement pre,post`."
-        norm = next((n for n in ("layer", "rms") if n in self.norms), None)
+        norm = self._block_norm()
         if norm is None:
             return "Not measured: the grid needs layer or RMS norm."
         return _verdict(paired(self._at(norm, placement="pre"), self._at(norm, placement="post")),
                         f"with {norm} norm, pre-norm beats post-norm on test accuracy (mean over batch "
-                        "sizes)")
+                        "sizes)", of="pre minus post")
+
+    def peri_norm(self) -> str:
+        if not {"pre", "peri"} <= self._values("placement"):
+            return "Not measured: the grid needs the transformer with `--placement pre,peri`."
+        norm = self._block_norm()
+        if norm is None:
+            return "Not measured: the grid needs layer or RMS norm."
+        return _verdict(paired(self._at(norm, placement="peri"), self._at(norm, placement="pre")),
+                        f"with {norm} norm, peri-norm (a norm before and after each sublayer) beats pre-norm "
+                        "on test accuracy (mean over batch sizes)", of="peri minus pre")
+
+    def matches_layer_norm(self, norm: str) -> str:
+        if norm not in self.norms or "layer" not in self.norms:
+            return f"Not measured: the grid needs layer norm and {norm} (`--norms layer,{norm}`)."
+        result = paired(self._at(norm), self._at("layer"))
+        if result is None:
+            return "Not measured: no seed ran both sides of the comparison."
+        margin = f"the margin of ±{MATCH_MARGIN:.2f} test accuracy ({100 * MATCH_MARGIN:g} points) of a match"
+        of = f"{norm} minus layer"
+        numbers = f"{_ahead(result, norm, 'layer')} ({result.describe(of=of)})"
+        answer = result.matches()
+        if answer == "Yes":
+            return (f"Yes: {norm} matches layer norm: the whole 95% interval of {of} lies within {margin}; "
+                    f"{numbers}.")
+        if answer in ("Worse", "Better"):
+            side, bound = (("worse", f"below -{MATCH_MARGIN:.2f}") if answer == "Worse"
+                           else ("better", f"above +{MATCH_MARGIN:.2f}"))
+            return (f"No: {norm} is clearly {side} than layer norm: the whole 95% interval of {of} lies "
+                    f"{bound}, outside {margin}; {numbers}.")
+        if result.interval is None:
+            return f"{answer}: one seed gives no interval of {of} to hold against {margin}; {numbers}."
+        return (f"{answer}: the 95% interval of {of} crosses {margin}, so it shows neither a match nor a "
+                f"clear difference; {numbers}.")
+
+    def qk_norm_higher_lr(self) -> str:
+        lrs = sorted({r["lr"] for r in self.rows})
+        qk = next((q for q in ("rms", "layer") if q in self._values("qk_norm")), None)
+        if len(lrs) < 2 or qk is None or "none" not in self._values("qk_norm"):
+            return ("Not measured: the grid needs the transformer with `--qk-norm none,rms` (or layer) and "
+                    "two learning rates (`--lr`).")
+        norm = self._block_norm() or self.norms[0]
+        low, high = lrs[0], lrs[-1]
+        gain = lambda lr: paired(self._at(norm, lr=lr, qk_norm=qk), self._at(norm, lr=lr, qk_norm="none"))
+        of = f"{qk} QK-norm minus none"
+        return _verdict(gain(high), f"at the higher learning rate, {high:g}, {qk} QK-norm beats no QK-norm "
+                        f"with {norm} norm on test accuracy (mean over batch sizes)",
+                        f"; at the lower learning rate, {low:g}: {_context(gain(low), of)}", of=of)
+
+    def post_norm_warmup(self) -> str:
+        warmups = sorted(self._values("warmup_epochs"))
+        if "post" not in self._values("placement") or 0 not in warmups or len(warmups) < 2:
+            return ("Not measured: the grid needs the transformer with `--placement post` (or pre,post) and "
+                    "`--warmup 0,1` (with and without warm-up).")
+        norm = self._block_norm()
+        if norm is None:
+            return "Not measured: the grid needs layer or RMS norm."
+        warm = warmups[-1]
+        cold = self._at(norm, placement="post", warmup_epochs=0)
+        detail = ""
+        if "pre" in self._values("placement"):
+            pre = paired(self._at(norm, placement="pre", warmup_epochs=0), cold)
+            detail = f"; without warm-up, pre-norm against post-norm: {_context(pre, 'pre minus post')}"
+        return _verdict(paired(self._at(norm, placement="post", warmup_epochs=warm), cold),
+                        f"at depth {self._depth()} ({norm} norm), post-norm without warm-up reaches a lower "
+                        f"test accuracy than with {warm} epoch{'s' if warm != 1 else ''} of warm-up",
+                        detail, of="warm-up minus none")
 
     def transformer_norms(self) -> str:
         if not self.rows or self.rows[0]["model"] != "transformer":
@@ -280,7 +405,12 @@ class Claims:
              self.layer_norm_for_recurrent()),
             ("Does group norm help on heterogeneous data?", self.heterogeneous()),
             ("Pre-norm or post-norm in the transformer?", self.placement()),
+            ("Does peri-norm beat pre-norm?", self.peri_norm()),
             ("Layer, RMS or no norm in the transformer?", self.transformer_norms()),
+            ("Does DyT match layer norm?", self.matches_layer_norm("dyt")),
+            ("Does Derf match layer norm?", self.matches_layer_norm("derf")),
+            ("Does QK-norm let a higher learning rate train?", self.qk_norm_higher_lr()),
+            ("Does post-norm fail without warm-up at depth?", self.post_norm_warmup()),
         ]
 
 
