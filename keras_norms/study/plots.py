@@ -29,6 +29,18 @@ def _by_variant(groups):
     return variants
 
 
+_LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _style(variant: str, variants) -> dict:
+    """A colour per norm (a label's first word) and a line style per the rest (its placement, ...)."""
+    norms = list(dict.fromkeys(v.split(" ", 1)[0] for v in variants))
+    settings = list(dict.fromkeys(v.partition(" ")[2] for v in variants))
+    norm, _, setting = variant.partition(" ")
+    return {"color": f"C{norms.index(norm) % 10}",
+            "linestyle": _LINE_STYLES[settings.index(setting) % len(_LINE_STYLES)]}
+
+
 def _save(fig, path: pathlib.Path) -> None:
     """Saves `fig` as a PNG through a temporary file and a rename (a report merged while another is written
     never leaves a half-written plot), then closes it."""
@@ -72,18 +84,24 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     fig.tight_layout()
     _save(fig, out / PLOTS[0])
 
-    fig, axes = plt.subplots(1, len(sizes), figsize=(3.2 * len(sizes), 3.2), sharey=True, squeeze=False)
+    many = len(variants) > 6  # then a colour per norm, a line style per setting, the legend beside
+    width = 3.2 * len(sizes) + (2.6 if many else 0.0)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(width, 3.6 if many else 3.2), sharey=True, squeeze=False)
     for ax, size in zip(axes[0], sizes, strict=True):
         for variant, gs in variants.items():
             for g in gs:
                 if g.batch_size == size:
                     curve = g.mean_curve("val_accuracy")
-                    ax.plot(range(1, len(curve) + 1), curve, marker=".", label=variant)
+                    ax.plot(range(1, len(curve) + 1), curve, marker=".", label=variant,
+                            **(_style(variant, variants) if many else {}))
         ax.set(title=f"batch size {size}", xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy")
-    axes[0][-1].legend(fontsize="small")
+    if many:
+        axes[0][-1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    else:
+        axes[0][-1].legend(fontsize="small")
     fig.suptitle("Learning curves (mean over seeds)")
     fig.tight_layout()
     _save(fig, out / PLOTS[1])
