@@ -34,6 +34,14 @@ def _tf_kernel(x, alpha, shift, scale, offset, axis, kind: str):
                           axis=axis, kind=kind)
 
 
+def _tanh(z):
+    if backend.standardize_dtype(z.dtype) == "float64":
+        # On JAX, Keras' ops.tanh returns float32 for a float64 input (Keras 3.15); exp keeps float64.
+        decay = ops.exp(-2.0 * ops.abs(z))
+        return ops.sign(z) * (1.0 - decay) / (1.0 + decay)
+    return ops.tanh(z)
+
+
 def _affine(y, scale, offset, axes):
     if scale is not None:
         y = y * _broadcast(scale, y, axes)
@@ -75,7 +83,7 @@ def dynamic_tanh(x, alpha, scale=None, offset=None, *, axis: int | list[int] | t
         return outputs
     x, alpha, scale, offset = _upcast_all(ops.convert_to_tensor(x), ops.convert_to_tensor(alpha),
                                           scale, offset)
-    y = ops.tanh(_scalar(alpha, x) * x)
+    y = _tanh(_scalar(alpha, x) * x)
     return _affine(y, scale, offset, _as_axes(axis, len(x.shape)))
 
 
