@@ -237,8 +237,7 @@ SPECS: dict[str, LayerSpec] = {
     ),
     "dyt": LayerSpec(
         cases=[
-            Case("dyt-seq", {}, (3, 5, 8), _dyt()),
-            Case("dyt-alpha", {"alpha_init_value": 2.0}, (6, 12), _dyt()),
+            Case("dyt-seq-alpha", {"alpha_init_value": 2.0}, (3, 5, 8), _dyt()),
             Case("dyt-nchw", {"axis": 1}, (2, 6, 3, 3), _dyt(axis=1)),
             Case("dyt-axes-noaffine", {"axis": [1, 2], "center": False, "scale": False}, (3, 5, 8),
                  _dyt(axis=[1, 2])),
@@ -255,7 +254,6 @@ SPECS: dict[str, LayerSpec] = {
             Case("derf-seq", {}, (3, 5, 8), _derf()),
             Case("derf-shifted", {"alpha_init_value": 1.5, "shift_init_value": -0.3}, (6, 12), _derf()),
             Case("derf-nchw", {"axis": 1}, (2, 6, 3, 3), _derf(axis=1)),
-            Case("derf-image-noscale", {"scale": False}, (2, 4, 4, 8), _derf()),
         ],
         ranks=(2, None),
         follows_rank=True,

@@ -367,7 +367,7 @@ def test_the_gn_paper_protocol_preset():
 def test_a_gn_paper_run_trains_with_sgd_and_prints_the_published_errors(tmp_path, capsys):
     out = tmp_path / "gn"
     args = ["compare", "--protocol", "gn-paper", "--norms", "batch,group,batch(renorm=True)",
-            "--batch-sizes", "4,2", "--epochs", "1", "--seeds", "0,1", "--train-size", "120",
+            "--batch-sizes", "4,2", "--epochs", "1", "--seeds", "0,1", "--train-size", "64",
             "--out", str(out), "--no-progress"]
     assert cli.main(args) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
