@@ -393,12 +393,13 @@ def _claim_line(report: str, question: str) -> str:
 @pytest.mark.slow
 def test_the_transformer_compares_placements_and_norms_on_sequences(tmp_path, capsys):
     out = tmp_path / "transformer"
+    # One seed keeps it short: the claims print their difference, without an interval.
     args = ["compare", "--model", "transformer", "--dataset", "seq-digits", "--placement", "pre,peri",
-            "--norms", "layer,dyt", "--batch-sizes", "32", "--epochs", "1", "--seeds", "0,1",
+            "--norms", "layer,dyt", "--batch-sizes", "32", "--epochs", "1", "--seeds", "0",
             "--train-size", "200", "--out", str(out), "--no-progress"]
     assert cli.main(args) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert len(rows) == 8 and {(r["placement"], r["norm"]) for r in rows} == {
+    assert len(rows) == 4 and {(r["placement"], r["norm"]) for r in rows} == {
         (p, n) for p in ("pre", "peri") for n in ("layer", "dyt")}
     assert all(r["model"] == "transformer" and r["qk_norm"] is None and r["warmup_epochs"] == 0
                and r["depth"] is None for r in rows)
@@ -406,7 +407,7 @@ def test_the_transformer_compares_placements_and_norms_on_sequences(tmp_path, ca
     assert "peri minus pre" in _claim_line(report, "Does peri-norm beat pre-norm?")
     dyt = _claim_line(report, "Does DyT match layer norm?")
     assert "difference dyt minus layer" in dyt and f"±{MATCH_MARGIN:.2f}" in dyt
-    assert re.match(r"- \*\*Does DyT match layer norm\?\*\* (Yes|No|Not resolved with 2 seeds): ", dyt)
+    assert re.match(r"- \*\*Does DyT match layer norm\?\*\* Not resolved with 1 seed: ", dyt)
     assert "**Does Derf match layer norm?** Not measured" in report
     for label in ("layer pre-norm", "layer peri-norm", "dyt pre-norm", "dyt peri-norm"):
         assert f"| {label} | 32 |" in report
