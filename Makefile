@@ -39,7 +39,8 @@ define suites
 		echo "Backends tested: tensorflow (whole suite), jax, torch (contract suite)"; \
 	else echo "Backends tested: tensorflow (whole suite), jax (contract suite); PyTorch is not installed"; fi
 endef
-BACKEND_SUITE := tests/test_backend_contract.py tests/test_backend_layers.py tests/test_reliability.py
+BACKEND_SUITE := tests/test_backend_contract.py tests/test_backend_layers.py tests/test_reliability.py tests/test_masks.py \
+	tests/test_torch_kernels.py
 
 # The oldest supported stack, setup.cfg's floor (TensorFlow 2.18, Keras 3.10), in .venv-oldest: the
 # versions pinned in .ci/oldest-constraints.txt; the suites of `make test` (but the site build) there.

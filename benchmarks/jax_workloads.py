@@ -17,25 +17,26 @@ import json
 import os
 import sys
 
+from benchmarks.shapes import shapes_for
+
 
 def _norms():
     import keras
 
     import keras_norms
 
-    images, sequences = (32, 56, 56, 128), (32, 512, 768)
     return {
-        "batch": (images, keras_norms.BatchNormalization, keras.layers.BatchNormalization),
-        "group": (images, lambda **kw: keras_norms.GroupNormalization(groups=32, **kw),
+        "batch": (keras_norms.BatchNormalization, keras.layers.BatchNormalization),
+        "group": (lambda **kw: keras_norms.GroupNormalization(groups=32, **kw),
                   lambda **kw: keras.layers.GroupNormalization(groups=32, **kw)),
         # Keras has no instance norm layer; its group norm with one channel per group is one.
-        "instance": (images, keras_norms.InstanceNormalization,
+        "instance": (keras_norms.InstanceNormalization,
                      lambda **kw: keras.layers.GroupNormalization(groups=-1, **kw)),
-        "layer": (sequences, keras_norms.LayerNormalization, keras.layers.LayerNormalization),
-        "rms": (sequences, keras_norms.RMSNormalization, keras.layers.RMSNormalization),
+        "layer": (keras_norms.LayerNormalization, keras.layers.LayerNormalization),
+        "rms": (keras_norms.RMSNormalization, keras.layers.RMSNormalization),
         # The norm-free layers against the layer norm they replace.
-        "dyt": (sequences, keras_norms.DynamicTanh, keras.layers.LayerNormalization),
-        "derf": (sequences, keras_norms.DynamicErf, keras.layers.LayerNormalization),
+        "dyt": (keras_norms.DynamicTanh, keras.layers.LayerNormalization),
+        "derf": (keras_norms.DynamicErf, keras.layers.LayerNormalization),
     }
 
 
@@ -75,6 +76,7 @@ def main(argv=None) -> None:
     parser.add_argument("--norms", default="batch,group,instance,layer,rms")
     parser.add_argument("--modes", default="forward,train,inference")
     parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--shapes", default="reference,small")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-plain", action="store_true")
@@ -87,23 +89,26 @@ def main(argv=None) -> None:
 
     norms = _norms()
     for name in args.norms.split(","):
-        shape, ours, built_in = norms[name]
-        for dtype in args.dtypes.split(","):
-            for mode in args.modes.split(","):
-                if mode == "inference" and name != "batch":
-                    continue
-                contenders = {"keras-norms": step(ours, shape, mode=mode, dtype=dtype)}
-                if not args.no_plain:
-                    contenders["keras-norms plain"] = step(ours, shape, mode=mode, dtype=dtype, fast=False)
-                contenders["keras"] = step(built_in, shape, mode=mode, dtype=dtype)
-                timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
-                row = {"norm": name, "shape": list(shape), "mode": mode, "xla": True, "dtype": dtype,
-                       "backend": "jax", "jax": jax.__version__,
-                       **{key: {n: t[field] for n, t in timings.items()}
-                          for key, field in (("ms", "median_ms"), ("min_ms", "min_ms"),
-                                             ("samples_ms", "samples_ms"))}}
-                print(json.dumps(row), flush=True)
-                del contenders
+        ours, built_in = norms[name]
+        for shape_set in args.shapes.split(","):
+            shape = shapes_for(name, shape_set)
+            for dtype in args.dtypes.split(","):
+                for mode in args.modes.split(","):
+                    if mode == "inference" and name != "batch":
+                        continue
+                    contenders = {"keras-norms": step(ours, shape, mode=mode, dtype=dtype)}
+                    if not args.no_plain:
+                        contenders["keras-norms plain"] = step(ours, shape, mode=mode, dtype=dtype,
+                                                               fast=False)
+                    contenders["keras"] = step(built_in, shape, mode=mode, dtype=dtype)
+                    timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
+                    row = {"norm": name, "shape": list(shape), "shapes": shape_set, "mode": mode, "xla": True,
+                           "dtype": dtype, "backend": "jax", "jax": jax.__version__,
+                           **{key: {n: t[field] for n, t in timings.items()}
+                              for key, field in (("ms", "median_ms"), ("min_ms", "min_ms"),
+                                                 ("samples_ms", "samples_ms"))}}
+                    print(json.dumps(row), flush=True)
+                    del contenders
 
 
 if __name__ == "__main__":

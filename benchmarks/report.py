@@ -5,8 +5,8 @@ from __future__ import annotations
 ONE_PASS = "x + 1"  # the one-op anchor of inference rows (tf_workloads.one_pass)
 
 TARGETS_NOTE = (
-    "Targets are ratios within this run, float32, on the reference shapes; "
-    "`Keras/ours` > 1 means keras-norms is faster."
+    "Targets are ratios within this run: TensorFlow's in float32 on the reference shapes, JAX's and "
+    "PyTorch's on every row they name; `Keras/ours` > 1 means keras-norms is faster."
 )
 
 
@@ -39,7 +39,8 @@ def _check(targets, text, values, minimum=None, maximum=None, bound=None):
 
 def targets(results: dict) -> list[dict]:
     """Each target of the issue with what this run measured and whether it is met."""
-    main, variants, found = results.get("main", []), results.get("variants", []), []
+    variants, found = results.get("variants", []), []
+    main = [r for r in results.get("main", []) if r.get("shapes", "reference") == "reference"]
     f32 = {"dtype": "float32"}
 
     def label(row):
@@ -75,23 +76,37 @@ def targets(results: dict) -> list[dict]:
     _check(found, "every training step within 3x of the memory floor (graph)",
            [(r["norm"], r["ms"]["keras-norms"] / r["floor_ms"])
             for r in _rows(main, mode="train", xla=False, **f32)], maximum=3.0)
-    _check(found, "JAX: every training step not slower than Keras' built-in (jit)",
-           [(r["norm"], _ratio(r, "keras")) for r in _rows(results.get("jax", []), mode="train", **f32)
-            if r["norm"] not in POINTWISE_NORMS],
-           minimum=1.0)
+    jax = [r for r in results.get("jax", []) if r["norm"] not in POINTWISE_NORMS]
+    _check(found, "JAX: every row (forward, inference, training step; float32 and bfloat16; both shape sets) "
+           "not slower than Keras' built-in (jit)",
+           [(_backend_label(r), _ratio(r, "keras")) for r in jax], minimum=1.0)
+    torch = results.get("torch", [])
+    _check(found, "PyTorch: every row (eager; both shape sets) not slower than Keras' built-in",
+           [(_backend_label(r), _ratio(r, "keras")) for r in torch], minimum=1.0)
+    _check(found, "PyTorch: every row within 1.2x of `torch.nn.functional` called directly",
+           [(_backend_label(r), r["ms"]["keras-norms"] / r["ms"]["torch"])
+            for r in torch if r["ms"].get("torch")],
+           maximum=1.2)
     pointwise = _rows(results.get("pointwise", []), **f32)
     _check(found, "DyT and Derf within 2x of one pass over the tensor (x + 1), forward, XLA",
            [(f"{r['norm']} {r['mode']}", r["ms"]["keras-norms"] / r["ms"][ONE_PASS])
             for r in pointwise if r["mode"] == "forward" and r["xla"]], maximum=2.0)
     models = results.get("models", [])
-    _check(found, "model training steps: none slower with our norm than with Keras' built-in",
-           [(f"{r['model']} {r['norm']}", _ratio(r, "keras")) for r in models], minimum=1.0)
+    _check(found, "models (training steps and predict, every backend): none slower with our norm than with "
+           "Keras' built-in",
+           [(f"{r.get('backend', 'tensorflow')} {r['model']} {r['norm']} {r.get('mode', 'train')}",
+             _ratio(r, "keras")) for r in models], minimum=1.0)
     tflite = results.get("tflite", {})
     if "batch" in tflite and "median_ms" in tflite["batch"]:
         _check(found, "TFLite paper CNN with group/instance norm within 1.3x of folded batch norm",
                [(norm, tflite[norm]["median_ms"] / tflite["batch"]["median_ms"])
                 for norm in ("group", "instance") if norm in tflite], maximum=1.3)
     return found
+
+
+def _backend_label(row) -> str:
+    dtype = "" if row["dtype"] == "float32" else " bf16"
+    return f"{row['norm']} {row['mode']}{dtype} {'x'.join(map(str, row['shape']))}"
 
 
 def _ms(value) -> str:
@@ -196,20 +211,33 @@ def markdown(results: dict) -> str:
                   "batch, layer and RMS norm; batch norm inference as one multiply-add), `keras-norms plain` "
                   "the `keras.ops` path, `keras` is `keras.layers.*` on JAX.", ""]
         lines += _timing_table(results["jax"], variant=False)
+    if results.get("torch"):
+        lines += ["", "## PyTorch backend (eager)", "",
+                  "The same norms with `KERAS_BACKEND=torch`, in a process of its own, eager (Keras' default "
+                  "on PyTorch), at the reference shapes and a smaller set. `keras-norms` takes the PyTorch "
+                  "fast paths (`kernels/torch.py`: PyTorch's native batch, layer and group norm kernels; "
+                  "RMS norm as a closed-form gradient), `keras-norms plain` the `keras.ops` path, `keras` is "
+                  "`keras.layers.*` on PyTorch, `torch` is `torch.nn.functional` called directly on the same "
+                  "tensor (images as a `channels_last` NCHW view; RMS norm: `F.rms_norm`, which PyTorch runs "
+                  "as a chain of element-wise ops on CPU).", ""]
+        lines += _timing_table(results["torch"], variant=False)
     if results.get("models"):
         lines += ["", "## Whole models: the compute overhead of normalization", "",
-                  "One `train_on_batch` step (as `fit` runs it, with `compile()`'s defaults: XLA on "
-                  "TensorFlow when every layer supports it) of each model built by `build_model` with "
-                  "keras-norms' norm, with `keras.layers`' norm in the same places, and with no norm; "
-                  "interleaved, ms (median, and minimum in parentheses). Overhead: the step with the norm "
-                  "over the step without.", "",
-                  "| model | input, batch | norm | keras-norms ms | keras ms | no norm ms | keras / ours "
-                  "| overhead: ours | overhead: keras |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "One `train_on_batch` step (train: as `fit` runs it) or one `predict_on_batch` call "
+                  "(predict) of each model built by `build_model`, with `compile()`'s defaults (XLA on "
+                  "TensorFlow when every layer supports it, `jax.jit` on JAX, eager on PyTorch), each "
+                  "backend in a process of its own: with keras-norms' norm, with `keras.layers`' norm in the "
+                  "same places, and with no norm; interleaved, ms (median, and minimum in parentheses). "
+                  "Overhead: the step with the norm over the step without.", "",
+                  "| backend | model | mode | input, batch | norm | keras-norms ms | keras ms | no norm ms "
+                  "| keras / ours | overhead: ours | overhead: keras |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in results["models"]:
             ms, low = r["ms"], r["min_ms"]
             cells = [f"{ms[n]:.1f} ({low[n]:.1f})" for n in ("keras-norms", "keras", "no norm")]
             shape = "x".join(map(str, r["shape"]))
-            lines.append(f"| {r['model']} | {shape}, {r['batch_size']} | {r['norm']} | " + " | ".join(cells)
+            lines.append(f"| {r.get('backend', 'tensorflow')} | {r['model']} | {r.get('mode', 'train')} "
+                         f"| {shape}, {r['batch_size']} | {r['norm']} | " + " | ".join(cells)
                          + f" | {ms['keras'] / ms['keras-norms']:.2f}x "
                          f"| {ms['keras-norms'] / ms['no norm']:.2f}x | {ms['keras'] / ms['no norm']:.2f}x |")
     if results.get("memory"):

@@ -28,9 +28,13 @@ import sys
 from pathlib import Path
 
 from benchmarks.report import ONE_PASS
+from benchmarks.shapes import shapes_for
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("main", "variants", "pointwise", "memory", "tflite", "jax", "models")
+# PyTorch processes keep large blocks in the heap, as for the PyTorch anchor of the main section
+# (benchmarks/torch_worker.py; BENCHMARKS.md's notes say why).
+_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+SECTIONS = ("main", "variants", "pointwise", "memory", "tflite", "jax", "torch", "models")
 
 
 def _parse(argv):
@@ -44,6 +48,9 @@ def _parse(argv):
     parser.add_argument("--xla", choices=("off", "on", "both"), default=None)
     parser.add_argument("--dtypes", default=None, help="float32,bfloat16")
     parser.add_argument("--sections", default=None, help=f"any of {','.join(SECTIONS)}")
+    parser.add_argument("--shapes", default=None,
+                        help="reference,small: the shape sets of benchmarks/shapes.py (default both; "
+                             "--quick: reference)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per row (default 15)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
@@ -56,6 +63,7 @@ def _parse(argv):
     args.dtypes = (args.dtypes or ("float32" if quick else "float32,bfloat16")).split(",")
     args.sections = (args.sections or ("main" if quick else ",".join(SECTIONS))).split(",")
     args.repeats = args.repeats or (3 if quick else 15)
+    args.shapes = (args.shapes or ("reference" if quick else "reference,small")).split(",")
     args.norms = args.norms.split(",")
     args.modes = args.modes.split(",")
     if args.out is None and not quick:
@@ -131,17 +139,19 @@ def run_main(args, bandwidth, torch) -> list[dict]:
     rows = []
     for name in args.norms:
         norm = W.NORMS[name]
-        for dtype in args.dtypes:
-            for xla in _xla_values(args.xla):
-                for mode in args.modes:
-                    if mode == "inference" and name != "batch":
-                        continue
-                    label = {"norm": name, "shape": list(norm.shape), "mode": mode, "xla": xla,
-                             "dtype": dtype}
-                    spec = {"norm": name, "shape": list(norm.shape), "dtype": dtype, "mode": mode,
-                            "groups": norm.groups}
-                    rows.append(_measure_row(label, norm.ours, norm.keras, norm.shape, args=args,
-                                             bandwidth=bandwidth, torch=torch, torch_spec=spec))
+        for shape_set in args.shapes:
+            shape = shapes_for(name, shape_set)
+            for dtype in args.dtypes:
+                for xla in _xla_values(args.xla):
+                    for mode in args.modes:
+                        if mode == "inference" and name != "batch":
+                            continue
+                        label = {"norm": name, "shape": list(shape), "shapes": shape_set, "mode": mode,
+                                 "xla": xla, "dtype": dtype}
+                        spec = {"norm": name, "shape": list(shape), "dtype": dtype, "mode": mode,
+                                "groups": norm.groups}
+                        rows.append(_measure_row(label, norm.ours, norm.keras, shape, args=args,
+                                                 bandwidth=bandwidth, torch=torch, torch_spec=spec))
     return rows
 
 
@@ -219,6 +229,24 @@ def run_memory(args) -> list[dict]:
     return rows
 
 
+def _run_backend(backend: str, args, bandwidth, norms, environment=None) -> list[dict]:
+    """Rows from `benchmarks.<backend>_workloads`, run with ``KERAS_BACKEND=<backend>`` in its own process."""
+    from benchmarks import tf_workloads as W
+
+    options = ["--norms", ",".join(norms), "--modes", ",".join(args.modes), "--dtypes", ",".join(args.dtypes),
+               "--shapes", ",".join(args.shapes), "--repeats", str(args.repeats),
+               "--warmup", str(args.warmup)]
+    options += ["--no-plain"] if args.no_plain else []
+    rows = []
+    for row in _json_rows(f"benchmarks.{backend}_workloads", options, backend, environment):
+        passes = W.POINTWISE_PASSES if row["norm"] in W.POINTWISE else W.PASSES
+        row["floor_ms"] = 1e3 * passes[row["mode"]] * W.tensor_bytes(row["shape"], row["dtype"]) / (
+            bandwidth * 1e9)
+        print(f"{backend} " + _describe(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def run_jax(args, bandwidth) -> list[dict]:
     """The main rows on the JAX backend (benchmarks/jax_workloads.py, in its own process)."""
     from benchmarks import tf_workloads as W
@@ -227,24 +255,42 @@ def run_jax(args, bandwidth) -> list[dict]:
         print("jax is not installed: no JAX section", flush=True)
         return []
     norms = args.norms + (list(W.POINTWISE) if "pointwise" in args.sections else [])
-    command = [sys.executable, "-m", "benchmarks.jax_workloads", "--norms", ",".join(norms),
-               "--modes", ",".join(args.modes), "--dtypes", ",".join(args.dtypes),
-               "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-    command += ["--no-plain"] if args.no_plain else []
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
-    rows = []
+    return _run_backend("jax", args, bandwidth, norms)
+
+
+def run_torch(args, bandwidth) -> list[dict]:
+    """The main rows on the PyTorch backend (benchmarks/torch_workloads.py, in its own process), eager."""
+    if args.no_torch or importlib.util.find_spec("torch") is None:
+        print("torch is not installed (or --no-torch): no PyTorch section", flush=True)
+        return []
+    return _run_backend("torch", args, bandwidth, args.norms, environment=_HEAP)
+
+
+def _json_rows(module: str, options: list[str], backend: str, environment=None):
+    """The JSON rows that `python -m <module> <options>` prints, run with ``KERAS_BACKEND=<backend>``."""
+    command = [sys.executable, "-m", module, *options]
+    environment = {**os.environ, **(environment or {}), "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True) as worker:
         for line in worker.stdout:
-            if not line.startswith("{"):
-                continue
-            row = json.loads(line)
-            passes = W.POINTWISE_PASSES if row["norm"] in W.POINTWISE else W.PASSES
-            row["floor_ms"] = 1e3 * passes[row["mode"]] * W.tensor_bytes(row["shape"], row["dtype"]) / (
-                bandwidth * 1e9)
-            print("jax " + _describe(row), flush=True)
-            rows.append(row)
+            if line.startswith("{"):
+                yield json.loads(line)
     if worker.returncode:
-        raise RuntimeError(f"the JAX benchmark failed (exit {worker.returncode}): {' '.join(command)}")
+        raise RuntimeError(f"the {backend} benchmark failed (exit {worker.returncode}): {' '.join(command)}")
+
+
+def run_models(args) -> list[dict]:
+    """Whole-model training steps and predictions on every installed backend, each in its own process."""
+    rows = []
+    for backend in ("tensorflow", "jax", "torch"):
+        if backend == "torch" and args.no_torch:
+            continue
+        if importlib.util.find_spec(backend) is None:
+            print(f"{backend} is not installed: no model rows there", flush=True)
+            continue
+        options = ["--norms", ",".join(args.norms), "--repeats", str(args.repeats),
+                   "--warmup", str(args.warmup)]
+        environment = _HEAP if backend == "torch" else None
+        rows += list(_json_rows("benchmarks.model_steps", options, backend, environment))
     return rows
 
 
@@ -280,10 +326,10 @@ def main(argv=None) -> None:
         print("tflite", latencies)
     if "jax" in args.sections:
         results["jax"] = run_jax(args, bandwidth)
+    if "torch" in args.sections:
+        results["torch"] = run_torch(args, bandwidth)
     if "models" in args.sections:
-        from benchmarks import model_steps
-
-        results["models"] = model_steps.run(args.norms, repeats=args.repeats, warmup=args.warmup)
+        results["models"] = run_models(args)
     results["machine"]["load_average_end"] = machine.load_average()
     results["targets"] = report.targets(results)
     for target in results["targets"]:

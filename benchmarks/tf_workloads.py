@@ -9,10 +9,11 @@ import keras
 import tensorflow as tf
 
 import keras_norms
+from benchmarks.shapes import SHAPES
 from keras_norms import functional as F
 
-IMAGES = (32, 56, 56, 128)  # NHWC, groups=32: the reference shapes (docs/contributing.md)
-SEQUENCES = (32, 512, 768)
+IMAGES = SHAPES["reference"]["images"]  # NHWC, groups=32: the reference shapes (docs/contributing.md)
+SEQUENCES = SHAPES["reference"]["sequences"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -182,6 +182,8 @@ class NormalizationLayer(keras.layers.Layer):
         """The axes of an input of `shape` that carry the weights, or None if the layer cannot take it."""
         expected = tuple(self._expected_input_shape)
         shape = tuple(shape)
+        if shape == expected:  # the built shape itself, the common case (eager PyTorch asks at every call)
+            return list(self._fixed_axes)
         if shape_fits(shape, expected):
             return list(self._fixed_axes)
         if self._axis_argument is None or len(shape) == len(expected):

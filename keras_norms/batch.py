@@ -389,8 +389,12 @@ class BatchNormalization(AffineNormalization):
         return r, d if beta is None else d + beta
 
     def _update_statistics(self, mean, variance, inputs):
-        # An empty batch has no statistics: keep the moving averages as they are.
-        nonempty = ops.size(inputs) > 0
+        # An empty batch has no statistics: keep the moving averages as they are. Where the shape is
+        # known (eager, and most traced steps) that is decided here, without two ops per variable.
+        shape = tuple(inputs.shape)
+        nonempty = math.prod(shape) > 0 if None not in shape else ops.size(inputs) > 0
+        if nonempty is False:
+            return
         mean = ops.reshape(mean, (-1,))
         variance = ops.reshape(variance, (-1,))
 
@@ -398,7 +402,7 @@ class BatchNormalization(AffineNormalization):
             # The statistics are float32 (float64 in a float64 layer); the variables have the variable dtype.
             current = ops.convert_to_tensor(variable)  # jax.numpy takes arrays, not Keras variables
             averaged = current * momentum + ops.cast(value, variable.dtype) * (1.0 - momentum)
-            variable.assign(ops.where(nonempty, averaged, current))
+            variable.assign(averaged if nonempty is True else ops.where(nonempty, averaged, current))
             return averaged
 
         if not self.renorm:
@@ -412,7 +416,7 @@ class BatchNormalization(AffineNormalization):
         moving_stddev = update(self.moving_stddev, stddev, self.momentum)
         variance = ops.relu(moving_stddev * moving_stddev - self.epsilon)
         current = ops.convert_to_tensor(self.moving_variance)
-        self.moving_variance.assign(ops.where(nonempty, variance, current))
+        self.moving_variance.assign(variance if nonempty is True else ops.where(nonempty, variance, current))
 
     def get_config(self):
         config = {

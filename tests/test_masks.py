@@ -74,13 +74,13 @@ def test_masked_positions_do_not_count_in_the_statistics(shape, axis, kind):
 
     outputs = layer(x, mask=mask, training=True)
     expected = R.batch_norm(x, mean, variance, gamma, beta, axis, EPSILON)
-    np.testing.assert_allclose(np.asarray(outputs)[weights], expected[weights], atol=ATOL, rtol=ATOL)
+    np.testing.assert_allclose(_numpy(outputs)[weights], expected[weights], atol=ATOL, rtol=ATOL)
     np.testing.assert_allclose(layer.moving_mean.numpy(), 0.5 * mean, atol=ATOL, rtol=ATOL)
     np.testing.assert_allclose(layer.moving_variance.numpy(), 0.5 + 0.5 * variance, atol=ATOL, rtol=ATOL)
     # Inference normalizes with the moving statistics, mask or not.
     inference = layer(x, mask=mask, training=False)
     np.testing.assert_allclose(
-        inference, R.batch_norm(x, 0.5 * mean, 0.5 + 0.5 * variance, gamma, beta, axis, EPSILON),
+        _numpy(inference), R.batch_norm(x, 0.5 * mean, 0.5 + 0.5 * variance, gamma, beta, axis, EPSILON),
         atol=ATOL, rtol=ATOL,
     )
 
@@ -99,7 +99,7 @@ def test_the_mask_of_a_masking_layer(shape, axis, training):
     weights = _full_weights(x, mask)
     norm = keras_norms.BatchNormalization(axis=axis, momentum=0.0)
     model = _masking_model(shape, axis, norm)
-    outputs = np.asarray(model(x, training=training))
+    outputs = _numpy(model(x, training=training))
     mean, variance = masked_moments(x, weights, axis)
     if not training:
         mean, variance = np.zeros(shape[axis]), np.ones(shape[axis])
@@ -134,7 +134,7 @@ def test_virtual_batches_take_the_mask():
     mask[:, 0] = True
     x, weights = _poisoned(rng, shape, mask)
     layer = keras_norms.BatchNormalization(virtual_batch_size=k, momentum=0.0, center=False, scale=False)
-    outputs = np.asarray(layer(x, mask=mask, training=True))
+    outputs = _numpy(layer(x, mask=mask, training=True))
     means, variances = [], []
     for start in range(0, shape[0], k):
         part = slice(start, start + k)
@@ -156,7 +156,7 @@ def test_a_mask_with_sizes_of_one_broadcasts(mask_shape):
     x, weights = _poisoned(rng, shape, mask)
     mean, variance = masked_moments(x, weights, -1)
     layer = keras_norms.BatchNormalization(center=False, scale=False, momentum=0.0)
-    outputs = np.asarray(layer(x, mask=mask, training=True))
+    outputs = _numpy(layer(x, mask=mask, training=True))
     expected = R.batch_norm(x, mean, variance, epsilon=EPSILON)
     np.testing.assert_allclose(outputs[weights], expected[weights], atol=ATOL, rtol=ATOL)
     np.testing.assert_allclose(layer.moving_mean.numpy(), mean, atol=ATOL, rtol=ATOL)
@@ -183,7 +183,7 @@ def test_conditional_batch_norm_takes_the_mask_of_its_inputs(axis):
     norm = keras_norms.ConditionalBatchNormalization(num_classes=2, axis=axis, momentum=0.0)
     model = keras.Model([sequence, label], norm(keras.layers.Masking(0.0)(sequence), label))
     labels = np.array([0, 1, 1, 0, 1, 0], "int32")
-    outputs = np.asarray(model([x, labels], training=True))
+    outputs = _numpy(model([x, labels], training=True))
     weights = _full_weights(x, mask)
     mean, variance = masked_moments(x, weights, axis)
     # The per-class gamma and beta start at ones and zeros: the output is batch norm's.
@@ -192,7 +192,7 @@ def test_conditional_batch_norm_takes_the_mask_of_its_inputs(axis):
     np.testing.assert_allclose(outputs[weights], expected[weights], atol=ATOL, rtol=ATOL)
     # The mask is also passed explicitly.
     direct = norm(x, labels, training=True, inputs_mask=mask)
-    np.testing.assert_allclose(np.asarray(direct)[weights], expected[weights], atol=ATOL, rtol=ATOL)
+    np.testing.assert_allclose(_numpy(direct)[weights], expected[weights], atol=ATOL, rtol=ATOL)
 
 
 # Group, instance and switchable norm on padded sequences: (batch, time, channels), a (batch, time) mask.

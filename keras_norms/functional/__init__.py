@@ -12,8 +12,9 @@ With the TensorFlow backend, batch, group, instance, layer and RMS norm take
 fast paths (keras_norms/kernels/: TensorFlow's fused batch norm kernel,
 closed-form gradients) that compute the same values in fewer passes over
 memory; with JAX, batch norm in training and layer and RMS norm take a
-closed-form gradient. `use_fast_paths(False)` runs the plain `keras.ops` math
-instead, which is also what PyTorch runs.
+closed-form gradient; with PyTorch, batch, group, instance and layer norm call
+PyTorch's native kernels and RMS norm a closed-form gradient.
+`use_fast_paths(False)` runs the plain `keras.ops` math instead.
 
 The package, by concern (every public name is imported here, from):
 
@@ -38,7 +39,8 @@ The package, by concern (every public name is imported here, from):
 A function with a fast path asks `fast_paths.fast_path_backend(x)` which
 backend's kernel its input takes, imports that kernel by name from
 `keras_norms.kernels` in its body (`group_norm`: TensorFlow's
-`keras_norms.kernels.tf_channel.group_norm`; JAX has none) and calls it; a
+`keras_norms.kernels.tf_channel.group_norm`, PyTorch's
+`keras_norms.kernels.torch.group_norm`; JAX has none) and calls it; a
 kernel returns None for an input it does not cover, and the function goes on
 with the plain `keras.ops` math below the call.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import keras
 from keras import backend, ops
 
 
@@ -17,6 +18,19 @@ def _upcast(x):
     """`x` in the dtype the math runs in: float64 when it is float64, else float32."""
     dtype = "float64" if backend.standardize_dtype(x.dtype) == "float64" else "float32"
     return ops.cast(x, dtype)
+
+
+def _tensor(value):
+    """`value` (a tensor, a variable, an array) as a tensor of the backend, for a kernel; None stays None.
+
+    A tensor passes as it is and a variable gives its value, without `ops.convert_to_tensor`'s
+    checks: on PyTorch, eager, they would cost as much as a small kernel at every call.
+    """
+    if value is None or ops.is_tensor(value):
+        return value
+    if isinstance(value, keras.Variable):
+        return value.value
+    return ops.convert_to_tensor(value)
 
 
 def _upcast_all(*tensors):

@@ -4,17 +4,18 @@ Fast paths (see `keras_norms.functional.fast_paths`): with TensorFlow,
 `batch_norm`, `batch_norm_train` and `virtual_batch_norm` call the kernels of
 `keras_norms.kernels.tf_batch` (the fused batch norm kernel, a folded
 multiply-add, closed-form gradients); with JAX, `batch_norm` and
-`batch_norm_train` call those of `keras_norms.kernels.jax` (ghost batch norm
-has no JAX kernel). Each kernel is imported by name where it is called, and
-returns None for an input it does not cover; the function then goes on with
-the plain `keras.ops` math below the call, which is also what PyTorch runs.
+`batch_norm_train` call those of `keras_norms.kernels.jax`, with PyTorch those
+of `keras_norms.kernels.torch` (PyTorch's native batch norm; ghost batch norm
+has a kernel on TensorFlow only). Each kernel is imported by name where it is
+called, and returns None for an input it does not cover; the function then
+goes on with the plain `keras.ops` math below the call.
 """
 
 from __future__ import annotations
 
 from keras import backend, ops
 
-from keras_norms.functional._common import _like, _mean, _spatial_axes, _upcast
+from keras_norms.functional._common import _like, _mean, _spatial_axes, _tensor, _upcast
 from keras_norms.functional.example_norms import _full_mask
 from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import (
@@ -94,6 +95,11 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
 
         outputs = jax_batch_norm(_fused_source(x, dtype), mean, variance, scale, offset, axis=axis,
                                  epsilon=epsilon)
+    elif path == "torch":
+        from keras_norms.kernels.torch import batch_norm as torch_batch_norm
+
+        outputs = torch_batch_norm(_tensor(x), _tensor(mean), _tensor(variance), _tensor(scale),
+                                   _tensor(offset), axis=axis, epsilon=epsilon)
     else:
         outputs = None
     if outputs is not None:
@@ -163,6 +169,11 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
         from keras_norms.kernels.jax import batch_norm_train as jax_batch_norm_train
 
         result = jax_batch_norm_train(_fused_source(x, dtype), scale, offset, axis=axis, epsilon=epsilon)
+    elif path == "torch":
+        from keras_norms.kernels.torch import batch_norm_train as torch_batch_norm_train
+
+        result = torch_batch_norm_train(_tensor(x), _tensor(scale), _tensor(offset), axis=axis,
+                                        epsilon=epsilon)
     else:
         result = None
     if result is not None:

@@ -5,10 +5,10 @@ Fast paths (see `keras_norms.functional.fast_paths`): with TensorFlow,
 and `group_norm` that of `keras_norms.kernels.tf_channel`; with JAX,
 `layer_norm` and `rms_norm` call those of `keras_norms.kernels.jax` (group norm
 has no JAX kernel: under XLA its plain path is already as fast as Keras'
-built-in). Each kernel is imported by name where it is called, and returns
-None for an input it does not cover; the function then goes on with the plain
-`keras.ops` math below the call, which is also what PyTorch runs. A `mask`
-(`group_norm`) always takes the plain path.
+built-in); with PyTorch, all three call those of `keras_norms.kernels.torch`.
+Each kernel is imported by name where it is called, and returns None for an
+input it does not cover; the function then goes on with the plain `keras.ops`
+math below the call. A `mask` (`group_norm`) always takes the plain path.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from keras import ops
 
-from keras_norms.functional._common import _as_axes, _like, _mean, _upcast
+from keras_norms.functional._common import _as_axes, _like, _mean, _tensor, _upcast
 from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import _broadcast, moments, normalize
 
@@ -82,6 +82,11 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
         from keras_norms.kernels.jax import layer_norm as jax_layer_norm
 
         outputs = jax_layer_norm(ops.convert_to_tensor(x), scale, offset, axis=axis, epsilon=epsilon)
+    elif path == "torch":
+        from keras_norms.kernels.torch import layer_norm as torch_layer_norm
+
+        outputs = torch_layer_norm(_tensor(x), _tensor(scale), _tensor(offset), axis=axis,
+                                   epsilon=epsilon)
     else:
         outputs = None
     if outputs is not None:
@@ -136,6 +141,10 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
         from keras_norms.kernels.jax import rms_norm as jax_rms_norm
 
         outputs = jax_rms_norm(ops.convert_to_tensor(x), scale, axis=axis, epsilon=epsilon)
+    elif path == "torch":
+        from keras_norms.kernels.torch import rms_norm as torch_rms_norm
+
+        outputs = torch_rms_norm(_tensor(x), _tensor(scale), axis=axis, epsilon=epsilon)
     else:
         outputs = None
     if outputs is not None:
@@ -216,10 +225,17 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     """
     if mask is not None:
         mask = _full_mask(mask, x)
-    elif fast_path_backend(x) == "tensorflow":  # JAX has no group norm kernel: XLA fuses the plain path
+    elif (path := fast_path_backend(x)) == "tensorflow":  # JAX has none: XLA fuses the plain path
         from keras_norms.kernels.tf_channel import group_norm as tf_group_norm
 
         outputs = tf_group_norm(ops.convert_to_tensor(x), groups, scale, offset, axis=axis, epsilon=epsilon)
+        if outputs is not None:
+            return outputs
+    elif path == "torch":
+        from keras_norms.kernels.torch import group_norm as torch_group_norm
+
+        outputs = torch_group_norm(_tensor(x), groups, _tensor(scale), _tensor(offset),
+                                   axis=axis, epsilon=epsilon)
         if outputs is not None:
             return outputs
     x = _upcast(x)

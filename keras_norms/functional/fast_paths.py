@@ -2,14 +2,16 @@
 
 With the TensorFlow backend, batch norm runs TensorFlow's fused kernel and the
 other norms closed-form gradients; with JAX, batch, layer and RMS norm
-closed-form gradients (`keras_norms.kernels`). The `keras.ops` math of each
+closed-form gradients; with PyTorch, batch, group, instance and layer norm
+PyTorch's native kernels and RMS norm a closed-form gradient
+(`keras_norms.kernels`). The `keras.ops` math of each
 function is the plain path, for every backend. Both compute the same values
 to float32 rounding.
 
 `use_fast_paths` sets the switch, `fast_paths_enabled` reads it, and each
 function with a fast path asks `fast_path_backend(x)` which backend's kernel
-to import and call for its input: ``"tensorflow"``, ``"jax"``, or None for the
-plain path. The switch is read when a function is traced.
+to import and call for its input: ``"tensorflow"``, ``"jax"``, ``"torch"``, or
+None for the plain path. The switch is read when a function is traced.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ _fast_paths = os.environ.get(_FAST_PATHS_VARIABLE, "1").strip().lower() not in (
 
 @contextlib.contextmanager
 def use_fast_paths(enabled: bool = True):
-    """Turns the fast paths (TensorFlow and JAX) on or off inside the block (process-wide).
+    """Turns the fast paths (TensorFlow, JAX and PyTorch) on or off inside the block (process-wide).
 
     A context manager: the previous setting comes back when the block exits,
     also when it raises. The setting is read when a function is traced: a
     `tf.function` or `jax.jit` function (a compiled Keras model) keeps the path
-    it was traced with. The environment variable ``KERAS_NORMS_FAST_PATHS=0``
-    turns the fast paths off by default. PyTorch always takes the plain
-    `keras.ops` path. Both paths compute the same values to float32 rounding, so
+    it was traced with; eager PyTorch reads it at every call. The environment
+    variable ``KERAS_NORMS_FAST_PATHS=0`` turns the fast paths off by default.
+    Both paths compute the same values to float32 rounding, so
     switching them off is for comparing and debugging, not for accuracy.
 
     Args:
@@ -57,7 +59,7 @@ def use_fast_paths(enabled: bool = True):
 
 
 def fast_paths_enabled() -> bool:
-    """Whether the functions here take the fast paths (TensorFlow or JAX backend, not switched off).
+    """Whether the functions here take the fast paths (TensorFlow, JAX or PyTorch backend, not switched off).
 
     The fast paths are switched off by `use_fast_paths(False)` or by the
     environment variable ``KERAS_NORMS_FAST_PATHS=0``. Even when they are on,
@@ -65,8 +67,8 @@ def fast_paths_enabled() -> bool:
     `keras.ops` path.
 
     Returns:
-        `True` on the TensorFlow and JAX backends unless the fast paths are
-        switched off; `False` on any other backend (PyTorch).
+        `True` on the TensorFlow, JAX and PyTorch backends unless the fast
+        paths are switched off; `False` on any other backend (OpenVINO).
 
     Examples:
         >>> from keras_norms import functional as F
@@ -74,14 +76,14 @@ def fast_paths_enabled() -> bool:
         ...     F.fast_paths_enabled()
         False
     """
-    return _fast_paths and backend.backend() in ("tensorflow", "jax")
+    return _fast_paths and backend.backend() in ("tensorflow", "jax", "torch")
 
 
 def fast_path_backend(x) -> str | None:
-    """The backend whose kernel `x` takes: ``"tensorflow"``, ``"jax"``, or None for the plain path.
+    """The backend whose kernel `x` takes: ``"tensorflow"``, ``"jax"``, ``"torch"``, or None (plain path).
 
-    None when the fast paths are switched off or the backend has none
-    (PyTorch), and for float64 `x`: the kernels compute in float32. The
+    None when the fast paths are switched off or the backend has none, and
+    for float64 `x`: the kernels compute in float32. The
     function that asks imports that backend's kernel from
     `keras_norms.kernels` by name, where it calls it.
     """

@@ -2,13 +2,14 @@
 
 `keras_norms.functional` is the only caller: each of its functions with a fast
 path asks `functional.fast_paths.fast_path_backend(x)` whether the Keras
-backend is TensorFlow or JAX with the fast paths on (`functional.use_fast_paths`),
-then imports its kernel by name from the module here that defines it and calls
-it (`functional.group_norm` calls `tf_channel.group_norm`). PyTorch takes the
-plain path.
+backend is TensorFlow, JAX or PyTorch with the fast paths on
+(`functional.use_fast_paths`), then imports its kernel by name from the module
+here that defines it and calls it (`functional.group_norm` calls
+`tf_channel.group_norm` or `torch.group_norm`).
 The TensorFlow kernels are described here; the JAX ones in
-`jax_standardize.py`. Each computes what the plain `keras.ops` path computes, to float32 rounding,
-with fewer passes over memory: normalization is memory-bound, and in a
+`jax_standardize.py`, the PyTorch ones in `torch.py`. Each computes what the
+plain `keras.ops` path computes, to float32 rounding, with fewer passes over
+memory: normalization is memory-bound, and in a
 TensorFlow graph without XLA every op over a full-size tensor is at least one
 pass.
 
@@ -54,6 +55,9 @@ One file per family:
   as the `functional` functions they serve.
 - `jax_standardize.py`: standardization over axes with a closed-form gradient
   (`jax.custom_vjp`: batch norm in training, layer and RMS norm).
+- `torch.py`: the PyTorch kernels (batch, layer, group and instance norm on
+  PyTorch's native kernels, channels-last inputs viewed in the layouts they
+  take; RMS norm as a closed-form `torch.autograd.Function`).
 - `tf_checks.py`, `jax_checks.py`, `torch_checks.py`: the values of a tensor
   where they exist (not while a graph is traced), for checks such as
   `functional.check_ids`; on TensorFlow also the assertion a graph runs.

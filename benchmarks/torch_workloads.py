@@ -1,0 +1,157 @@
+"""PyTorch contenders, in a process of their own: `KERAS_BACKEND` is read once, when Keras is imported.
+
+`python -m benchmarks` starts this module with ``KERAS_BACKEND=torch`` and
+reads one JSON row per line from it. Each row interleaves keras-norms (fast
+paths, and the plain `keras.ops` path), the Keras built-in layer on PyTorch,
+and `torch.nn.functional` called directly on the same tensor (channels-last
+images as a `torch.channels_last` view, as a PyTorch user would hold them).
+Steps run eagerly, Keras' default on PyTorch: "forward" and "inference" call
+the layer with `training=True` / `False` under `torch.no_grad()`, "train"
+returns the output and the gradients with respect to the input and every
+trainable weight for a fixed upstream gradient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from benchmarks.shapes import shapes_for
+
+EPSILONS = {"batch": 1e-3, "group": 1e-3, "instance": 1e-3, "layer": 1e-3, "rms": 1e-6}
+
+
+def _norms():
+    import keras
+
+    import keras_norms
+
+    return {
+        "batch": (keras_norms.BatchNormalization, keras.layers.BatchNormalization),
+        "group": (lambda **kw: keras_norms.GroupNormalization(groups=32, **kw),
+                  lambda **kw: keras.layers.GroupNormalization(groups=32, **kw)),
+        # Keras has no instance norm layer; its group norm with one channel per group is one.
+        "instance": (keras_norms.InstanceNormalization,
+                     lambda **kw: keras.layers.GroupNormalization(groups=-1, **kw)),
+        "layer": (keras_norms.LayerNormalization, keras.layers.LayerNormalization),
+        "rms": (keras_norms.RMSNormalization, keras.layers.RMSNormalization),
+    }
+
+
+def _inputs(shape, dtype: str, mode: str):
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    x, upstream = (torch.tensor(rng.normal(size=shape).astype("float32")) for _ in range(2))
+    if dtype == "bfloat16":
+        x = x.to(torch.bfloat16)
+    return x.requires_grad_(mode == "train"), upstream
+
+
+def layer_step(make_layer, shape, *, mode: str, dtype: str, fast: bool = True):
+    """An eager forward or training step of a new Keras layer, as a thunk."""
+    import torch
+
+    from keras_norms import functional as F
+
+    layer = make_layer(dtype="mixed_bfloat16" if dtype == "bfloat16" else "float32")
+    layer.build(shape)
+    x, upstream = _inputs(shape, dtype, mode)
+    weights = [w.value for w in layer.trainable_weights]
+
+    def run():
+        with F.use_fast_paths(fast):
+            if mode != "train":
+                with torch.no_grad():
+                    return layer(x, training=mode == "forward")
+            outputs = layer(x, training=True)
+            return outputs, torch.autograd.grad(outputs, [x, *weights], upstream.to(outputs.dtype))
+    return run
+
+
+def functional_step(norm: str, shape, *, mode: str, dtype: str, groups: int):
+    """The same step with `torch.nn.functional` on the same tensor, parameters float32 (mixed precision)."""
+    import torch
+    import torch.nn.functional as TF
+
+    x, upstream = _inputs(shape, dtype, mode)
+    channels = shape[-1]
+    images = len(shape) == 4
+    weight = torch.ones(channels, requires_grad=mode == "train")
+    bias = torch.zeros(channels, requires_grad=mode == "train")
+    # F.rms_norm wants its weight in the input's dtype.
+    rms_weight = weight.detach().to(x.dtype).requires_grad_(mode == "train")
+    running_mean, running_var = torch.zeros(channels), torch.ones(channels)
+    epsilon = EPSILONS[norm]
+
+    def forward(inputs):
+        if images:
+            inputs = inputs.permute(0, 3, 1, 2)  # channels-last memory, the NCHW shape torch's kernels take
+        if norm == "batch":
+            outputs = TF.batch_norm(inputs, running_mean, running_var, weight, bias,
+                                    training=mode != "inference", momentum=0.01, eps=epsilon)
+        elif norm in ("group", "instance"):
+            outputs = TF.group_norm(inputs, channels if norm == "instance" else groups, weight, bias, epsilon)
+        elif norm == "layer":
+            outputs = TF.layer_norm(inputs, (channels,), weight, bias, epsilon)
+        else:
+            outputs = TF.rms_norm(inputs, (channels,), rms_weight, epsilon)
+        return outputs.permute(0, 2, 3, 1) if images else outputs
+
+    params = [rms_weight] if norm == "rms" else [weight, bias]
+
+    def run():
+        if mode != "train":
+            with torch.no_grad():
+                return forward(x)
+        outputs = forward(x)
+        return outputs, torch.autograd.grad(outputs, [x, *params], upstream.to(outputs.dtype))
+    return run
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_workloads")
+    parser.add_argument("--norms", default="batch,group,instance,layer,rms")
+    parser.add_argument("--modes", default="forward,train,inference")
+    parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--shapes", default="reference,small")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-plain", action="store_true")
+    args = parser.parse_args(argv)
+    if os.environ.get("KERAS_BACKEND") != "torch":
+        sys.exit("run with KERAS_BACKEND=torch")
+    import torch
+
+    from benchmarks.timing import interleaved
+
+    norms = _norms()
+    for name in args.norms.split(","):
+        ours, built_in = norms[name]
+        for shape_set in args.shapes.split(","):
+            shape = shapes_for(name, shape_set)
+            for dtype in args.dtypes.split(","):
+                for mode in args.modes.split(","):
+                    if mode == "inference" and name != "batch":
+                        continue
+                    common = {"mode": mode, "dtype": dtype}
+                    contenders = {"keras-norms": layer_step(ours, shape, **common)}
+                    if not args.no_plain:
+                        contenders["keras-norms plain"] = layer_step(ours, shape, **common, fast=False)
+                    contenders["keras"] = layer_step(built_in, shape, **common)
+                    contenders["torch"] = functional_step(name, shape, **common, groups=32)
+                    timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
+                    row = {"norm": name, "shape": list(shape), "shapes": shape_set, "mode": mode,
+                           "xla": False, "dtype": dtype, "backend": "torch", "torch": torch.__version__,
+                           **{key: {n: t[field] for n, t in timings.items()}
+                              for key, field in (("ms", "median_ms"), ("min_ms", "min_ms"),
+                                                 ("samples_ms", "samples_ms"))}}
+                    print(json.dumps(row), flush=True)
+                    del contenders
+
+
+if __name__ == "__main__":
+    main()
