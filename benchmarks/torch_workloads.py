@@ -3,8 +3,10 @@
 `python -m benchmarks` starts this module with ``KERAS_BACKEND=torch`` and
 reads one JSON row per line from it. Each row interleaves keras-norms (fast
 paths, and the plain `keras.ops` path), the Keras built-in layer on PyTorch,
-and `torch.nn.functional` called directly on the same tensor (channels-last
-images as a `torch.channels_last` view, as a PyTorch user would hold them).
+`keras_norms.functional` called directly (our kernels without Keras'
+`Layer.__call__`), and `torch.nn.functional` called directly on the same
+tensor (channels-last images as a `torch.channels_last` view, as a PyTorch user
+would hold them).
 Steps run eagerly, Keras' default on PyTorch: "forward" and "inference" call
 the layer with `training=True` / `False` under `torch.no_grad()`, "train"
 returns the output and the gradients with respect to the input and every
@@ -69,6 +71,40 @@ def layer_step(make_layer, shape, *, mode: str, dtype: str, fast: bool = True):
                     return layer(x, training=mode == "forward")
             outputs = layer(x, training=True)
             return outputs, torch.autograd.grad(outputs, [x, *weights], upstream.to(outputs.dtype))
+    return run
+
+
+#: `keras_norms.functional` called directly with a layer's weights: what our kernels cost without
+#: Keras' `Layer.__call__` (which Keras' own layers pay too), beside `torch.nn.functional`.
+_FUNCTIONAL = {
+    "batch": lambda F, layer, x, mode: (
+        F.batch_norm(x, layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta, epsilon=1e-3)
+        if mode == "inference" else F.batch_norm_train(x, layer.gamma, layer.beta, epsilon=1e-3)[0]),
+    "group": lambda F, layer, x, mode: F.group_norm(x, 32, layer.gamma, layer.beta, epsilon=1e-3),
+    "instance": lambda F, layer, x, mode: F.group_norm(x, -1, layer.gamma, layer.beta, epsilon=1e-3),
+    "layer": lambda F, layer, x, mode: F.layer_norm(x, layer.gamma, layer.beta, epsilon=1e-3),
+    "rms": lambda F, layer, x, mode: F.rms_norm(x, layer.gamma, epsilon=1e-6),
+}
+
+
+def ours_functional_step(norm: str, make_layer, shape, *, mode: str, dtype: str):
+    """The step with `keras_norms.functional` called directly, on a built layer's weights."""
+    import torch
+
+    from keras_norms import functional as F
+
+    layer = make_layer(dtype="mixed_bfloat16" if dtype == "bfloat16" else "float32")
+    layer.build(shape)
+    x, upstream = _inputs(shape, dtype, mode)
+    weights = [w.value for w in layer.trainable_weights]
+    function = _FUNCTIONAL[norm]
+
+    def run():
+        if mode != "train":
+            with torch.no_grad():
+                return function(F, layer, x, mode)
+        outputs = function(F, layer, x, mode)
+        return outputs, torch.autograd.grad(outputs, [x, *weights], upstream.to(outputs.dtype))
     return run
 
 
@@ -142,6 +178,7 @@ def main(argv=None) -> None:
                     if not args.no_plain:
                         contenders["keras-norms plain"] = layer_step(ours, shape, **common, fast=False)
                     contenders["keras"] = layer_step(built_in, shape, **common)
+                    contenders["keras-norms functional"] = ours_functional_step(name, ours, shape, **common)
                     contenders["torch"] = functional_step(name, shape, **common, groups=32)
                     timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
                     row = {"norm": name, "shape": list(shape), "shapes": shape_set, "mode": mode,
