@@ -131,7 +131,8 @@ def _timing_table(rows, *, variant: bool) -> list[str]:
     head += [f"{n} ms" for n in names] + ["floor ms"] + [f"{n} / ours" for n in others] + ["ours / floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["variant"]] if variant else [row["norm"], row["dtype"], "on" if row["xla"] else "off"]
+        compiled = "eager" if row.get("backend") == "torch" else "on" if row["xla"] else "off"
+        cells = [row["variant"]] if variant else [row["norm"], row["dtype"], compiled]
         cells += [row["mode"], "x".join(map(str, row["shape"]))]
         cells += [_ms(row["ms"].get(n)) for n in names] + [_ms(row["floor_ms"])]
         cells += [_x(_ratio(row, n)) for n in others] + [_x(row["ms"]["keras-norms"] / row["floor_ms"])]

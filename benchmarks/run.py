@@ -95,9 +95,14 @@ def _row(label: dict, timings: dict, floor_ms: float) -> dict:
     return row
 
 
+def _compiled(row: dict) -> str:
+    """How the row's step runs: "xla", "graph" (TensorFlow without XLA) or "eager" (PyTorch)."""
+    return "eager" if row.get("backend") == "torch" else "xla" if row["xla"] else "graph"
+
+
 def _describe(row: dict) -> str:
     return "  ".join([f"{row['norm']:>8} {row.get('variant', ''):>14} {row['mode']:>9} "
-                      f"{'xla' if row['xla'] else 'graph':>5} {row['dtype']:>8}"]
+                      f"{_compiled(row):>5} {row['dtype']:>8}"]
                      + [f"{name} {ms:7.1f}" for name, ms in row["ms"].items()]
                      + [f"floor {row['floor_ms']:5.1f}",
                         f"keras/ours {row['ms']['keras'] / row['ms']['keras-norms']:4.2f}"])

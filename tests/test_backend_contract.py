@@ -227,34 +227,39 @@ _LOAD_IN_TENSORFLOW = textwrap.dedent(
     import os, sys
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import numpy as np, keras, keras_norms
-    model = keras.saving.load_model(sys.argv[1])
-    x = np.load(sys.argv[2])
-    np.save(sys.argv[3], keras.ops.convert_to_numpy(model(x, training=False)))
+    for folder in sys.argv[1:]:
+        model = keras.saving.load_model(os.path.join(folder, "model.keras"))
+        x = np.load(os.path.join(folder, "x.npy"))
+        np.save(os.path.join(folder, "y.npy"), keras.ops.convert_to_numpy(model(x, training=False)))
     """
 )
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="saves on another backend than TensorFlow")
-@pytest.mark.parametrize("name", NAMES)
-def test_a_keras_file_from_this_backend_loads_under_tensorflow(name, tmp_path):
-    case = spec_for(name).primary
-    rng = np.random.default_rng(2)
-    features = case.input_shape[1:]
-    model = _model(name, case, features)
-    x = _sample((16, *features), rng)
-    model.compile(optimizer="adam", loss="mse")
-    model.fit(x, rng.normal(size=(16, 1)).astype("float32"), epochs=2, batch_size=8, verbose=0)
-    model.save(tmp_path / "model.keras")
-    np.save(tmp_path / "x.npy", x)
+def test_keras_files_from_this_backend_load_under_tensorflow(tmp_path):
+    # One model per registry name, trained and saved here, all loaded by one TensorFlow process.
+    expected = {}
+    for name in NAMES:
+        case = spec_for(name).primary
+        rng = np.random.default_rng(2)
+        features = case.input_shape[1:]
+        model = _model(name, case, features)
+        x = _sample((16, *features), rng)
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, rng.normal(size=(16, 1)).astype("float32"), epochs=2, batch_size=8, verbose=0)
+        (tmp_path / name).mkdir()
+        model.save(tmp_path / name / "model.keras")
+        np.save(tmp_path / name / "x.npy", x)
+        expected[name] = keras.ops.convert_to_numpy(model(x, training=False))
     env = {**os.environ, "KERAS_BACKEND": "tensorflow",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", _LOAD_IN_TENSORFLOW, str(tmp_path / "model.keras"),
-                             str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", _LOAD_IN_TENSORFLOW, *(str(tmp_path / n) for n in NAMES)],
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = keras.ops.convert_to_numpy(model(x, training=False))
-    # Two backends, two kernels: equal to float32 rounding (summation orders differ).
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
+    for name in NAMES:
+        # Two backends, two kernels: equal to float32 rounding (summation orders differ).
+        np.testing.assert_allclose(np.load(tmp_path / name / "y.npy"), expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{name}: the .keras file from {BACKEND} under TensorFlow")
 
 
 # ----------------------------------------------------------------------------- bad input

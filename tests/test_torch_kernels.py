@@ -122,6 +122,15 @@ def test_group_norm_stays_exact_for_a_large_mean(shape, axis, groups):
     np.testing.assert_allclose(outputs.numpy(), expected, atol=2e-3)
 
 
+def test_channels_first_group_norm_of_channels_last_memory_stays_exact():
+    # An NCHW tensor whose memory is channels last (a permuted NHWC tensor, as PyTorch's
+    # `channels_last` format holds it): the kernel makes it contiguous, where PyTorch's moments are exact.
+    x = _tensor((4, 6, 6, 8), loc=1e4, spread=1.0).permute(0, 3, 1, 2)
+    assert not x.is_contiguous()
+    expected = _group_reference(x.numpy(), 4, 1e-3, 1)
+    np.testing.assert_allclose(F.group_norm(x, 4, axis=1).numpy(), expected, atol=2e-3)
+
+
 @pytest.mark.parametrize(("shape", "axis"), [((8, 5, 5, 6), -1), ((8, 6, 5, 5), 1), ((64, 6), -1)])
 def test_batch_statistics_are_the_biased_moments(shape, axis):
     x = _tensor(shape, loc=1e3, spread=3.0)

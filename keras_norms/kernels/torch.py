@@ -102,8 +102,8 @@ def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
     x = _float32(x)
     channels = x.shape[axis]
     groups = channels if groups == -1 else groups
-    if axis != rank - 1:  # channels first, contiguous: PyTorch's two-pass kernel
-        return F.group_norm(x, groups, _param(scale), _param(offset), epsilon)
+    if axis != rank - 1:  # channels first: PyTorch's kernel for contiguous memory takes two-pass moments
+        return F.group_norm(x.contiguous(), groups, _param(scale), _param(offset), epsilon)
     # (batch, ..., channels) as (batch, channels, positions, 1) in channels-last memory: the same bytes.
     view = x.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)
     outputs = F.group_norm(view - _group_shift(view, groups), groups, _param(scale), _param(offset), epsilon)
