@@ -24,12 +24,10 @@ import torch
 
 from keras_norms import functional as F
 
-RNG = np.random.default_rng(0)
 
-
-def _tensor(shape, loc=0.0, spread=1.0, requires_grad=False):
-    value = torch.tensor((loc + spread * RNG.normal(size=shape)).astype("float32"))
-    return value.requires_grad_(requires_grad)
+def _tensor(shape, loc=0.0, spread=1.0, requires_grad=False, seed=0):
+    value = np.random.default_rng(seed).normal(size=shape)
+    return torch.tensor((loc + spread * value).astype("float32")).requires_grad_(requires_grad)
 
 
 def _group_reference(x, groups, epsilon, axis):
@@ -77,7 +75,7 @@ def test_the_fast_path_runs_the_native_kernel_and_matches_the_plain_path(name):
     function, shape, node = CASES[name]
     x = _tensor(shape, requires_grad=True)
     channels = shape[1] if "nchw" in name or "ncl" in name else shape[-1]
-    scale, offset = _tensor((channels,), 1.0, 0.5, True), _tensor((channels,), 0.0, 0.5, True)
+    scale, offset = _tensor((channels,), 1.0, 0.5, True, seed=1), _tensor((channels,), 0.0, 0.5, True, seed=2)
     outputs = function(x, scale, offset)
     assert any(n.startswith(node) for n in _autograd_nodes(outputs)), _autograd_nodes(outputs)
     fast = _outputs_and_gradients(function, x, scale, offset)
@@ -98,7 +96,7 @@ def test_torch_compile_gives_the_eager_values_and_gradients(name):
     function, shape, _ = CASES[name]
     channels = shape[1] if "nchw" in name or "ncl" in name else shape[-1]
     x = _tensor(shape, requires_grad=True)
-    scale, offset = _tensor((channels,), 1.0, 0.5, True), _tensor((channels,), 0.0, 0.5, True)
+    scale, offset = _tensor((channels,), 1.0, 0.5, True, seed=1), _tensor((channels,), 0.0, 0.5, True, seed=2)
     torch._dynamo.reset()
     compiled = torch.compile(function, backend="aot_eager", fullgraph=True)
     eager = _outputs_and_gradients(function, x, scale, offset)
@@ -114,12 +112,12 @@ def test_torch_compile_gives_the_eager_values_and_gradients(name):
 @pytest.mark.parametrize("groups", [2, -1])
 def test_group_norm_stays_exact_for_a_large_mean(shape, axis, groups):
     # A mean of 1e4 and a spread of 1: a one-pass variance in float32 (PyTorch's channels-last kernel)
-    # would lose it entirely.
+    # would lose it entirely (an error of about 150); float32 itself resolves the mean to about 1e-3.
     x = _tensor(shape, loc=1e4, spread=1.0)
     channels = shape[axis]
     expected = _group_reference(x.numpy(), channels if groups == -1 else groups, 1e-3, axis)
     outputs = F.group_norm(x, groups, axis=axis)
-    np.testing.assert_allclose(outputs.numpy(), expected, atol=2e-3)
+    np.testing.assert_allclose(outputs.numpy(), expected, atol=1e-2)
 
 
 def test_channels_first_group_norm_of_channels_last_memory_stays_exact():
@@ -128,7 +126,7 @@ def test_channels_first_group_norm_of_channels_last_memory_stays_exact():
     x = _tensor((4, 6, 6, 8), loc=1e4, spread=1.0).permute(0, 3, 1, 2)
     assert not x.is_contiguous()
     expected = _group_reference(x.numpy(), 4, 1e-3, 1)
-    np.testing.assert_allclose(F.group_norm(x, 4, axis=1).numpy(), expected, atol=2e-3)
+    np.testing.assert_allclose(F.group_norm(x, 4, axis=1).numpy(), expected, atol=1e-2)
 
 
 @pytest.mark.parametrize(("shape", "axis"), [((8, 5, 5, 6), -1), ((8, 6, 5, 5), 1), ((64, 6), -1)])

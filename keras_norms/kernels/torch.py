@@ -99,14 +99,15 @@ def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
     rank, axis = x.dim(), axis % x.dim()
     if axis not in (1, rank - 1) or x.shape[0] == 0:
         return None
-    x = _float32(x)
     channels = x.shape[axis]
     groups = channels if groups == -1 else groups
     if axis != rank - 1:  # channels first: PyTorch's kernel for contiguous memory takes two-pass moments
-        return F.group_norm(x.contiguous(), groups, _param(scale), _param(offset), epsilon)
+        return F.group_norm(_float32(x).contiguous(), groups, _param(scale), _param(offset), epsilon)
     # (batch, ..., channels) as (batch, channels, positions, 1) in channels-last memory: the same bytes.
     view = x.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)
-    outputs = F.group_norm(view - _group_shift(view, groups), groups, _param(scale), _param(offset), epsilon)
+    # The shift is float32, so the subtraction also reads a float16/bfloat16 input into float32: one pass.
+    shifted = view - _group_shift(view, groups).float()
+    outputs = F.group_norm(shifted, groups, _param(scale), _param(offset), epsilon)
     return outputs.permute(0, 2, 3, 1).reshape(x.shape)
 
 
