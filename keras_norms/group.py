@@ -139,7 +139,8 @@ class GroupNormalization(AffineNormalization):
         if mask is not None:
             mask = broadcastable_mask(type(self).__name__, inputs, mask)
         outputs = F.group_norm(
-            inputs, self.groups, self.gamma, self.beta, axis=self.axis, epsilon=self.epsilon, mask=mask
+            inputs, self.groups, self.gamma, self.beta, axis=self.axis, epsilon=self.epsilon, mask=mask,
+            dtype=self.compute_dtype,
         )
         return ops.cast(outputs, self.compute_dtype)
 

@@ -103,7 +103,8 @@ class LayerNormalization(AffineNormalization):
     def call(self, inputs):
         inputs = self.prepare(inputs)
         axes = self.fixed_axes_of(inputs.shape)
-        outputs = F.layer_norm(inputs, self.gamma, self.beta, axis=axes, epsilon=self.epsilon)
+        outputs = F.layer_norm(inputs, self.gamma, self.beta, axis=axes, epsilon=self.epsilon,
+                               dtype=self.compute_dtype)
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
@@ -195,7 +196,8 @@ class RMSNormalization(AffineNormalization):
 
     def call(self, inputs):
         inputs = self.prepare(inputs)
-        outputs = F.rms_norm(inputs, self.gamma, axis=self.fixed_axes_of(inputs.shape), epsilon=self.epsilon)
+        outputs = F.rms_norm(inputs, self.gamma, axis=self.fixed_axes_of(inputs.shape), epsilon=self.epsilon,
+                             dtype=self.compute_dtype)
         return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -114,6 +114,24 @@ def test_normalization_is_accurate_for_inputs_with_a_large_mean(name):
     np.testing.assert_allclose(outputs, expected, atol=ACCURACY, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name", ["layer_norm", "rms_norm", "group_norm", "batch_norm_train"])
+def test_the_result_dtype_is_the_float32_result_rounded_once(name, dtype):
+    functions = {"layer_norm": F.layer_norm, "rms_norm": F.rms_norm,
+                 "group_norm": lambda x, **kw: F.group_norm(x, GROUPS, **kw),
+                 "batch_norm_train": lambda x, **kw: F.batch_norm_train(x, **kw)[0]}
+    x = np.random.default_rng(4).normal(2.0, 3.0, size=SHAPE).astype("float32")
+    for inputs in (x, tf.cast(x, dtype)):  # a float32 input, and one already in the result's dtype
+        wide = functions[name](tf.cast(inputs, "float32"))
+        narrow = functions[name](inputs, dtype=dtype)
+        assert narrow.dtype == tf.as_dtype(dtype)
+        # Computed in float32 and rounded once: at most one unit in the last place from the float32
+        # result rounded (the two float32 results may differ in their last bits).
+        wide = np.asarray(wide)
+        unit = np.abs(wide).max() * {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}[dtype]
+        np.testing.assert_allclose(np.asarray(tf.cast(narrow, "float32")), wide, atol=unit, rtol=0)
+
+
 def test_moments_of_a_large_mean_input_match_float64():
     x = _large_mean_input()
     mean, variance = F.moments(x, (0, 1, 2))

@@ -148,6 +148,30 @@ def test_mixed_precision_inputs_give_float32_outputs_and_input_gradients_in_thei
         assert gradient.dtype == torch.bfloat16
 
 
+HALF_CASES = {
+    "layer": (lambda v, **kw: F.layer_norm(v, **kw), "NativeLayerNorm"),
+    "batch": (lambda v, **kw: F.batch_norm_train(v, **kw)[0], "NativeBatchNorm"),
+    "group channels first": (lambda v, **kw: F.group_norm(v, 4, axis=1, **kw), "NativeGroupNorm"),
+}
+
+
+@pytest.mark.parametrize("name", list(HALF_CASES))
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_result_in_the_inputs_half_precision_reads_it_without_an_upcast(name, dtype):
+    function, node = HALF_CASES[name]
+    x = _tensor((4, 8, 6, 8), seed=3).to(getattr(torch, dtype)).requires_grad_(True)
+    outputs = function(x, dtype=dtype)
+    assert outputs.dtype == x.dtype
+    nodes = _autograd_nodes(outputs)
+    assert any(n.startswith(node) for n in nodes) and "ToCopyBackward0" not in nodes, nodes
+    # The kernel computes in float32 and rounds once: one unit in the last place of the float32 result.
+    wide = function(x.detach().float()).numpy()
+    unit = np.abs(wide).max() * {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10}[dtype]
+    np.testing.assert_allclose(outputs.detach().float().numpy(), wide, atol=unit, rtol=0)
+    (gradient,) = torch.autograd.grad(outputs.float().sum(), [x])
+    assert gradient.dtype == x.dtype
+
+
 def test_inputs_the_kernels_do_not_cover_take_the_plain_path():
     x = _tensor((4, 6, 4, 3), requires_grad=True)
     # Channels on a middle axis, layer norm over a non-trailing axis, statistics that need gradients.

@@ -33,6 +33,24 @@ def _tensor(value):
     return ops.convert_to_tensor(value)
 
 
+def _fused_source(x, dtype: str):
+    """`x` as a tensor in the dtype a kernel should read: `dtype` if `x` has it, else float32.
+
+    TensorFlow's fused batch norm kernel and PyTorch's native kernels read and
+    write float16/bfloat16 directly (statistics in float32 inside), which
+    saves two casts over the tensor.
+    """
+    x = _tensor(x)
+    return x if backend.standardize_dtype(x.dtype) == dtype else ops.cast(x, "float32")
+
+
+def _result_dtype(x, dtype) -> str:
+    """`dtype` standardized, or the dtype the math runs in for `x` when None."""
+    if dtype is None:
+        return "float64" if backend.standardize_dtype(x.dtype) == "float64" else "float32"
+    return backend.standardize_dtype(dtype)
+
+
 def _upcast_all(*tensors):
     """`tensors` (None passes) in one dtype: float64 when any of them is float64, else float32."""
     wide = any(t is not None and backend.standardize_dtype(t.dtype) == "float64" for t in tensors)

@@ -13,9 +13,17 @@ goes on with the plain `keras.ops` math below the call.
 
 from __future__ import annotations
 
-from keras import backend, ops
+from keras import ops
 
-from keras_norms.functional._common import _like, _mean, _spatial_axes, _tensor, _upcast
+from keras_norms.functional._common import (
+    _fused_source,
+    _like,
+    _mean,
+    _result_dtype,
+    _spatial_axes,
+    _tensor,
+    _upcast,
+)
 from keras_norms.functional.example_norms import _full_mask
 from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import (
@@ -25,23 +33,6 @@ from keras_norms.functional.statistics import (
     ungroup_virtual_batches,
     virtual_batch_moments,
 )
-
-
-def _fused_source(x, dtype: str):
-    """`x` as a tensor in the dtype the fused kernel should read: `dtype` if `x` has it, else float32.
-
-    The fused batch norm kernel reads and writes float16/bfloat16 directly
-    (statistics in float32 inside), which saves two casts over the tensor.
-    """
-    x = ops.convert_to_tensor(x)
-    return x if backend.standardize_dtype(x.dtype) == dtype else ops.cast(x, "float32")
-
-
-def _result_dtype(x, dtype) -> str:
-    """`dtype` standardized, or the dtype the math runs in for `x` when None."""
-    if dtype is None:
-        return "float64" if backend.standardize_dtype(x.dtype) == "float64" else "float32"
-    return backend.standardize_dtype(dtype)
 
 
 def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
@@ -98,7 +89,7 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
     elif path == "torch":
         from keras_norms.kernels.torch import batch_norm as torch_batch_norm
 
-        outputs = torch_batch_norm(_tensor(x), _tensor(mean), _tensor(variance), _tensor(scale),
+        outputs = torch_batch_norm(_fused_source(x, dtype), _tensor(mean), _tensor(variance), _tensor(scale),
                                    _tensor(offset), axis=axis, epsilon=epsilon)
     else:
         outputs = None
@@ -172,7 +163,7 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
     elif path == "torch":
         from keras_norms.kernels.torch import batch_norm_train as torch_batch_norm_train
 
-        result = torch_batch_norm_train(_tensor(x), _tensor(scale), _tensor(offset), axis=axis,
+        result = torch_batch_norm_train(_fused_source(x, dtype), _tensor(scale), _tensor(offset), axis=axis,
                                         epsilon=epsilon)
     else:
         result = None

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 
 from keras import ops
 
-from keras_norms.functional._common import _as_axes, _like, _mean, _tensor, _upcast
+from keras_norms.functional._common import (
+    _as_axes,
+    _fused_source,
+    _like,
+    _mean,
+    _result_dtype,
+    _tensor,
+    _upcast,
+)
 from keras_norms.functional.fast_paths import fast_path_backend
 from keras_norms.functional.statistics import _broadcast, moments, normalize
 
@@ -42,7 +50,7 @@ def _full_mask(mask, x):
 
 
 def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
-               epsilon: float = 1e-3):
+               epsilon: float = 1e-3, dtype=None):
     """Layer normalization: each example normalized over `axis`.
 
     ``(x - mean) / sqrt(variance + epsilon) * scale + offset`` with the mean and
@@ -56,9 +64,11 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
         offset: Optional beta, with the shape of `x` along `axis`.
         axis: Axis or axes to normalize over (never the batch axis).
         epsilon: Added to the variance.
+        dtype: The dtype of the result; when None, the dtype the math runs in.
 
     Returns:
-        The normalized tensor, float32 (float64 for float64 `x`).
+        The normalized tensor in `dtype` (computed in float32, or float64 for
+        float64 `x`).
 
     Reference:
         Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
@@ -73,6 +83,7 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
         >>> bool(np.allclose(y, (x - mean) / np.sqrt(variance + 1e-3), atol=1e-5))
         True
     """
+    dtype = _result_dtype(x, dtype)
     path = fast_path_backend(x)
     if path == "tensorflow":
         from keras_norms.kernels.tf_row import layer_norm as tf_layer_norm
@@ -85,22 +96,23 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
     elif path == "torch":
         from keras_norms.kernels.torch import layer_norm as torch_layer_norm
 
-        outputs = torch_layer_norm(_tensor(x), _tensor(scale), _tensor(offset), axis=axis,
+        outputs = torch_layer_norm(_fused_source(x, dtype), _tensor(scale), _tensor(offset), axis=axis,
                                    epsilon=epsilon)
     else:
         outputs = None
     if outputs is not None:
-        return outputs
+        return ops.cast(outputs, dtype)
     x = _upcast(x)
     axes = _as_axes(axis, len(x.shape))
     mean, variance = moments(x, axes, keepdims=True)
-    return normalize(
+    outputs = normalize(
         x, mean, variance, _broadcast(scale, x, axes), _broadcast(offset, x, axes),
         epsilon=epsilon,
     )
+    return ops.cast(outputs, dtype)
 
 
-def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 1e-6):
+def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 1e-6, dtype=None):
     """Root-mean-square normalization: ``x / sqrt(mean(x^2) + epsilon) * scale``.
 
     The mean square is taken over `axis` for each example. The mean is not
@@ -113,9 +125,11 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
         scale: Optional gamma, with the shape of `x` along `axis`.
         axis: Axis or axes of the mean square (never the batch axis).
         epsilon: Added to the mean square.
+        dtype: The dtype of the result; when None, the dtype the math runs in.
 
     Returns:
-        The normalized tensor, float32 (float64 for float64 `x`).
+        The normalized tensor in `dtype` (computed in float32, or float64 for
+        float64 `x`).
 
     Reference:
         Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
@@ -132,6 +146,7 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
         >>> print(np.round(np.sqrt(np.mean(np.square(y), axis=-1)), 4))
         [1. 1.]
     """
+    dtype = _result_dtype(x, dtype)
     path = fast_path_backend(x)
     if path == "tensorflow":
         from keras_norms.kernels.tf_row import rms_norm as tf_rms_norm
@@ -148,18 +163,18 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
     else:
         outputs = None
     if outputs is not None:
-        return outputs
+        return ops.cast(outputs, dtype)
     x = _upcast(x)
     axes = _as_axes(axis, len(x.shape))
     inverse = ops.rsqrt(_mean(ops.square(x), axis=axes, keepdims=True) + epsilon)
     outputs = x * inverse
     if scale is not None:
         outputs = outputs * _broadcast(scale, x, axes)
-    return outputs
+    return ops.cast(outputs, dtype)
 
 
 def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
-               epsilon: float = 1e-3, mask=None):
+               epsilon: float = 1e-3, mask=None, dtype=None):
     """Group normalization: each example normalized within groups of channels.
 
     Channels on `axis` are split into `groups` consecutive groups; each group
@@ -193,9 +208,11 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
             against it (sizes of 1 broadcast, e.g. `(batch, time, 1)` for a
             `(batch, time, channels)` input); only `True` positions count in
             the statistics. `None` (the default) counts every position.
+        dtype: The dtype of the result; when None, the dtype the math runs in.
 
     Returns:
-        The normalized tensor, float32 (float64 for float64 `x`).
+        The normalized tensor in `dtype` (computed in float32, or float64 for
+        float64 `x`).
 
     Raises:
         ValueError: If `mask` has another rank than `x`, or a size that is
@@ -225,19 +242,20 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     """
     if mask is not None:
         mask = _full_mask(mask, x)
-    elif (path := fast_path_backend(x)) == "tensorflow":  # JAX has none: XLA fuses the plain path
+    dtype = _result_dtype(x, dtype)
+    if mask is None and (path := fast_path_backend(x)) == "tensorflow":  # JAX has none: XLA fuses it
         from keras_norms.kernels.tf_channel import group_norm as tf_group_norm
 
         outputs = tf_group_norm(ops.convert_to_tensor(x), groups, scale, offset, axis=axis, epsilon=epsilon)
         if outputs is not None:
-            return outputs
-    elif path == "torch":
+            return ops.cast(outputs, dtype)
+    elif mask is None and path == "torch":
         from keras_norms.kernels.torch import group_norm as torch_group_norm
 
-        outputs = torch_group_norm(_tensor(x), groups, _tensor(scale), _tensor(offset),
+        outputs = torch_group_norm(_fused_source(x, dtype), groups, _tensor(scale), _tensor(offset),
                                    axis=axis, epsilon=epsilon)
         if outputs is not None:
-            return outputs
+            return ops.cast(outputs, dtype)
     x = _upcast(x)
     rank = len(x.shape)
     axis = axis % rank
@@ -282,7 +300,7 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
     outputs = centered * inverse
     if offset is not None:
         outputs = outputs + _broadcast(offset, x, axis)
-    return outputs
+    return ops.cast(outputs, dtype)
 
 
 def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = (1, 2),

@@ -15,8 +15,10 @@ exact: see `_group_shift`). RMS norm has no fused CPU kernel in PyTorch
 here it is a closed-form gradient (`torch.autograd.Function`), two passes
 forward and four backward.
 
-Inputs are computed in float32 (mixed precision reads float16/bfloat16 and
-returns float32, as the plain path). Each kernel returns None where it does
+Statistics are float32. A float16/bfloat16 input whose result is wanted in
+its own dtype (a layer's compute dtype under mixed precision) is read as it
+is by the native kernels, which compute in float32 and round the output once;
+any other input is computed in float32. Each kernel returns None where it does
 not apply (the channel axis neither first nor last, normalized axes that are
 not the trailing ones, the batch axis normalized, an empty batch, statistics
 that need gradients), and the caller takes its plain `keras.ops` path.
@@ -30,6 +32,13 @@ import torch.nn.functional as F
 
 def _float32(x):
     return x if x.dtype == torch.float32 else x.float()
+
+
+def _native_input(x):
+    """`x` as PyTorch's native kernels read it: float16/bfloat16 as it is (they compute in float32
+    and round once), anything else in float32. The caller passes a half-precision input only where
+    the result is wanted in its dtype."""
+    return x if x.dtype in (torch.float16, torch.bfloat16) else _float32(x)
 
 
 def _param(param, shape=None):
@@ -64,7 +73,7 @@ def batch_norm_train(x, scale, offset, *, axis: int, epsilon: float):
     rank, axis = x.dim(), axis % x.dim()
     if axis not in (1, rank - 1) or x.numel() == 0:
         return None
-    x = _float32(x)
+    x = _native_input(x)
     source = _rows(x, axis) if axis == rank - 1 else x
     channels = x.shape[axis]
     count = source.numel() // channels
@@ -86,7 +95,7 @@ def batch_norm(x, mean, variance, scale, offset, *, axis: int, epsilon: float):
     rank, axis = x.dim(), axis % x.dim()
     if axis not in (1, rank - 1) or mean.requires_grad or variance.requires_grad:
         return None
-    x = _float32(x)
+    x = _native_input(x)
     source = _rows(x, axis) if axis == rank - 1 else x
     mean, variance = _param(mean), _param(variance)
     outputs = F.batch_norm(source, mean, variance, _param(scale), _param(offset), training=False,
@@ -102,7 +111,7 @@ def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
     channels = x.shape[axis]
     groups = channels if groups == -1 else groups
     if axis != rank - 1:  # channels first: PyTorch's kernel for contiguous memory takes two-pass moments
-        return F.group_norm(_float32(x).contiguous(), groups, _param(scale), _param(offset), epsilon)
+        return F.group_norm(_native_input(x).contiguous(), groups, _param(scale), _param(offset), epsilon)
     # (batch, ..., channels) as (batch, channels, positions, 1) in channels-last memory: the same bytes.
     view = x.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)
     # The shift is float32, so the subtraction also reads a float16/bfloat16 input into float32: one pass.
@@ -139,7 +148,7 @@ def layer_norm(x, scale, offset, *, axis, epsilon: float):
     count = _trailing(x, axis)
     if count is None:
         return None
-    x = _float32(x)
+    x = _native_input(x)
     shape = x.shape[x.dim() - count:]
     return F.layer_norm(x, shape, _param(scale, shape), _param(offset, shape), epsilon)
 
