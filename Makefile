@@ -24,14 +24,13 @@ docs: $(STAMP)
 # again without oneDNN (where TensorFlow's CPU kernels take NHWC convolutions only), then the backend
 # contract suite (test_backend_*.py) on JAX (and on PyTorch when it is installed, e.g. a CPU wheel of
 # torch), each backend in its own process; float64 on JAX runs in a process of its own with jax_enable_x64.
-# The whole suite runs in 3 workers on 2 cores: many of its tests wait on processes they start.
 test: $(STAMP)
 	$(MKDOCS)
 	$(call suites,$(BIN))
 
 # The suites of `make test` and `make test-oldest`, run with the Python of the environment $(1).
 define suites
-	$(1)/python -m pytest -n 3 --dist load
+	$(1)/python -m pytest -n 2 --dist load
 	TF_ENABLE_ONEDNN_OPTS=0 $(1)/python -m pytest -n 2 -q -m data_format
 	KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q $(BACKEND_SUITE)
 	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64
