@@ -74,16 +74,21 @@ def layer_step(make_layer, shape, *, mode: str, dtype: str, fast: bool = True):
     return run
 
 
-#: `keras_norms.functional` called directly with a layer's weights: what our kernels cost without
-#: Keras' `Layer.__call__` (which Keras' own layers pay too), beside `torch.nn.functional`.
+#: `keras_norms.functional` called directly with a layer's weights and result dtype: what our kernels
+#: cost without Keras' `Layer.__call__` (which Keras' own layers pay too), beside `torch.nn.functional`.
 _FUNCTIONAL = {
     "batch": lambda F, layer, x, mode: (
-        F.batch_norm(x, layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta, epsilon=1e-3)
-        if mode == "inference" else F.batch_norm_train(x, layer.gamma, layer.beta, epsilon=1e-3)[0]),
-    "group": lambda F, layer, x, mode: F.group_norm(x, 32, layer.gamma, layer.beta, epsilon=1e-3),
-    "instance": lambda F, layer, x, mode: F.group_norm(x, -1, layer.gamma, layer.beta, epsilon=1e-3),
-    "layer": lambda F, layer, x, mode: F.layer_norm(x, layer.gamma, layer.beta, epsilon=1e-3),
-    "rms": lambda F, layer, x, mode: F.rms_norm(x, layer.gamma, epsilon=1e-6),
+        F.batch_norm(x, layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta, epsilon=1e-3,
+                     dtype=layer.compute_dtype)
+        if mode == "inference"
+        else F.batch_norm_train(x, layer.gamma, layer.beta, epsilon=1e-3, dtype=layer.compute_dtype)[0]),
+    "group": lambda F, layer, x, mode: F.group_norm(x, 32, layer.gamma, layer.beta, epsilon=1e-3,
+                                                    dtype=layer.compute_dtype),
+    "instance": lambda F, layer, x, mode: F.group_norm(x, -1, layer.gamma, layer.beta, epsilon=1e-3,
+                                                       dtype=layer.compute_dtype),
+    "layer": lambda F, layer, x, mode: F.layer_norm(x, layer.gamma, layer.beta, epsilon=1e-3,
+                                                    dtype=layer.compute_dtype),
+    "rms": lambda F, layer, x, mode: F.rms_norm(x, layer.gamma, epsilon=1e-6, dtype=layer.compute_dtype),
 }
 
 
