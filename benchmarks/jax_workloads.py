@@ -11,13 +11,7 @@ respect to the input and every trainable weight for a fixed upstream gradient.
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
-import os
-import sys
-
-from benchmarks.shapes import shapes_for
 
 
 def _norms():
@@ -71,44 +65,22 @@ def step(make_layer, shape, *, mode: str, dtype: str, fast: bool = True):
     return lambda: jax.block_until_ready(function(trainable, x))
 
 
+def contenders(name: str, shape, *, mode: str, dtype: str, plain: bool) -> dict:
+    """One row's contenders: keras-norms (fast, and plain if asked) and Keras' built-in, as jitted steps."""
+    ours, built_in = _norms()[name]
+    found = {"keras-norms": step(ours, shape, mode=mode, dtype=dtype)}
+    if plain:
+        found["keras-norms plain"] = step(ours, shape, mode=mode, dtype=dtype, fast=False)
+    found["keras"] = step(built_in, shape, mode=mode, dtype=dtype)
+    return found
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.jax_workloads")
-    parser.add_argument("--norms", default="batch,group,instance,layer,rms")
-    parser.add_argument("--modes", default="forward,train,inference")
-    parser.add_argument("--dtypes", default="float32")
-    parser.add_argument("--shapes", default="reference,small")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--no-plain", action="store_true")
-    args = parser.parse_args(argv)
-    if os.environ.get("KERAS_BACKEND") != "jax":
-        sys.exit("run with KERAS_BACKEND=jax")
     import jax
 
-    from benchmarks.timing import interleaved
+    from benchmarks import backend_rows
 
-    norms = _norms()
-    for name in args.norms.split(","):
-        ours, built_in = norms[name]
-        for shape_set in args.shapes.split(","):
-            shape = shapes_for(name, shape_set)
-            for dtype in args.dtypes.split(","):
-                for mode in args.modes.split(","):
-                    if mode == "inference" and name != "batch":
-                        continue
-                    contenders = {"keras-norms": step(ours, shape, mode=mode, dtype=dtype)}
-                    if not args.no_plain:
-                        contenders["keras-norms plain"] = step(ours, shape, mode=mode, dtype=dtype,
-                                                               fast=False)
-                    contenders["keras"] = step(built_in, shape, mode=mode, dtype=dtype)
-                    timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
-                    row = {"norm": name, "shape": list(shape), "shapes": shape_set, "mode": mode, "xla": True,
-                           "dtype": dtype, "backend": "jax", "jax": jax.__version__,
-                           **{key: {n: t[field] for n, t in timings.items()}
-                              for key, field in (("ms", "median_ms"), ("min_ms", "min_ms"),
-                                                 ("samples_ms", "samples_ms"))}}
-                    print(json.dumps(row), flush=True)
-                    del contenders
+    backend_rows.main("jax", contenders, argv, version=jax.__version__, xla=True)
 
 
 if __name__ == "__main__":

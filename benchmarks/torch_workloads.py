@@ -15,13 +15,6 @@ trainable weight for a fixed upstream gradient.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-
-from benchmarks.shapes import shapes_for
-
 EPSILONS = {"batch": 1e-3, "group": 1e-3, "instance": 1e-3, "layer": 1e-3, "rms": 1e-6}
 
 
@@ -153,46 +146,26 @@ def functional_step(norm: str, shape, *, mode: str, dtype: str, groups: int):
     return run
 
 
+def contenders(name: str, shape, *, mode: str, dtype: str, plain: bool) -> dict:
+    """One row's contenders: keras-norms (fast, plain if asked, and its functional API), Keras' built-in
+    and `torch.nn.functional`."""
+    ours, built_in = _norms()[name]
+    common = {"mode": mode, "dtype": dtype}
+    found = {"keras-norms": layer_step(ours, shape, **common)}
+    if plain:
+        found["keras-norms plain"] = layer_step(ours, shape, **common, fast=False)
+    found["keras"] = layer_step(built_in, shape, **common)
+    found["keras-norms functional"] = ours_functional_step(name, ours, shape, **common)
+    found["torch"] = functional_step(name, shape, **common, groups=32)
+    return found
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_workloads")
-    parser.add_argument("--norms", default="batch,group,instance,layer,rms")
-    parser.add_argument("--modes", default="forward,train,inference")
-    parser.add_argument("--dtypes", default="float32")
-    parser.add_argument("--shapes", default="reference,small")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--no-plain", action="store_true")
-    args = parser.parse_args(argv)
-    if os.environ.get("KERAS_BACKEND") != "torch":
-        sys.exit("run with KERAS_BACKEND=torch")
     import torch
 
-    from benchmarks.timing import interleaved
+    from benchmarks import backend_rows
 
-    norms = _norms()
-    for name in args.norms.split(","):
-        ours, built_in = norms[name]
-        for shape_set in args.shapes.split(","):
-            shape = shapes_for(name, shape_set)
-            for dtype in args.dtypes.split(","):
-                for mode in args.modes.split(","):
-                    if mode == "inference" and name != "batch":
-                        continue
-                    common = {"mode": mode, "dtype": dtype}
-                    contenders = {"keras-norms": layer_step(ours, shape, **common)}
-                    if not args.no_plain:
-                        contenders["keras-norms plain"] = layer_step(ours, shape, **common, fast=False)
-                    contenders["keras"] = layer_step(built_in, shape, **common)
-                    contenders["keras-norms functional"] = ours_functional_step(name, ours, shape, **common)
-                    contenders["torch"] = functional_step(name, shape, **common, groups=32)
-                    timings = interleaved(contenders, repeats=args.repeats, warmup=args.warmup)
-                    row = {"norm": name, "shape": list(shape), "shapes": shape_set, "mode": mode,
-                           "xla": False, "dtype": dtype, "backend": "torch", "torch": torch.__version__,
-                           **{key: {n: t[field] for n, t in timings.items()}
-                              for key, field in (("ms", "median_ms"), ("min_ms", "min_ms"),
-                                                 ("samples_ms", "samples_ms"))}}
-                    print(json.dumps(row), flush=True)
-                    del contenders
+    backend_rows.main("torch", contenders, argv, version=torch.__version__, xla=False)
 
 
 if __name__ == "__main__":
