@@ -72,7 +72,20 @@ def contenders(name: str, shape, *, mode: str, dtype: str, plain: bool) -> dict:
     if plain:
         found["keras-norms plain"] = step(ours, shape, mode=mode, dtype=dtype, fast=False)
     found["keras"] = step(built_in, shape, mode=mode, dtype=dtype)
+    if mode == "inference":
+        found["x + 1"] = one_pass(shape, dtype=dtype)
     return found
+
+
+def one_pass(shape, *, dtype: str):
+    """A jitted `x + 1`: one read and one write, the least an inference step writing its output costs."""
+    import jax
+    import numpy as np
+
+    x = jax.numpy.asarray(np.random.default_rng(0).normal(size=shape), dtype)
+    function = jax.jit(lambda x: x + 1)
+    jax.block_until_ready(function(x))
+    return lambda: jax.block_until_ready(function(x))
 
 
 def main(argv=None) -> None:

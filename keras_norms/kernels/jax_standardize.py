@@ -58,8 +58,27 @@ def _forward(x, gamma, beta, axes, center, epsilon):
         variance = jnp.mean(jnp.square(x32), axes, keepdims=True)
     inverse = jax.lax.rsqrt(variance + epsilon)
     gain = inverse * gamma
-    outputs = ((x32 - mean) * gain if center else x32 * gain) + beta
+    centering = jax.lax.optimization_barrier(mean) if center and _apart(x.shape, axes) else mean
+    outputs = ((x32 - centering) * gain if center else x32 * gain) + beta
     return (outputs, mean, variance), (x, mean, inverse, gamma)
+
+
+# From this many rows (statistics) up, XLA on CPU compiles a layer norm over the last axes into one
+# kernel, which keeping the output's centring apart from the variance's would prevent (measured).
+_ONE_KERNEL_MIN_ROWS = 4096
+
+
+def _apart(shape, axes) -> bool:
+    """Whether the output's ``x - mean`` is kept apart from the variance's (`optimization_barrier`).
+
+    Sharing it, XLA on CPU writes the centred input to memory for the variance's
+    reduction, one more pass: it does so where statistics pool leading axes
+    (batch norm), and over the last axes for fewer than `_ONE_KERNEL_MIN_ROWS`
+    rows. The barrier only orders the computation; the values are the same.
+    """
+    if len(shape) - 1 not in axes:
+        return True
+    return _size(shape, [a for a in range(len(shape)) if a not in axes]) < _ONE_KERNEL_MIN_ROWS
 
 
 def _backward(axes, center, epsilon, residuals, cotangents):
@@ -74,6 +93,8 @@ def _backward(axes, center, epsilon, residuals, cotangents):
         dgamma = jnp.sum(upstream * centered, axes, keepdims=True) * inverse
         mean_up = gamma * sum_up / count
         mean_up_normalized = gamma * dgamma / count
+    elif tuple(axes) == tuple(range(x.ndim - len(axes), x.ndim)):
+        sum_up, dgamma, mean_up, mean_up_normalized = _row_sums(upstream, centered, inverse, gamma, count)
     else:
         sum_up = jnp.sum(upstream, param_axes, keepdims=True)
         dgamma = jnp.sum(upstream * centered * inverse, param_axes, keepdims=True)
@@ -87,6 +108,28 @@ def _backward(axes, center, epsilon, residuals, cotangents):
     if center:
         gradient = gradient - inverse * mean_up
     return gradient.astype(x.dtype), dgamma, sum_up
+
+
+def _row_sums(upstream, centered, inverse, gamma, features: int):
+    """The sums of `_backward` for statistics over the last axes (layer and RMS norm), as products.
+
+    On `(rows, features)` views: ``dy * (x - mean)`` is written once, and the
+    weighted sums over features (by gamma) and over rows (by the inverse) are
+    matrix-vector products, which XLA on CPU runs at memory speed; the
+    reductions they replace, with the parameters broadcast into them, wrote
+    the broadcasts out first (measured: 40 ms against 22 ms for the backward
+    of 32x512x768).
+    """
+    shape = gamma.shape
+    up_rows = jnp.reshape(upstream, (-1, features))
+    inverse_rows = jnp.reshape(inverse, (-1,))
+    weights = jnp.reshape(gamma, (features,))
+    product = up_rows * jnp.reshape(centered, (-1, features))
+    rows_shape = inverse.shape
+    mean_up = jnp.reshape(up_rows @ weights, rows_shape) / features
+    mean_up_normalized = jnp.reshape(product @ weights, rows_shape) * inverse / features
+    dgamma = jnp.reshape(inverse_rows @ product, shape)
+    return jnp.reshape(jnp.sum(up_rows, 0), shape), dgamma, mean_up, mean_up_normalized
 
 
 standardize.defvjp(lambda *args: _forward(*args), _backward)
