@@ -3,8 +3,9 @@
 The paper asks what normalization costs in compute. Each row times one model
 (`keras_norms.models.build_model`) in one mode: a training step with
 `train_on_batch`, as `fit` runs it, or `predict_on_batch`, as `predict` runs
-each batch (`compile()`'s defaults: on TensorFlow an XLA-compiled step when
-every layer supports it, a `jax.jit` step on JAX, eager on PyTorch), three
+each batch (`compile()`'s defaults: on TensorFlow a graph, XLA-compiled only
+where the machine has a GPU, since Keras' `jit_compile="auto"` turns XLA off
+on CPU-only machines; a `jax.jit` step on JAX; eager on PyTorch), three
 ways, interleaved: with keras-norms' norm, with the matching `keras.layers`
 norm built into the same places, and with no norm. `python -m benchmarks`
 runs it on each backend in a process of its own.

@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.report import ONE_PASS
+from benchmarks.report import ONE_PASS, REDUCTION
 from benchmarks.shapes import shapes_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def _describe(row: dict) -> str:
 
 
 def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, torch_spec=None,
-                 ours_kwargs=None, keras_kwargs=None, extra=None, passes=None):
+                 ours_kwargs=None, keras_kwargs=None, extra=None, passes=None, anchors=None):
     from benchmarks import tf_workloads as W
     from benchmarks.timing import interleaved
 
@@ -122,6 +122,7 @@ def _measure_row(label, ours, keras_layer, shape, *, args, bandwidth, torch, tor
         contenders[name] = W.step(make_layer, shape, **common)
     if label["mode"] == "inference" or passes is not None:
         contenders[ONE_PASS] = W.one_pass(shape, xla=label["xla"], dtype=label["dtype"])
+    contenders.update(anchors or {})
     key = None
     if torch is not None and torch_spec is not None:
         key = json.dumps(torch_spec, sort_keys=True)
@@ -155,9 +156,30 @@ def run_main(args, bandwidth, torch) -> list[dict]:
                                  "xla": xla, "dtype": dtype}
                         spec = {"norm": name, "shape": list(shape), "dtype": dtype, "mode": mode,
                                 "groups": norm.groups}
-                        rows.append(_measure_row(label, norm.ours, norm.keras, shape, args=args,
-                                                 bandwidth=bandwidth, torch=torch, torch_spec=spec))
+                        anchors = _forward_anchors(name, shape, label) if mode == "forward" else {}
+                        row = _measure_row(label, norm.ours, norm.keras, shape, args=args,
+                                           bandwidth=bandwidth, torch=torch, torch_spec=spec, anchors=anchors)
+                        if anchors and not xla:
+                            row["graph_passes"] = W.graph_passes(norm.ours, shape, dtype=dtype)
+                        rows.append(row)
     return rows
+
+
+def _forward_anchors(name: str, shape, label) -> dict:
+    """What bounds a forward row of group, instance, layer or RMS norm: one pass, and under XLA one reduction.
+
+    Group and instance norm reduce over the positions (`(1, 2)` of NHWC), layer
+    and RMS norm over the last axis.
+    """
+    from benchmarks import tf_workloads as W
+
+    if name not in ("group", "instance", "layer", "rms"):
+        return {}
+    anchors = {ONE_PASS: W.one_pass(shape, xla=label["xla"], dtype=label["dtype"])}
+    if label["xla"]:
+        axes = [1, 2] if name in ("group", "instance") else [-1]
+        anchors[REDUCTION] = W.reduction(shape, xla=True, dtype=label["dtype"], axes=axes)
+    return anchors
 
 
 def run_variants(args, bandwidth) -> list[dict]:

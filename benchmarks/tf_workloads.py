@@ -111,6 +111,49 @@ def one_pass(shape, *, xla: bool, dtype: str):
     return function
 
 
+def reduction(shape, *, xla: bool, dtype: str, axes):
+    """A traced sum of the tensor, in float32, over `axes`: one read, the statistics' least cost.
+
+    The anchor of the forward rows under XLA: a norm's forward takes two such
+    reductions (the mean, then the variance of the centred input, exact for a
+    large mean) and one element-wise pass (`one_pass`).
+    """
+    x = tf.cast(tf.random.Generator.from_seed(0).normal(shape), dtype)
+    function = tf.function(lambda: tf.reduce_sum(tf.cast(x, tf.float32), axis=axes), jit_compile=xla)
+    function()
+    return function
+
+
+# Ops that move no tensor data: views, constants, variables and bookkeeping.
+_NO_TRAFFIC = {"Placeholder", "Identity", "IdentityN", "Reshape", "Const", "ReadVariableOp", "NoOp",
+               "Shape", "StopGradient", "VarHandleOp", "Squeeze", "ExpandDims"}
+
+
+def graph_passes(make_layer, shape, *, dtype: str) -> float:
+    """Passes over the tensor that the layer's forward graph (no tape, no XLA) makes, op by op.
+
+    A graph without XLA runs each op as its own kernel: every op reads its
+    full-size inputs from memory and writes its full-size output. This sums
+    those bytes over the ops of the traced graph, in units of the input's
+    size: the least that graph can cost, however fast each op is.
+    """
+    layer = make_layer(dtype=policy(dtype))
+    layer.build(shape)
+    spec = tf.TensorSpec(shape, tf.as_dtype(dtype))
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(spec).graph
+    size = 1
+    for n in shape:
+        size *= n
+
+    def full_bytes(tensors):
+        return sum(t.dtype.size * size for t in tensors
+                   if t.shape.rank is not None and t.shape.num_elements() == size)
+
+    moved = sum(full_bytes(op.inputs) + full_bytes(op.outputs)
+                for op in graph.get_operations() if op.type not in _NO_TRAFFIC)
+    return moved / tensor_bytes(shape, dtype)
+
+
 def peak_memory(function) -> int:
     """Peak bytes TensorFlow's CPU allocator held above what was live before one call of `function`."""
     function()
