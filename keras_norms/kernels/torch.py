@@ -10,7 +10,8 @@ axis at position 1 and run fastest on channels-last memory, so a
 channels-last input is viewed, never copied, as one of the layouts they take:
 rows of channels (batch norm), or an NCHW tensor in `torch.channels_last`
 memory format (group norm, after a shift that keeps its one-pass variance
-exact: see `_group_shift`). RMS norm has no fused CPU kernel in PyTorch
+exact: see `_group_shift`; instance norm of small maps is copied to
+contiguous memory instead). RMS norm has no fused CPU kernel in PyTorch
 (`F.rms_norm` is a chain of element-wise ops, each with its autograd node):
 here it is a closed-form gradient (`torch.autograd.Function`), two passes
 forward and four backward.
@@ -114,10 +115,24 @@ def group_norm(x, groups: int, scale, offset, *, axis: int, epsilon: float):
         return F.group_norm(_native_input(x).contiguous(), groups, _param(scale), _param(offset), epsilon)
     # (batch, ..., channels) as (batch, channels, positions, 1) in channels-last memory: the same bytes.
     view = x.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)
+    if groups == channels and 1 < view.shape[2] <= _CONTIGUOUS_MAX_POSITIONS:
+        # Instance norm of small maps: copied to contiguous memory, where the kernel is exact and faster.
+        source = _native_input(view).contiguous()
+        outputs = F.group_norm(source, groups, _param(scale), _param(offset), epsilon)
+        return outputs.permute(0, 2, 3, 1).reshape(x.shape)
     # The shift is float32, so the subtraction also reads a float16/bfloat16 input into float32: one pass.
     shifted = view - _group_shift(view, groups).float()
     outputs = F.group_norm(shifted, groups, _param(scale), _param(offset), epsilon)
     return outputs.permute(0, 2, 3, 1).reshape(x.shape)
+
+
+# Instance norm (one channel per group) of at most this many positions runs on a contiguous copy:
+# PyTorch's channels-last kernel spreads its work over examples and groups, and with many channels
+# and few positions it ran 2-4x slower than the copy and the contiguous kernel together (measured on
+# CPU from 4x4 to 32x32 maps; at 56x56 the channels-last kernel was 2x faster). The contiguous kernel
+# normalizes as ``x * a + b``, which at one position (zero variance, a gain of 1 / sqrt(epsilon))
+# rounds a large mean into the output: one position stays on the shifted path, where it is exact.
+_CONTIGUOUS_MAX_POSITIONS = 1024
 
 
 def _group_shift(view, groups: int):
