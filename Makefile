@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test docs demo bench lint clean
+.PHONY: test docs demo bench lint clean dist
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ test: $(STAMP)
 
 # The suites of `make test` and `make test-oldest`, run with the Python of the environment $(1).
 define suites
-	$(1)/python -m pytest -n 2 --dist load
+	$(1)/python -m pytest -n 2 --dist loadgroup
 	TF_ENABLE_ONEDNN_OPTS=0 $(1)/python -m pytest -n 2 -q -m data_format
 	KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q $(BACKEND_SUITE)
 	JAX_ENABLE_X64=1 KERAS_BACKEND=jax $(1)/python -m pytest -n 2 -q tests/test_backend_contract.py -k float64
@@ -72,8 +72,16 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+# The source archive and the wheel into dist/ (the wheel built from the unpacked source archive, as
+# pip would), then twine's check of both (the metadata, and README.md as PyPI renders it).
+# tests/test_dist.py checks what the wheel holds and that it installs and runs outside this tree.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(OLDEST) build site *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) build dist site *.egg-info .pytest_cache .hypothesis

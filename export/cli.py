@@ -24,11 +24,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the `export` subcommand to the `keras-norms` parser's subparsers."""
     parser = subparsers.add_parser(
         "export",
-        help="export a .keras model to SavedModel and TFLite (verified against Keras)",
+        help="export a .keras (or tf.keras 2 .h5) model to SavedModel and TFLite (verified against Keras)",
         description="Writes DIR/saved_model, DIR/model.tflite (and a quantized variant) and "
                     "DIR/manifest.json, verified against the Keras model, then prints a table.",
     )
-    parser.add_argument("model", help="the .keras model file")
+    parser.add_argument("model", help="the model file: .keras, or a tf.keras 2 .h5 (tfa layers included)")
     parser.add_argument("--out", required=True, help="the export directory (must not exist)")
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES,
                         help="also write a quantized TFLite file (int8 needs --calibration)")
@@ -54,7 +54,9 @@ def _load_model(path: str):
     if not os.path.isfile(path):
         raise ValueError(f"model file {path!r} not found")
     try:
-        return keras.models.load_model(path)
+        # Without the training config: export needs no optimizer, and a tf.keras 2 file's loss
+        # (`reduction="auto"`) would not load under Keras 3.
+        return keras.models.load_model(path, compile=False)
     except Exception as error:  # a damaged or foreign file: report it as one line
         raise ValueError(f"cannot load {path!r} as a Keras model: {_one_line(error)}") from error
 

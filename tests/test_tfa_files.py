@@ -15,7 +15,9 @@ Outputs are checked against float64 NumPy transcriptions of tfa's formulas.
 from __future__ import annotations
 
 import json
+import runpy
 import zipfile
+from pathlib import Path
 
 import h5py
 import keras
@@ -283,3 +285,25 @@ def test_a_tfa_keras_file_loads_without_custom_objects(kind, tmp_path):
     path = tmp_path / "tfa_model.keras"
     _tfa_keras_file(model, path)
     np.testing.assert_allclose(keras.models.load_model(path, compile=False)(x), expected, atol=2e-5)
+
+
+def test_a_compiled_tf215_file_loads_with_compile_false_and_computes_what_it_holds(tmp_path):
+    # examples/tfa_h5_file.py writes the file docs/guides/migrating-from-tfa.md starts from: a compiled
+    # classifier, its training config and a built InstanceNormalization's `"groups": 8` included.
+    writer = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples/tfa_h5_file.py"))
+    path = tmp_path / "model.h5"
+    w = {layer: {k: np.asarray(v, np.float64) for k, v in values.items()}
+         for layer, values in writer["write"](path, seed=3).items()}
+    # Loading with its training config fails on tf.keras 2's loss, as the guide says; compile=False loads.
+    with pytest.raises(ValueError, match="reduction"):
+        keras.models.load_model(path)
+    model = keras.models.load_model(path, compile=False)
+    assert type(model.get_layer("instance_normalization")).__module__.startswith("keras_norms")
+
+    x = np.random.default_rng(4).normal(0.5, 2.0, size=(3, *writer["INPUT_SHAPE"])).astype("float32")
+    y = R.conv2d_same(x.astype(np.float64), w["conv2d"]["kernel"], w["conv2d"]["bias"])
+    y = R.group_norm(y, 4, w["group_normalization"]["gamma"], w["group_normalization"]["beta"], epsilon=1e-5)
+    y = R.instance_norm(np.maximum(y, 0.0), w["instance_normalization"]["gamma"],
+                        w["instance_normalization"]["beta"], epsilon=1e-3)
+    expected = y.mean(axis=(1, 2)) @ w["dense"]["kernel"] + w["dense"]["bias"]
+    np.testing.assert_allclose(model(x), expected, atol=2e-5)
