@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -123,9 +124,28 @@ def xla_compiled(function, **options):
     return _compiled_functions[key]
 
 
+def last_level_cache_bytes() -> int | None:
+    """The size of this machine's largest CPU cache (from Linux's sysfs), or None where unknown."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (entry / "size").read_text().strip()
+        except OSError:
+            continue
+        number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "")
+        if number.isdigit():
+            sizes.append(int(number) * units.get(unit, 1))
+    return max(sizes) if sizes else None
+
+
 # Compiled kernels run over chunks of about this many bytes per operand (whole examples, or rows),
-# so that the passes after a chunk's first read find it in cache instead of memory.
-_CHUNK_BYTES = 4 << 20
+# so that the passes after a chunk's first read find it in cache instead of memory: an eighth of
+# the last-level cache (a pass's operands and results together then stay in it), 4 MiB where its
+# size is unknown. Where the cache holds a whole tensor, a loop over chunks only costs (measured: a
+# group norm training step of 32x56x56x128 under XLA took 51 ms in 4 MiB chunks and 36 ms in one
+# on a CPU with a 480 MiB cache; 4 MiB chunks had been the fastest on one with a smaller cache).
+_CHUNK_BYTES = max(4 << 20, (last_level_cache_bytes() or 0) // 8)
 
 
 def chunk_entries(entry_bytes: int, minimum: int) -> int:
