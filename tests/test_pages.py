@@ -103,3 +103,23 @@ def test_the_site_builds_without_warnings_and_shows_every_public_name(tmp_path):
     assert not missing, f"API pages without a section for: {missing}"
     for guide in (ROOT / "docs/guides").glob("*.md"):
         assert (site / "guides" / f"{guide.stem}.html").exists()
+
+
+@pytest.mark.parametrize(("script", "figure", "inputs"), [
+    ("norm_axes.py", "norm-axes.png", []),
+    ("speed_ratios.py", "speed-ratios.png", ["BENCHMARKS.json"]),  # the committed run's own numbers
+])
+def test_the_figures_are_drawn_by_their_scripts(script, figure, inputs, tmp_path):
+    # The pictures in docs/img are what the scripts in docs/_figures draw: rerun, they give the same
+    # picture (up to font rendering between matplotlib versions).
+    import matplotlib.image as image
+    import numpy as np
+
+    out = tmp_path / figure
+    command = [sys.executable, str(ROOT / "docs/_figures" / script), *(str(ROOT / i) for i in inputs),
+               str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    drawn, committed = image.imread(out), image.imread(ROOT / "docs/img" / figure)
+    assert drawn.shape == committed.shape
+    assert np.abs(drawn - committed).mean() < 0.01

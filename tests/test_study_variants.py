@@ -257,8 +257,8 @@ def test_peri_norm_against_pre_norm(peri, answer):
     assert f"difference peri minus pre {peri - 0.90:+.3f}" in text
     # Pre against post still answers with a third placement in the grid.
     assert answers["Pre-norm or post-norm in the transformer?"].startswith(
-        "Yes: with layer norm, pre-norm beats post-norm on test accuracy (mean over batch sizes) (difference "
-        "pre minus post +0.100")
+        "Yes: with layer norm, pre-norm beats post-norm on test accuracy (mean over batch sizes); pre is "
+        "ahead by 0.100 on average (difference pre minus post +0.100")
 
 
 def test_placement_claims_take_rms_norm_without_layer_norm_and_say_what_they_need():
@@ -286,8 +286,10 @@ def _qk_rows(gain_high, gain_low=0.0, qk="rms"):
 def test_qk_norm_is_judged_at_the_higher_learning_rate(gain, answer):
     text = dict(verdicts(_qk_rows(gain)))["Does QK-norm let a higher learning rate train?"]
     assert text.startswith(f"{answer}: at the higher learning rate, 0.01, rms QK-norm beats no QK-norm with "
-                           "layer norm on test accuracy (mean over batch sizes) (difference rms QK-norm "
-                           f"minus none {gain:+.3f}"), text
+                           "layer norm on test accuracy (mean over batch sizes); "), text
+    leader = ("rms QK-norm and none are level" if round(gain, 3) == 0 else
+              f"{'rms QK-norm' if gain > 0 else 'none'} is ahead by {abs(gain):.3f}")
+    assert f"{leader} on average (difference rms QK-norm minus none {gain:+.3f}" in text
     # The lower learning rate is reported for context: there QK-norm changes nothing on average.
     assert "; at the lower learning rate, 0.001: difference rms QK-norm minus none +0.000" in text
     # The other claims keep to the grid's first QK-norm value (none), whatever QK-norm does.
@@ -317,8 +319,11 @@ def test_post_norm_without_warm_up_against_with_it(post_cold, post_warm, answer)
     question = "Does post-norm fail without warm-up at depth?"
     text = dict(verdicts(_warmup_rows(post_cold, post_warm)))[question]
     assert text.startswith(f"{answer}: at depth 6 (layer norm), post-norm without warm-up reaches a lower "
-                           "test accuracy than with 1 epoch of warm-up (difference warm-up minus none "
-                           f"{post_warm - post_cold:+.3f}"), text
+                           "test accuracy than with 1 epoch of warm-up; "), text
+    gain = post_warm - post_cold
+    leader = ("warm-up and none are level" if round(gain, 3) == 0 else
+              f"{'warm-up' if gain > 0 else 'none'} is ahead by {abs(gain):.3f}")
+    assert f"{leader} on average (difference warm-up minus none {gain:+.3f}" in text
     context = f"difference pre minus post {0.85 - post_cold:+.3f}"
     assert f"; without warm-up, pre-norm against post-norm: {context}" in text
     # Without a depth in the rows, the transformer's default depth is stated.

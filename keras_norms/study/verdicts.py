@@ -152,10 +152,20 @@ def _curve_mean(row: dict) -> float | None:
     return statistics.fmean(curve) if curve else None
 
 
-def _verdict(result: Paired | None, claim: str, detail: str = "", of: str = "") -> str:
+def _verdict(result: Paired | None, claim: str, detail: str = "", of: str = "",
+             sides: tuple[str, str] | None = None) -> str:
+    """`answer: claim: who is ahead (the difference of `of`, its interval)detail.`
+
+    `sides` names the two sides of the difference, the claimed one first: the
+    verdict then says which of them is ahead on average and by how much, and
+    names the difference "a minus b" unless `of` names it otherwise.
+    """
     if result is None:
         return "Not measured: no seed ran both sides of the comparison."
-    return f"{result.answer()}: {claim} ({result.describe(of=of)}){detail}."
+    if sides is None:
+        return f"{result.answer()}: {claim} ({result.describe(of=of)}){detail}."
+    of = of or f"{sides[0]} minus {sides[1]}"
+    return f"{result.answer()}: {claim}; {_ahead(result, *sides)} ({result.describe(of=of)}){detail}."
 
 
 def _ahead(result: Paired, a: str, b: str, digits: int = 3) -> str:
@@ -195,7 +205,7 @@ class Claims:
         rival = max(means, key=means.get)
         return _verdict(paired(self._at("batch", large), self._at(rival, large)),
                         f"at batch size {large}, the largest here, batch norm beats the best other norm, "
-                        f"{rival}, on test accuracy")
+                        f"{rival}, on test accuracy", sides=("batch", rival))
 
     def _degradation(self, norm: str) -> dict[int, float]:
         large, small = self._at(norm, self.sizes[-1]), self._at(norm, self.sizes[0])
@@ -206,21 +216,23 @@ class Claims:
             return f"Not measured: the grid needs two batch sizes, batch norm and {rival} norm."
         return _verdict(paired(self._degradation("batch"), self._degradation(rival)),
                         f"going from batch size {self.sizes[-1]} to {self.sizes[0]}, batch norm loses more "
-                        f"test accuracy than {rival} norm")
+                        f"test accuracy than {rival} norm", of=f"batch norm's loss minus {rival} norm's")
 
     def heterogeneous(self) -> str:
         if "group" not in self.norms or "batch" not in self.norms:
             return "Not measured: the grid needs group norm and batch norm."
         value = _field("heterogeneous_accuracy")
         return _verdict(paired(self._at("group", value=value), self._at("batch", value=value)),
-                        "group norm beats batch norm on the heterogeneous test set (mean over batch sizes)")
+                        "group norm beats batch norm on the heterogeneous test set (mean over batch sizes)",
+                        sides=("group", "batch"))
 
     def converges_faster(self) -> str:
         if "none" not in self.norms or "batch" not in self.norms:
             return "Not measured: the grid needs batch norm and no norm (`none`)."
         return _verdict(paired(self._at("batch", value=_curve_mean), self._at("none", value=_curve_mean)),
                         "batch norm has the higher validation accuracy averaged over the epochs (the area "
-                        "under the learning curve, mean over batch sizes) than no norm")
+                        "under the learning curve, mean over batch sizes) than no norm",
+                        sides=("batch", "none"))
 
     def higher_learning_rate(self) -> str:
         lrs = sorted({r["lr"] for r in self.rows})
@@ -234,7 +246,8 @@ class Claims:
 
         return _verdict(paired(drop("none"), drop("batch")),
                         f"raising the learning rate from {low:g} to {high:g} costs no norm more test "
-                        "accuracy than batch norm (mean over batch sizes)")
+                        "accuracy than batch norm (mean over batch sizes)",
+                        of="no norm's loss minus batch norm's")
 
     def layer_norm_for_recurrent(self) -> str:
         if not self.rows or self.rows[0]["model"] != "sequence":
@@ -244,7 +257,8 @@ class Claims:
             return "Not measured: the grid needs layer norm and batch norm."
         small = self.sizes[0]
         return _verdict(paired(self._at("layer", small), self._at("batch", small)),
-                        f"at batch size {small}, the smallest here, layer norm beats batch norm in the LSTM")
+                        f"at batch size {small}, the smallest here, layer norm beats batch norm in the LSTM",
+                        sides=("layer", "batch"))
 
     def momentum(self) -> str:
         momentums = sorted({r["bn_momentum"] for r in self.rows if r["bn_momentum"] is not None})
@@ -254,7 +268,8 @@ class Claims:
         return _verdict(paired(self._at("batch", small, bn_momentum=momentums[-1]),
                                self._at("batch", small, bn_momentum=momentums[0])),
                         f"at batch size {small}, batch norm with momentum {momentums[-1]:g} beats momentum "
-                        f"{momentums[0]:g}")
+                        f"{momentums[0]:g}",
+                        sides=(f"momentum {momentums[-1]:g}", f"momentum {momentums[0]:g}"))
 
     def recalibration(self) -> str:
         field = "test_accuracy_recalibrated"
@@ -272,8 +287,14 @@ class Claims:
                           f"and {share}")
             else:
                 detail = f"; batch norm loses nothing from batch size {self.sizes[-1]} to {small} here"
+        # Moving averages can lag the weights at any batch size (short runs, high momentum): every size.
+        sides, of = ("recalibration", "the moving average"), "recalibrated minus moving averages"
+        for size in self.sizes[1:]:
+            at = paired(self._at("batch", size, value=_field(field)), self._at("batch", size))
+            if at is not None:
+                detail += f"; at batch size {size}: {_ahead(at, *sides)} ({_context(at, of)})"
         return _verdict(gained, f"at batch size {small}, recalibrated population statistics give batch norm "
-                        "a higher test accuracy than its moving averages", detail)
+                        "a higher test accuracy than its moving averages", detail, of=of, sides=sides)
 
     def variants(self) -> str:
         variants = [n for n in self.norms if "(" in n and base_norm(n) in self.norms]
@@ -306,7 +327,7 @@ class Claims:
             return "Not measured: the grid needs layer or RMS norm."
         return _verdict(paired(self._at(norm, placement="pre"), self._at(norm, placement="post")),
                         f"with {norm} norm, pre-norm beats post-norm on test accuracy (mean over batch "
-                        "sizes)", of="pre minus post")
+                        "sizes)", sides=("pre", "post"))
 
     def peri_norm(self) -> str:
         if not {"pre", "peri"} <= self._values("placement"):
@@ -316,7 +337,7 @@ class Claims:
             return "Not measured: the grid needs layer or RMS norm."
         return _verdict(paired(self._at(norm, placement="peri"), self._at(norm, placement="pre")),
                         f"with {norm} norm, peri-norm (a norm before and after each sublayer) beats pre-norm "
-                        "on test accuracy (mean over batch sizes)", of="peri minus pre")
+                        "on test accuracy (mean over batch sizes)", sides=("peri", "pre"))
 
     def matches_layer_norm(self, norm: str) -> str:
         if norm not in self.norms or "layer" not in self.norms:
@@ -353,7 +374,8 @@ class Claims:
         of = f"{qk} QK-norm minus none"
         return _verdict(gain(high), f"at the higher learning rate, {high:g}, {qk} QK-norm beats no QK-norm "
                         f"with {norm} norm on test accuracy (mean over batch sizes)",
-                        f"; at the lower learning rate, {low:g}: {_context(gain(low), of)}", of=of)
+                        f"; at the lower learning rate, {low:g}: {_context(gain(low), of)}", of=of,
+                        sides=(f"{qk} QK-norm", "none"))
 
     def post_norm_warmup(self) -> str:
         warmups = sorted(self._values("warmup_epochs"))
@@ -372,7 +394,7 @@ class Claims:
         return _verdict(paired(self._at(norm, placement="post", warmup_epochs=warm), cold),
                         f"at depth {self._depth()} ({norm} norm), post-norm without warm-up reaches a lower "
                         f"test accuracy than with {warm} epoch{'s' if warm != 1 else ''} of warm-up",
-                        detail, of="warm-up minus none")
+                        detail, sides=("warm-up", "none"))
 
     def transformer_norms(self) -> str:
         if not self.rows or self.rows[0]["model"] != "transformer":
