@@ -123,3 +123,46 @@ def test_the_figures_are_drawn_by_their_scripts(script, figure, inputs, tmp_path
     drawn, committed = image.imread(out), image.imread(ROOT / "docs/img" / figure)
     assert drawn.shape == committed.shape
     assert np.abs(drawn - committed).mean() < 0.01
+
+
+# A documented signature: a table row that opens with `name(arguments)` in backticks, linked to its
+# API section (the pages' tables of functions); calls in running text are examples, not signatures.
+SIGNATURE = re.compile(r"^\| \[`(?P<name>\w+)\((?P<arguments>[^`]*)\)`\]"
+                       r"\([^)]*#(?P<path>keras_norms[\w.]*)\)", flags=re.M)
+
+
+def _documented_signatures() -> list[tuple[str, str, str]]:
+    found = []
+    for page in PAGES:
+        for match in SIGNATURE.finditer(page.read_text()):
+            where = f"{_id(page)}: {match['name']}({match['arguments']})"
+            found.append((where, match["path"], match["arguments"]))
+    return found
+
+
+@pytest.mark.parametrize(("where", "path", "arguments"), _documented_signatures(), ids=lambda v: str(v)[:60])
+def test_documented_signatures_match_the_code(where, path, arguments):
+    # Every argument, in order, with its default: the pages may not drop one (as they once dropped
+    # recalibrate_batch_norms' batch_size and verbose).
+    import ast
+    import importlib
+    import inspect
+
+    module_name, _, name = path.rpartition(".")
+    target = getattr(importlib.import_module(module_name), name)
+    documented = ast.parse(f"def f({arguments}): pass").body[0].args
+    actual = inspect.signature(target).parameters.values()
+    names = [a.arg for a in documented.posonlyargs + documented.args]
+    names += (["*" + documented.vararg.arg] if documented.vararg else ["*"] if documented.kwonlyargs else [])
+    names += [a.arg for a in documented.kwonlyargs]
+    names += ["**" + documented.kwarg.arg] if documented.kwarg else []
+    expected = []
+    for p in actual:
+        if p.kind is p.KEYWORD_ONLY and "*" not in "".join(expected):
+            expected.append("*")
+        expected.append({p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name)
+    assert names == expected, f"{where}: documented {names}, the code has {expected}"
+    defaults = [ast.literal_eval(d) for d in documented.defaults] + [
+        ast.literal_eval(d) for d in documented.kw_defaults if d is not None]
+    code_defaults = [p.default for p in actual if p.default is not p.empty]
+    assert defaults == code_defaults, f"{where}: documented defaults {defaults}, the code has {code_defaults}"
