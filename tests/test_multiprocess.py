@@ -157,27 +157,12 @@ def _tensorflow_epochs(checkpoints: Path):
     return finished
 
 
-def test_tensorflow_two_workers_train_as_one_on_the_global_batch(tmp_path):
-    # Batch norm, whose statistics are synchronized; group norm's two workers are checked against one
-    # process in the killed-worker test below.
-    norm = "batch"
+def test_tensorflow_two_workers_killed_and_restarted_end_as_one_process_on_the_global_batch(tmp_path):
+    # Batch norm, whose statistics are synchronized across the workers: two workers, one of them
+    # killed after the first checkpointed epoch and the job restarted, end where one process on the
+    # global batch without a kill ends.
     script = EXAMPLES / "train_multiworker_tf.py"
-    args = [*TRAINING, "--norm", norm]
-    _run(script, [_environment(KERAS_BACKEND="tensorflow")],
-         [*args, "--checkpoint-dir", str(tmp_path / "one" / "ckpt"), "--out", str(tmp_path / "one.npz")],
-         tmp_path / "one")
-    _run(script, _tensorflow_environments(2),
-         [*args, "--checkpoint-dir", str(tmp_path / "two" / "ckpt"), "--out", str(tmp_path / "two.npz")],
-         tmp_path / "two")
-    _assert_same_weights(_weights(tmp_path / "two.npz"), _weights(tmp_path / "one.npz"), f"tensorflow {norm}")
-    # Only the chief's checkpoint is kept: worker 1 deleted its temporary one.
-    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.is_dir()) == ["ckpt"]
-
-
-def test_tensorflow_a_killed_worker_resumes_from_the_last_finished_epoch(tmp_path):
-    # With group norm: two workers, killed and restarted, end where one process without a kill ends.
-    script = EXAMPLES / "train_multiworker_tf.py"
-    training = [*TRAINING, "--norm", "group"]
+    training = [*TRAINING, "--norm", "batch"]
     _run(script, [_environment(KERAS_BACKEND="tensorflow")],
          [*training, "--checkpoint-dir", str(tmp_path / "one" / "ckpt"), "--out", str(tmp_path / "one.npz")],
          tmp_path / "one")
@@ -188,7 +173,10 @@ def test_tensorflow_a_killed_worker_resumes_from_the_last_finished_epoch(tmp_pat
     _run(script, _tensorflow_environments(2), args, tmp_path / "restarted")
     resumed = _weights(tmp_path / "resumed.npz")
     assert int(resumed["resumed_at"]) >= saved, (int(resumed["resumed_at"]), saved)
-    _assert_same_weights(resumed, _weights(tmp_path / "one.npz"), "tensorflow group, killed and restarted")
+    _assert_same_weights(resumed, _weights(tmp_path / "one.npz"), "tensorflow batch, killed and restarted")
+    # Only the chief's checkpoint is kept: worker 1 deleted its temporary one.
+    assert sorted(p.name for p in (tmp_path / "restarted").iterdir() if p.is_dir()) == []
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir() if p.is_dir()) == ["ckpt"]
 
 
 # ----------------------------------------------------------------------------- JAX
@@ -203,21 +191,9 @@ def _jax_epochs(backup: Path):
     return finished
 
 
-def test_jax_two_processes_fit_as_one_on_the_global_batch(tmp_path):
-    script = EXAMPLES / "train_multiprocess_jax.py"
-    _run(script, [_environment(KERAS_BACKEND="jax")],
-         [*TRAINING, "--checkpoint-dir", str(tmp_path / "one" / "ckpt"), "--out", str(tmp_path / "one.npz")],
-         tmp_path / "one")
-    _run(script, _jax_environments(2),
-         [*TRAINING, "--checkpoint-dir", str(tmp_path / "two" / "ckpt"), "--out", str(tmp_path / "two.npz")],
-         tmp_path / "two")
-    for index in range(2):
-        assert f"process {index} of 2" in (tmp_path / "two" / f"process-{index}.log").read_text()
-    _assert_same_weights(_weights(tmp_path / "two.npz"), _weights(tmp_path / "one.npz"), "jax batch")
-
-
-def test_jax_a_killed_process_resumes_from_the_last_finished_epoch(tmp_path):
-    # Two processes, killed and restarted, end where one process without a kill ends.
+def test_jax_two_processes_killed_and_restarted_end_as_one_process_on_the_global_batch(tmp_path):
+    # Two processes, one of them killed after the first backed-up epoch and the job restarted, end
+    # where one process on the global batch without a kill ends.
     script = EXAMPLES / "train_multiprocess_jax.py"
     _run(script, [_environment(KERAS_BACKEND="jax")],
          [*TRAINING, "--checkpoint-dir", str(tmp_path / "one" / "ckpt"), "--out", str(tmp_path / "one.npz")],
@@ -227,6 +203,8 @@ def test_jax_a_killed_process_resumes_from_the_last_finished_epoch(tmp_path):
     saved = _kill_after_first_epoch(script, _jax_environments(2), [*args, "--step-delay", "0.3"],
                                     tmp_path / "killed", _jax_epochs(backup))
     _run(script, _jax_environments(2), args, tmp_path / "restarted")
+    for index in range(2):
+        assert f"process {index} of 2" in (tmp_path / "restarted" / f"process-{index}.log").read_text()
     resumed = _weights(tmp_path / "resumed.npz")
     assert int(resumed["resumed_at"]) >= saved, (int(resumed["resumed_at"]), saved)
     _assert_same_weights(resumed, _weights(tmp_path / "one.npz"), "jax, killed and restarted")
