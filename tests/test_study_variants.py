@@ -252,19 +252,20 @@ def test_peri_norm_against_pre_norm(peri, answer):
         rows = [{**r, "test_accuracy": r["test_accuracy"] + spread(r)} for r in rows]
     answers = dict(verdicts(rows))
     text = answers["Does peri-norm beat pre-norm?"]
-    assert text.startswith(f"{answer}: with layer norm, peri-norm (a norm before and after each sublayer) "
-                           "beats pre-norm on test accuracy"), text
+    leader = {"Yes": "peri is ahead by 0.030", "No": "pre is ahead by 0.040"}.get(answer, "")
+    assert text.startswith(f"{answer}: test accuracy with layer norm (mean over batch sizes), peri-norm (a norm "
+                           f"before and after each sublayer) against pre-norm: {leader}"), text
     assert f"difference peri minus pre {peri - 0.90:+.3f}" in text
     # Pre against post still answers with a third placement in the grid.
     assert answers["Pre-norm or post-norm in the transformer?"].startswith(
-        "Yes: with layer norm, pre-norm beats post-norm on test accuracy (mean over batch sizes); pre is "
-        "ahead by 0.100 on average (difference pre minus post +0.100")
+        "Yes: test accuracy with layer norm (mean over batch sizes): pre is ahead by 0.100 on average "
+        "(difference pre minus post +0.100")
 
 
 def test_placement_claims_take_rms_norm_without_layer_norm_and_say_what_they_need():
     rows = _placement_rows("rms", {"pre": 0.90, "peri": 0.93})
     answers = dict(verdicts(rows, measured_only=False))
-    assert answers["Does peri-norm beat pre-norm?"].startswith("Yes: with rms norm, peri-norm")
+    assert answers["Does peri-norm beat pre-norm?"].startswith("Yes: test accuracy with rms norm (mean over batch sizes), peri-norm")
     assert answers["Pre-norm or post-norm in the transformer?"] == (
         "Not measured: the grid needs the transformer with `--placement pre,post`.")
     for question in ("Does QK-norm let a higher learning rate train?",
@@ -285,8 +286,8 @@ def _qk_rows(gain_high, gain_low=0.0, qk="rms"):
 @pytest.mark.parametrize(("gain", "answer"), [(0.15, "Yes"), (-0.05, "No")])
 def test_qk_norm_is_judged_at_the_higher_learning_rate(gain, answer):
     text = dict(verdicts(_qk_rows(gain)))["Does QK-norm let a higher learning rate train?"]
-    assert text.startswith(f"{answer}: at the higher learning rate, 0.01, rms QK-norm beats no QK-norm with "
-                           "layer norm on test accuracy (mean over batch sizes); "), text
+    assert text.startswith(f"{answer}: test accuracy at the higher learning rate, 0.01, with layer norm (mean "
+                           "over batch sizes), rms QK-norm against none: "), text
     leader = ("rms QK-norm and none are level" if round(gain, 3) == 0 else
               f"{'rms QK-norm' if gain > 0 else 'none'} is ahead by {abs(gain):.3f}")
     assert f"{leader} on average (difference rms QK-norm minus none {gain:+.3f}" in text
@@ -295,12 +296,14 @@ def test_qk_norm_is_judged_at_the_higher_learning_rate(gain, answer):
     # The other claims keep to the grid's first QK-norm value (none), whatever QK-norm does.
     rms = [_transformer_row("rms", s, 0.80, lr=1e-3) for s in range(3)]
     layer = dict(verdicts(_qk_rows(gain) + rms))["Layer, RMS or no norm in the transformer?"]
-    assert "layer beats rms: Yes (difference +0.100" in layer
+    assert ("layer against rms: layer leads; layer is ahead by 0.100 on average (difference layer minus rms "
+            "+0.100") in layer
 
 
 def test_qk_norm_layer_is_used_without_rms():
     text = dict(verdicts(_qk_rows(0.1, qk="layer")))["Does QK-norm let a higher learning rate train?"]
-    assert text.startswith("Yes: at the higher learning rate, 0.01, layer QK-norm beats no QK-norm")
+    assert text.startswith("Yes: test accuracy at the higher learning rate, 0.01, with layer norm (mean over "
+                           "batch sizes), layer QK-norm against none: layer QK-norm is ahead")
 
 
 def _warmup_rows(post_cold, post_warm, pre_cold=0.85, depth=6):
@@ -318,8 +321,8 @@ def _warmup_rows(post_cold, post_warm, pre_cold=0.85, depth=6):
 def test_post_norm_without_warm_up_against_with_it(post_cold, post_warm, answer):
     question = "Does post-norm fail without warm-up at depth?"
     text = dict(verdicts(_warmup_rows(post_cold, post_warm)))[question]
-    assert text.startswith(f"{answer}: at depth 6 (layer norm), post-norm without warm-up reaches a lower "
-                           "test accuracy than with 1 epoch of warm-up; "), text
+    assert text.startswith(f"{answer}: post-norm's test accuracy at depth 6 (layer norm), 1 epoch of warm-up "
+                           "against none: "), text
     gain = post_warm - post_cold
     leader = ("warm-up and none are level" if round(gain, 3) == 0 else
               f"{'warm-up' if gain > 0 else 'none'} is ahead by {abs(gain):.3f}")
@@ -328,7 +331,7 @@ def test_post_norm_without_warm_up_against_with_it(post_cold, post_warm, answer)
     assert f"; without warm-up, pre-norm against post-norm: {context}" in text
     # Without a depth in the rows, the transformer's default depth is stated.
     default = dict(verdicts(_warmup_rows(0.5, 0.8, depth=None)))[question]
-    assert default.startswith(f"Yes: at depth {TRANSFORMER_DEPTH} (layer norm)")
+    assert default.startswith(f"Yes: post-norm's test accuracy at depth {TRANSFORMER_DEPTH} (layer norm)")
 
 
 def test_the_table_labels_the_settings_that_vary():
@@ -385,7 +388,7 @@ def test_a_gn_paper_run_trains_with_sgd_and_prints_the_published_errors(tmp_path
     at_two = [r["test_accuracy"] for r in rows if r["norm"] == "batch" and r["batch_size"] == 2]
     ours = 100 * (1 - np.mean(at_two))
     assert f"| {ours:.1f} | {GN_PAPER_ERRORS['batch'][2]:.1f} |" in report
-    assert "batch(renorm=True) vs batch" in report  # the variants' claim, with its interval
+    assert "batch(renorm=True) against batch" in report  # the variants' claim, with its interval
     assert (out / "error_vs_batch_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -436,7 +439,7 @@ def test_qk_norm_and_warm_up_at_depth_reach_the_cells_and_their_claims(tmp_path,
     assert by[(None, 0)] != by[("rms", 0)]  # and so did QK-norm
     report = (out / "report.md").read_text()
     line = _claim_line(report, "Does post-norm fail without warm-up at depth?")
-    assert "at depth 3 (layer norm), post-norm without warm-up reaches a lower test accuracy" in line
+    assert "post-norm's test accuracy at depth 3 (layer norm), 1 epoch of warm-up against none: " in line
     assert "The transformer has 3 blocks" in report
     assert "qk-norm=rms" in report and "warm-up=1" in report
 

@@ -152,20 +152,22 @@ def _curve_mean(row: dict) -> float | None:
     return statistics.fmean(curve) if curve else None
 
 
-def _verdict(result: Paired | None, claim: str, detail: str = "", of: str = "",
-             sides: tuple[str, str] | None = None) -> str:
-    """`answer: claim: who is ahead (the difference of `of`, its interval)detail.`
+def _verdict(result: Paired | None, setting: str, sides: tuple[str, str], detail: str = "",
+             of: str = "", measured: str = "") -> str:
+    """`answer: setting: who is ahead (the difference of `of`, its interval)detail.`
 
-    `sides` names the two sides of the difference, the claimed one first: the
-    verdict then says which of them is ahead on average and by how much, and
-    names the difference "a minus b" unless `of` names it otherwise.
+    The question the verdict answers is printed beside it, so the verdict
+    states what was measured and not the claim: it reads right whatever the
+    answer. `sides` names the two sides of the difference, the claimed one
+    first; the verdict says which of them is ahead on average and by how much
+    (or, with `measured`, states both sides' means in its words), and names the
+    difference "a minus b" unless `of` names it otherwise.
     """
     if result is None:
         return "Not measured: no seed ran both sides of the comparison."
-    if sides is None:
-        return f"{result.answer()}: {claim} ({result.describe(of=of)}){detail}."
     of = of or f"{sides[0]} minus {sides[1]}"
-    return f"{result.answer()}: {claim}; {_ahead(result, *sides)} ({result.describe(of=of)}){detail}."
+    return (f"{result.answer()}: {setting}: {measured or _ahead(result, *sides)} "
+            f"({result.describe(of=of)}){detail}.")
 
 
 def _ahead(result: Paired, a: str, b: str, digits: int = 3) -> str:
@@ -173,6 +175,21 @@ def _ahead(result: Paired, a: str, b: str, digits: int = 3) -> str:
     if round(result.mean, digits) == 0:
         return f"{a} and {b} are level on average"
     return f"{a if result.mean > 0 else b} is ahead by {abs(result.mean):.{digits}f} on average"
+
+
+def _lead(result: Paired, a: str, b: str) -> str:
+    """A comparison with no claimed side: who leads (or that it is not resolved), then the numbers."""
+    answer = result.answer()
+    lead = {"Yes": f"{a} leads", "No": f"{b} leads"}.get(answer, answer[0].lower() + answer[1:])
+    return f"{lead}; {_ahead(result, a, b)} ({result.describe(of=f'{a} minus {b}')})"
+
+
+def _losses(a: dict[int, float], b: dict[int, float], a_name: str, b_name: str) -> str:
+    """How much `a_name` and `b_name` lose on average over the seeds both have (`a`, `b`: losses per seed)."""
+    seeds = sorted(set(a) & set(b))
+    mean = lambda losses: statistics.fmean(losses[s] for s in seeds)
+    word = lambda value: f"loses {value:.3f}" if value >= 0 else f"gains {-value:.3f}"
+    return f"{a_name} {word(mean(a))} and {b_name} {word(mean(b))} on average"
 
 
 def _context(result: Paired | None, of: str) -> str:
@@ -204,8 +221,8 @@ class Claims:
         means = {n: statistics.fmean(v.values()) for n in others if (v := self._at(n, large))}
         rival = max(means, key=means.get)
         return _verdict(paired(self._at("batch", large), self._at(rival, large)),
-                        f"at batch size {large}, the largest here, batch norm beats the best other norm, "
-                        f"{rival}, on test accuracy", sides=("batch", rival))
+                        f"test accuracy at batch size {large}, the largest here, against the best other "
+                        f"norm, {rival}", sides=("batch", rival))
 
     def _degradation(self, norm: str) -> dict[int, float]:
         large, small = self._at(norm, self.sizes[-1]), self._at(norm, self.sizes[0])
@@ -214,25 +231,25 @@ class Claims:
     def small_batches_hurt_batch_norm_more(self, rival: str) -> str:
         if len(self.sizes) < 2 or "batch" not in self.norms or rival not in self.norms:
             return f"Not measured: the grid needs two batch sizes, batch norm and {rival} norm."
-        return _verdict(paired(self._degradation("batch"), self._degradation(rival)),
-                        f"going from batch size {self.sizes[-1]} to {self.sizes[0]}, batch norm loses more "
-                        f"test accuracy than {rival} norm", of=f"batch norm's loss minus {rival} norm's")
+        losses = self._degradation("batch"), self._degradation(rival)
+        return _verdict(paired(*losses), f"test accuracy from batch size {self.sizes[-1]} to {self.sizes[0]}",
+                        ("batch norm", f"{rival} norm"), of=f"batch norm's loss minus {rival} norm's",
+                        measured=_losses(*losses, "batch norm", f"{rival} norm"))
 
     def heterogeneous(self) -> str:
         if "group" not in self.norms or "batch" not in self.norms:
             return "Not measured: the grid needs group norm and batch norm."
         value = _field("heterogeneous_accuracy")
         return _verdict(paired(self._at("group", value=value), self._at("batch", value=value)),
-                        "group norm beats batch norm on the heterogeneous test set (mean over batch sizes)",
+                        "accuracy on the heterogeneous test set (mean over batch sizes)",
                         sides=("group", "batch"))
 
     def converges_faster(self) -> str:
         if "none" not in self.norms or "batch" not in self.norms:
             return "Not measured: the grid needs batch norm and no norm (`none`)."
         return _verdict(paired(self._at("batch", value=_curve_mean), self._at("none", value=_curve_mean)),
-                        "batch norm has the higher validation accuracy averaged over the epochs (the area "
-                        "under the learning curve, mean over batch sizes) than no norm",
-                        sides=("batch", "none"))
+                        "validation accuracy averaged over the epochs (the area under the learning curve, "
+                        "mean over batch sizes)", sides=("batch", "none"))
 
     def higher_learning_rate(self) -> str:
         lrs = sorted({r["lr"] for r in self.rows})
@@ -244,10 +261,10 @@ class Claims:
             at_low, at_high = self._at(norm, lr=low), self._at(norm, lr=high)
             return {seed: at_low[seed] - at_high[seed] for seed in set(at_low) & set(at_high)}
 
-        return _verdict(paired(drop("none"), drop("batch")),
-                        f"raising the learning rate from {low:g} to {high:g} costs no norm more test "
-                        "accuracy than batch norm (mean over batch sizes)",
-                        of="no norm's loss minus batch norm's")
+        losses = drop("none"), drop("batch")
+        return _verdict(paired(*losses), f"test accuracy from the learning rate {low:g} to {high:g} (mean "
+                        "over batch sizes)", ("no norm", "batch norm"), of="no norm's loss minus batch norm's",
+                        measured=_losses(*losses, "no norm", "batch norm"))
 
     def layer_norm_for_recurrent(self) -> str:
         if not self.rows or self.rows[0]["model"] != "sequence":
@@ -257,7 +274,7 @@ class Claims:
             return "Not measured: the grid needs layer norm and batch norm."
         small = self.sizes[0]
         return _verdict(paired(self._at("layer", small), self._at("batch", small)),
-                        f"at batch size {small}, the smallest here, layer norm beats batch norm in the LSTM",
+                        f"test accuracy of the LSTM at batch size {small}, the smallest here",
                         sides=("layer", "batch"))
 
     def momentum(self) -> str:
@@ -267,8 +284,7 @@ class Claims:
         small = self.sizes[0]
         return _verdict(paired(self._at("batch", small, bn_momentum=momentums[-1]),
                                self._at("batch", small, bn_momentum=momentums[0])),
-                        f"at batch size {small}, batch norm with momentum {momentums[-1]:g} beats momentum "
-                        f"{momentums[0]:g}",
+                        f"batch norm's test accuracy at batch size {small}",
                         sides=(f"momentum {momentums[-1]:g}", f"momentum {momentums[0]:g}"))
 
     def recalibration(self) -> str:
@@ -293,8 +309,8 @@ class Claims:
             at = paired(self._at("batch", size, value=_field(field)), self._at("batch", size))
             if at is not None:
                 detail += f"; at batch size {size}: {_ahead(at, *sides)} ({_context(at, of)})"
-        return _verdict(gained, f"at batch size {small}, recalibrated population statistics give batch norm "
-                        "a higher test accuracy than its moving averages", detail, of=of, sides=sides)
+        return _verdict(gained, f"batch norm's test accuracy at batch size {small}, recalibrated population "
+                        "statistics against its moving averages", sides, detail, of=of)
 
     def variants(self) -> str:
         variants = [n for n in self.norms if "(" in n and base_norm(n) in self.norms]
@@ -305,8 +321,8 @@ class Claims:
         parts = []
         for variant in variants:
             result = paired(self._at(variant, small), self._at(base_norm(variant), small))
-            parts.append(f"{variant} vs {base_norm(variant)}: " + (
-                "no common seed" if result is None else f"{result.answer()} ({result.describe()})"))
+            parts.append(f"{variant} against {base_norm(variant)}: " + (
+                "no common seed" if result is None else _lead(result, variant, base_norm(variant))))
         return f"At batch size {small}, the smallest here: " + "; ".join(parts) + "."
 
     def _values(self, field: str) -> set:
@@ -326,8 +342,7 @@ class Claims:
         if norm is None:
             return "Not measured: the grid needs layer or RMS norm."
         return _verdict(paired(self._at(norm, placement="pre"), self._at(norm, placement="post")),
-                        f"with {norm} norm, pre-norm beats post-norm on test accuracy (mean over batch "
-                        "sizes)", sides=("pre", "post"))
+                        f"test accuracy with {norm} norm (mean over batch sizes)", sides=("pre", "post"))
 
     def peri_norm(self) -> str:
         if not {"pre", "peri"} <= self._values("placement"):
@@ -336,8 +351,8 @@ class Claims:
         if norm is None:
             return "Not measured: the grid needs layer or RMS norm."
         return _verdict(paired(self._at(norm, placement="peri"), self._at(norm, placement="pre")),
-                        f"with {norm} norm, peri-norm (a norm before and after each sublayer) beats pre-norm "
-                        "on test accuracy (mean over batch sizes)", sides=("peri", "pre"))
+                        f"test accuracy with {norm} norm (mean over batch sizes), peri-norm (a norm before "
+                        "and after each sublayer) against pre-norm", sides=("peri", "pre"))
 
     def matches_layer_norm(self, norm: str) -> str:
         if norm not in self.norms or "layer" not in self.norms:
@@ -372,10 +387,9 @@ class Claims:
         low, high = lrs[0], lrs[-1]
         gain = lambda lr: paired(self._at(norm, lr=lr, qk_norm=qk), self._at(norm, lr=lr, qk_norm="none"))
         of = f"{qk} QK-norm minus none"
-        return _verdict(gain(high), f"at the higher learning rate, {high:g}, {qk} QK-norm beats no QK-norm "
-                        f"with {norm} norm on test accuracy (mean over batch sizes)",
-                        f"; at the lower learning rate, {low:g}: {_context(gain(low), of)}", of=of,
-                        sides=(f"{qk} QK-norm", "none"))
+        return _verdict(gain(high), f"test accuracy at the higher learning rate, {high:g}, with {norm} norm "
+                        f"(mean over batch sizes), {qk} QK-norm against none", (f"{qk} QK-norm", "none"),
+                        f"; at the lower learning rate, {low:g}: {_context(gain(low), of)}", of=of)
 
     def post_norm_warmup(self) -> str:
         warmups = sorted(self._values("warmup_epochs"))
@@ -392,9 +406,8 @@ class Claims:
             pre = paired(self._at(norm, placement="pre", warmup_epochs=0), cold)
             detail = f"; without warm-up, pre-norm against post-norm: {_context(pre, 'pre minus post')}"
         return _verdict(paired(self._at(norm, placement="post", warmup_epochs=warm), cold),
-                        f"at depth {self._depth()} ({norm} norm), post-norm without warm-up reaches a lower "
-                        f"test accuracy than with {warm} epoch{'s' if warm != 1 else ''} of warm-up",
-                        detail, sides=("warm-up", "none"))
+                        f"post-norm's test accuracy at depth {self._depth()} ({norm} norm), {warm} "
+                        f"epoch{'s' if warm != 1 else ''} of warm-up against none", ("warm-up", "none"), detail)
 
     def transformer_norms(self) -> str:
         if not self.rows or self.rows[0]["model"] != "transformer":
@@ -404,7 +417,7 @@ class Claims:
             if a in self.norms and b in self.norms:
                 result = paired(self._at(a), self._at(b))
                 if result is not None:
-                    parts.append(f"{a} beats {b}: {result.answer()} ({result.describe()})")
+                    parts.append(f"{a} against {b}: {_lead(result, a, b)}")
         if not parts:
             return "Not measured: the grid needs two of layer, RMS and no norm."
         return "Mean over batch sizes: " + "; ".join(parts) + "."
