@@ -21,6 +21,10 @@ So, before anything imports TensorFlow, `main`:
 
 `TF_CPP_MIN_LOG_LEVEL=0 keras-norms ...` shows every line TensorFlow writes (also where the process
 dies while TensorFlow loads, before the temporary file is written back).
+
+`keras-norms report` (which reads results files and writes tables and plots) and the help and version
+requests (`-h`, `--help`, `--version`) import neither Keras nor TensorFlow: they run the package's
+modules they need without the package's `__init__`, which imports every layer (`LIGHT_COMMANDS`).
 """
 
 from __future__ import annotations
@@ -157,9 +161,82 @@ def quiet_tensorflow_startup() -> None:
         sys.meta_path.insert(0, _QuietTensorFlowImport(level))
 
 
+#: The commands that only read and write files: they run without Keras and TensorFlow.
+LIGHT_COMMANDS = ("report",)
+_PACKAGE = "keras_norms"
+
+
+def runs_without_tensorflow(argv: list[str]) -> bool:
+    """Whether `keras-norms ARGV` runs without importing TensorFlow: a command of `LIGHT_COMMANDS`, or a
+    request for help or the version (which argparse answers before any command runs)."""
+    if argv[:1] and argv[0] in LIGHT_COMMANDS:
+        return True
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    return not argv or any(a in ("-h", "--help", "--version") for a in options)
+
+
+class _PackagesWithoutInit:
+    """A `sys.meta_path` finder that imports the packages of `keras_norms` (the package and its
+    subpackages) as empty stand-ins, their `__init__.py` not run; their modules import as usual."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != _PACKAGE and not fullname.startswith(_PACKAGE + "."):
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is not None and spec.submodule_search_locations is not None and spec.origin:
+            spec.loader = _StandInLoader()
+        return spec
+
+
+class _StandInLoader:
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        if module.__name__ == _PACKAGE:  # `keras_norms.__version__`, read from its __init__.py
+            with open(module.__spec__.origin, encoding="utf-8") as file:
+                found = re.search(r"^__version__ = [\"']([^\"']+)", file.read(), flags=re.M)
+            module.__version__ = found[1] if found else "unknown"
+
+
+@contextlib.contextmanager
+def package_without_layers():
+    """Within the block, `import keras_norms.<module>` runs that module without the `__init__.py` of
+    `keras_norms` (which imports every layer, so Keras and TensorFlow) and of its subpackages
+    (`keras_norms.export`'s imports TensorFlow); `keras_norms.__version__` is read from that file.
+    Afterwards the stand-ins and the modules imported under them are forgotten: a later
+    `import keras_norms` imports the package. Where `keras_norms` is imported already, the block
+    runs with it as it is."""
+    if _PACKAGE in sys.modules:
+        yield
+        return
+    finder = _PackagesWithoutInit()
+    before = set(sys.modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)
+        for name in set(sys.modules) - before:
+            if name == _PACKAGE or name.startswith(_PACKAGE + "."):
+                del sys.modules[name]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`keras-norms`: `keras_norms.cli.main` with TensorFlow's start-up lines hidden."""
+    """`keras-norms`: `keras_norms.cli.main` with TensorFlow's start-up lines hidden, and without
+    TensorFlow for `report`, `--help` and `--version`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     quiet_tensorflow_startup()
+    if runs_without_tensorflow(argv):
+        with package_without_layers():
+            from keras_norms.cli import main as cli_main
+
+            return cli_main(argv)
     from keras_norms.cli import main as cli_main
 
     return cli_main(argv)

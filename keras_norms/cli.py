@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 
-from keras_norms.cli_args import norm_list, positive_int
-
 
 def build_parser() -> argparse.ArgumentParser:
     from keras_norms import __version__
@@ -20,14 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keras-norms {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="train a small CNN on scikit-learn's digits with each core norm and print a table"
+        "demo", help="the quick comparison on the digits, then an export of the best model: "
+        "`keras-norms compare --quick --out OUT --export-best` (what `make demo` runs)",
+        description="Train batch, layer and group norm and no norm (LeNet on scikit-learn's digits, batch "
+        "sizes 2 and 64, 3 epochs: about a minute on 2 CPU cores), print the verdicts and the table, write "
+        "the report to OUT, and export the best run's model to OUT/export (SavedModel and TFLite, verified). "
+        "The same as `keras-norms compare --quick --out OUT --export-best`; run again, it trains nothing "
+        "new and exports again.",
     )
-    demo.add_argument("--norms", type=norm_list,
-                      default=["batch", "layer", "group", "instance", "rms", "none"],
-                      help="comma-separated registry names (default: all six core norms)")
-    demo.add_argument("--epochs", type=positive_int, default=8, help="epochs per norm (default: 8)")
-    demo.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default: 32)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights (default: 0)")
+    demo.add_argument("--out", default="demo-out", help="results folder (default: demo-out)")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="print one line per run instead of a progress bar")
     from keras_norms.export import cli as export_cli
 
     export_cli.add_parser(commands)
@@ -36,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare_cli.add_parser(commands)
     compare_cli.add_report_parser(commands)
     return parser
+
+
+def demo_arguments(args) -> list[str]:
+    """`keras-norms demo`'s arguments as those of the `compare` command it runs."""
+    return ["compare", "--quick", "--out", args.out, "--export-best", *(["--no-progress"] * args.no_progress)]
 
 
 def _export_best(model_path, directory, data) -> int:
@@ -60,22 +66,25 @@ def _export_best(model_path, directory, data) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    import keras
-
-    backend = keras.backend.backend()
-    if argv[:1] == ["export"] and backend != "tensorflow":
-        # SavedModel and TFLite are TensorFlow formats: the exporter runs on TensorFlow (the backend
-        # is fixed when Keras is imported, so in a new process), and a `.keras` file saved on any
-        # backend loads there.
-        print(f"keras-norms export: KERAS_BACKEND={backend} is set; exporting on TensorFlow.",
-              file=sys.stderr, flush=True)
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-        # Through the command's entry point, which hides TensorFlow's start-up lines (_keras_norms_cli.py).
-        module = "_keras_norms_cli" if importlib.util.find_spec("_keras_norms_cli") else "keras_norms.cli"
-        return subprocess.call([sys.executable, "-m", module, *argv], env=env)
+    # Parsing imports neither Keras nor TensorFlow (`keras-norms --help` and `report` run without them:
+    # _keras_norms_cli.py); each command imports what it needs.
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "export":
+        import keras
+
+        backend = keras.backend.backend()
+        if backend != "tensorflow":
+            # SavedModel and TFLite are TensorFlow formats: the exporter runs on TensorFlow (the backend
+            # is fixed when Keras is imported, so in a new process), and a `.keras` file saved on any
+            # backend loads there.
+            print(f"keras-norms export: KERAS_BACKEND={backend} is set; exporting on TensorFlow.",
+                  file=sys.stderr, flush=True)
+            env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+            # Through the command's entry point, which hides TensorFlow's start-up lines
+            # (_keras_norms_cli.py).
+            module = "_keras_norms_cli" if importlib.util.find_spec("_keras_norms_cli") else "keras_norms.cli"
+            return subprocess.call([sys.executable, "-m", module, *argv], env=env)
         from keras_norms.export import cli as export_cli
 
         return export_cli.run(args)
@@ -88,18 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return compare_cli.run_report(args)
     if args.command == "demo":
-        import keras_norms
-        from keras_norms.study.demo import format_results, run_demo
+        from keras_norms.study import cli as compare_cli
 
-        unknown = [n for n in args.norms if n.strip().lower() not in keras_norms.names()]
-        if unknown:
-            print(f"keras-norms demo: unknown norm(s) {', '.join(unknown)}; valid names: "
-                  f"{', '.join(keras_norms.names())}", file=sys.stderr)
-            return 2
-        print(f"Training a small CNN on scikit-learn's digits, {args.epochs} epochs per norm, "
-              f"batch size {args.batch_size}.", flush=True)
-        results = run_demo(args.norms, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
-        print(format_results(results))
+        return compare_cli.run(build_parser().parse_args(demo_arguments(args)), export=_export_best)
     return 0
 
 

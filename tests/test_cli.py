@@ -1,4 +1,4 @@
-"""The `keras-norms` command and the demo it runs."""
+"""The `keras-norms` command: its demo, its start-up lines, `report` without TensorFlow."""
 
 import importlib.metadata
 import json
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ import pytest
 import _keras_norms_cli
 from keras_norms import cli
 from keras_norms.study.datasets import digits
-from keras_norms.study.demo import format_results, run_demo
 
 
 def test_digits_splits_are_disjoint_stratified_and_seeded():
@@ -35,38 +35,102 @@ def test_digits_rejects_bad_fractions(kwargs):
         digits(**kwargs)
 
 
-def test_demo_learns_the_digits_with_each_norm():
-    results = run_demo(["batch", "group"], epochs=3)
-    assert [r.norm for r in results] == ["batch", "group"]
-    for result in results:
-        # Chance is 0.1: three epochs of a small CNN already recognise most digits.
-        assert result.test_accuracy > 0.5, result
-        assert result.seconds_per_epoch > 0
-    table = format_results(results)
-    assert table.splitlines()[0].split() == ["norm", "test", "accuracy", "s/epoch"]
-    assert len(table.splitlines()) == 3
+def test_demo_is_the_quick_comparison_with_an_export_of_the_best_model(monkeypatch):
+    # `keras-norms demo` (and `make demo`) is `keras-norms compare --quick --out OUT --export-best`: the
+    # comparison itself runs in tests/test_study.py.
+    from keras_norms.study import cli as compare_cli
+
+    calls = []
+    monkeypatch.setattr(compare_cli, "run", lambda args, export: calls.append((args, export)) or 0)
+    assert cli.main(["demo"]) == 0
+    assert cli.main(["demo", "--out", "elsewhere", "--no-progress"]) == 0
+    (first, export), (second, _) = calls
+    assert export is cli._export_best
+    expected = cli.build_parser().parse_args(["compare", "--quick", "--out", "demo-out", "--export-best"])
+    assert vars(first) == vars(expected)
+    assert (second.out, second.no_progress, second.quick, second.export_best) == ("elsewhere", True, True,
+                                                                                  True)
+    assert compare_cli.spec_from_args(first).norms == ("batch", "layer", "group", "none")
 
 
-def test_demo_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="Unknown normalization 'batchnorm'"):
-        run_demo(["batchnorm"], epochs=1)
-    with pytest.raises(ValueError, match="epochs=0"):
-        run_demo(["batch"], epochs=0)
+def _finished_results_folder(out: Path) -> None:
+    """A `keras-norms compare` folder with its four cells finished (by a stand-in for training)."""
+    from keras_norms.study.grid import GridSpec
+    from keras_norms.study.runner import run_grid
+    from keras_norms.study.shards import GRID_FILE, grid_record
+    from keras_norms.study.training import prepare
+
+    spec = GridSpec(model="lenet", dataset="digits", norms=("batch", "none"), batch_sizes=(50, 100),
+                    epochs=1, seeds=(0,), train_size=200)
+    prepared = prepare(spec)
+
+    def train(cell, prepared, on_epoch, model_path):
+        accuracy = 0.5 + cell.batch_size / 1000
+        return {"test_accuracy": accuracy, "train_accuracy": accuracy, "generalization_gap": 0.0,
+                "final_val_accuracy": accuracy, "epochs_run": 1, "diverged": False, "epochs_to_target": None,
+                "seconds_to_target": None, "ms_per_step": 1.0, "train_seconds": 0.1,
+                "curves": {"loss": [1.0], "accuracy": [accuracy], "val_accuracy": [accuracy]}}
+
+    run_grid(spec, prepared, out, progress=False, train=train)
+    record = grid_record(spec, prepared.input_shape, prepared.target_accuracy, "digits")
+    (out / GRID_FILE).write_text(json.dumps(record))
+    for written in ("report.md", "results.csv", "results.json"):
+        (out / written).unlink()
 
 
-def test_cli_demo_prints_one_line_per_norm(capsys):
-    assert cli.main(["demo", "--norms", "layer,none", "--epochs", "1"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3].split()[0] == "norm"
-    assert [line.split()[0] for line in lines[-2:]] == ["layer", "none"]
+def test_report_and_help_run_without_tensorflow(tmp_path):
+    # `keras-norms report` reads results files and writes tables and plots: it imports neither Keras nor
+    # TensorFlow (whose import alone takes seconds), nor does `--help`.
+    _finished_results_folder(tmp_path)
+    code = ("import sys, _keras_norms_cli\n"
+            "try:\n    code = _keras_norms_cli.main(sys.argv[1:])\nexcept SystemExit as exit:\n"
+            "    code = exit.code\n"
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)\n"
+            "print('imported:', heavy)\nsys.exit(code)")
+    for argv, expected_code in ((["report", str(tmp_path)], 0), (["--help"], 0), (["report", "--help"], 0),
+                                (["compare", "--help"], 0), (["export", "--help"], 0), (["--version"], 0)):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                                env=_env(), timeout=120)
+        seconds = time.perf_counter() - start
+        assert result.returncode == expected_code, (argv, result.stderr)
+        assert result.stdout.splitlines()[-1] == "imported: []", (argv, result.stdout)
+        assert seconds < 30, (argv, seconds)  # TensorFlow's import alone takes ~5 s on 2 cores
+    report = subprocess.run([*_command(), "report", str(tmp_path)], capture_output=True, text=True,
+                            env=_env(), timeout=120)
+    assert "All 4 runs of the grid are finished." in report.stdout
+    assert (tmp_path / "report.md").exists() and list(tmp_path.glob("*.png"))
 
 
-def test_cli_refuses_unknown_norm_and_bad_epochs(capsys):
-    assert cli.main(["demo", "--norms", "nope"]) == 2
-    assert "valid names: batch, layer, group" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--epochs", "0"])
-    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+def test_the_light_commands_leave_the_whole_package_importable():
+    # In one process, after `report` ran on stand-ins of the packages, `import keras_norms` is the package.
+    code = ("import sys, _keras_norms_cli\n_keras_norms_cli.main(['report', 'nowhere'])\n"
+            "import keras_norms, keras_norms.export\n"
+            "print(keras_norms.GroupNormalization.__name__, keras_norms.export.export_model.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["GroupNormalization", "export_model"]
+
+
+def test_the_grid_facts_of_the_builtin_norms_are_the_registrys():
+    # `keras-norms report` lists a grid's cells without the registry (so without Keras), from this table.
+    from keras_norms.models.transformer import EXTRA_NORMS
+
+    import keras_norms
+    from keras_norms.study.grid import BUILTIN_GRID_FACTS, describe_norm
+
+    assert set(BUILTIN_GRID_FACTS) == set(keras_norms.names()) | set(EXTRA_NORMS)
+    for name, facts in BUILTIN_GRID_FACTS.items():
+        assert facts == (describe_norm(name).batch_norm, describe_norm(name).takes_groups), name
+
+
+def test_the_commands_that_run_without_tensorflow():
+    assert _keras_norms_cli.runs_without_tensorflow(["report", "out"])
+    assert _keras_norms_cli.runs_without_tensorflow([])
+    assert _keras_norms_cli.runs_without_tensorflow(["compare", "--quick", "--help"])
+    assert not _keras_norms_cli.runs_without_tensorflow(["compare", "--quick"])
+    assert not _keras_norms_cli.runs_without_tensorflow(["export", "model.keras", "--", "--help"])
 
 
 #: What TensorFlow, XLA and CUDA write while they start (none of it may reach the command's output).
@@ -113,16 +177,11 @@ def test_the_installed_command_is_the_entry_point_that_hides_the_startup_lines()
 
 @pytest.mark.slow
 def test_the_command_prints_no_tensorflow_startup_lines(tmp_path):
-    from keras_norms.study.grid import GridSpec
-    from keras_norms.study.shards import GRID_FILE, grid_record
-
-    # A results folder whose grid has no finished cell yet: a real `report`, which imports TensorFlow.
-    record = grid_record(GridSpec(norms=("batch",), seeds=(0,)), (32, 32, 1), 0.9, "digits")
-    (tmp_path / GRID_FILE).write_text(json.dumps(record))
-    result = subprocess.run([*_command(), "report", str(tmp_path)], capture_output=True, text=True,
-                            env=_env(KERAS_BACKEND="tensorflow"), timeout=120)
-    assert result.returncode == 1, result.stderr
-    assert "4 of 4 runs are missing" in result.stdout
+    # A command that imports TensorFlow: a comparison refused for its unknown norm, after the import.
+    result = subprocess.run([*_command(), "compare", "--norms", "nope", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=_env(KERAS_BACKEND="tensorflow"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "nope" in result.stderr
     lines = (result.stderr + result.stdout).splitlines()
     assert not [line for line in lines if any(p in line for p in TF_STARTUP_PATTERNS)], result.stderr
 

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import hashlib
 import json
+import sys
 
 #: Under `lr_scaling="linear"`, the learning rate is `lr * batch_size / REFERENCE_BATCH_SIZE`.
 REFERENCE_BATCH_SIZE = 32
@@ -159,11 +160,11 @@ class GridSpec:
             for placement, qk_norm, warmup in settings:
                 for norm in self.norms:
                     name, arguments = parse_norm(norm)
-                    described = describe_norm(name)
+                    batch_norm, takes_groups = grid_facts(name)
                     # A variant that sets momentum or groups itself is not repeated over the grid's values.
-                    momentums = (self.bn_momentums if described.batch_norm and "momentum" not in arguments
+                    momentums = (self.bn_momentums if batch_norm and "momentum" not in arguments
                                  else (None,))
-                    groups = self.groups if described.takes_groups and "groups" not in arguments else (None,)
+                    groups = self.groups if takes_groups and "groups" not in arguments else (None,)
                     for lr in self.lrs:
                         for momentum in momentums:
                             for group_count in groups:
@@ -179,6 +180,26 @@ class GridSpec:
                                         warmup_epochs=warmup, depth=depth,
                                     ))
         return cells
+
+
+#: `grid_facts` of the built-in names (the registry's and the transformer's `adaln`), for a process that has
+#: not imported the layers; tests/test_cli.py checks them against the registry.
+BUILTIN_GRID_FACTS = {
+    "batch": (True, False), "layer": (False, False), "group": (False, True), "instance": (False, False),
+    "rms": (False, False), "frn": (False, False), "switchable": (False, False), "none": (False, False),
+    "dyt": (False, False), "derf": (False, False), "adaln": (False, False),
+}
+
+
+def grid_facts(name: str) -> tuple[bool, bool]:
+    """Whether the grid's norm `name` is a batch norm and whether it takes `groups` (what `GridSpec.cells`
+    repeats it over): the registry's answer (`describe_norm`) where the layers are imported, else, for a
+    built-in name, `BUILTIN_GRID_FACTS`, so that `keras-norms report` lists a grid's cells without
+    importing Keras and TensorFlow."""
+    if "keras_norms.registry" not in sys.modules and name in BUILTIN_GRID_FACTS:
+        return BUILTIN_GRID_FACTS[name]
+    described = describe_norm(name)
+    return described.batch_norm, described.takes_groups
 
 
 def describe_norm(name: str):

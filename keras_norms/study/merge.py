@@ -8,9 +8,11 @@ report OUT` does the same for whatever cells the shards have finished so far
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 import pathlib
 import platform
+import sys
 
 from keras_norms.study import report
 from keras_norms.study.grid import Cell
@@ -19,16 +21,27 @@ from keras_norms.study.shards import GRID_FILE, grid_cells, read_grid
 from keras_norms.study.store import CellStore, ResultsStore, StoreError, atomic_write
 
 
+def _version(module: str, *distributions: str) -> str:
+    """The version of `module`: its `__version__` where it is imported, else its installed distribution's
+    (so that `keras-norms report` need not import TensorFlow to describe this machine)."""
+    if module in sys.modules:
+        return sys.modules[module].__version__
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def host_description() -> dict:
     """The machine and versions of this process (each row records those of the process that trained it)."""
-    import keras
-    import tensorflow as tf
-
     import keras_norms
 
     return {"machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores",
-            "versions": f"keras-norms {keras_norms.__version__}, TensorFlow {tf.__version__}, "
-            f"Keras {keras.__version__}"}
+            "versions": f"keras-norms {keras_norms.__version__}, "
+            f"TensorFlow {_version('tensorflow', 'tensorflow', 'tensorflow-cpu', 'tf-nightly')}, "
+            f"Keras {_version('keras', 'keras', 'keras-nightly')}"}
 
 
 def run_context(data: str, rows: list[dict]) -> dict:
