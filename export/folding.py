@@ -30,12 +30,18 @@ SCALE_TYPES = (keras_norms.LayerScale,)
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class ChannelAffine(keras.layers.Layer):
-    """A per-channel multiply-add with constant weights: ``x * scale + shift``.
+    r"""A per-channel multiply-add with constant weights: ``x * scale + shift``.
 
     `fold_batch_norms` puts it in place of a batch norm that cannot be folded
-    into a preceding layer: in inference, batch norm is exactly this, with
-    ``scale = gamma / sqrt(moving_variance + epsilon)`` and
-    ``shift = beta - moving_mean * scale``. The math runs in float32 and the
+    into a preceding layer: in inference, batch norm is exactly this,
+
+    $$
+    y = x \, s + t, \qquad
+    s = \frac{\gamma}{\sqrt{\hat\sigma^2 + \epsilon}}, \qquad t = \beta - \hat\mu \, s,
+    $$
+
+    with $\hat\mu$ and $\hat\sigma^2$ the moving mean and variance, $s$ the
+    weight `scale` and $t$ the weight `shift`. The math runs in float32 and the
     output has the compute dtype. The weights (`scale` and `shift`, shape
     `(channels,)`, initialized to ones and zeros) are not trainable; a mask
     passes through unchanged.
@@ -46,6 +52,12 @@ class ChannelAffine(keras.layers.Layer):
 
     Call arguments:
         inputs: A tensor of rank 2 or more whose `axis` has a known size.
+
+    Input shape:
+        inputs: Any rank of 2 or more, batch first; the channels on `axis`.
+
+    Output shape:
+        The shape of the input.
 
     Returns:
         ``inputs * scale + shift`` (broadcast along `axis`), of the input's

@@ -71,6 +71,15 @@ class NormalizationLayer(keras.layers.Layer):
         inputs: As the subclass defines them; `prepare(inputs)` checks them
             against the shape the layer was built for.
 
+    Input shape:
+        inputs: As the subclass defines it; once built, the layer takes the
+            rank and the sizes it was built for on the axes that carry its
+            weights.
+
+    Output shape:
+        As the subclass defines it: the shape of the input for the
+        normalizations of the package.
+
     Raises:
         TypeError: If a declared bool is not a bool, or `epsilon` is not a number.
         ValueError: If `epsilon` is not finite and > 0, or Keras cannot
@@ -269,6 +278,12 @@ class AffineNormalization(NormalizationLayer):
     Call arguments:
         inputs: As the subclass defines them.
 
+    Input shape:
+        inputs: As the subclass defines it.
+
+    Output shape:
+        As the subclass defines it.
+
     Raises:
         TypeError: If `epsilon` is not a number, or `center` or `scale` is not a bool.
         ValueError: If `epsilon` is not finite and > 0, or Keras cannot
@@ -365,6 +380,14 @@ class ConditionedNormalization(NormalizationLayer):
     Call arguments:
         inputs: The tensor to normalize, as the subclass defines it.
         condition: The condition, of the batch size of `inputs`.
+
+    Input shape:
+        inputs: As the subclass defines it.
+        condition: By default (`vector_problem`) `(batch, features)`, with
+            the `condition_features` of the built layer.
+
+    Output shape:
+        As the subclass defines it.
 
     Raises:
         ValueError: From `check_condition`, if the condition does not fit the

@@ -54,23 +54,28 @@ _ADAIN_MODES = ("features", "vector")
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class AdaptiveInstanceNormalization(ConditionedNormalization):
-    """Adaptive instance normalization, AdaIN (Huang and Belongie, 2017).
+    r"""Adaptive instance normalization, AdaIN (Huang and Belongie, 2017).
 
     Called as `layer(content, style)`. Each channel of each content example is
     instance-normalized, then given the statistics of the style:
 
     - `mode="features"` (parameter-free AdaIN): `style` is a feature map of
       the content's rank and channel count (its spatial size may differ), and
-      ``AdaIN(x, y) = sigma(y) * (x - mu(x)) / sigma(x) + mu(y)``, with the
-      per-channel mean ``mu`` and ``sigma = sqrt(variance + epsilon)`` over the
-      spatial axes. Arbitrary style transfer between two feature maps.
+      $\operatorname{AdaIN}(x, y) = \sigma(y) \, \frac{x - \mu(x)}{\sigma(x)} + \mu(y)$,
+      with the per-channel mean $\mu$ and $\sigma = \sqrt{\mathrm{variance} + \epsilon}$
+      over the spatial axes. Arbitrary style transfer between two feature maps.
     - `mode="vector"` (learned AdaIN, as in StyleGAN): `style` is a style
       code of shape `(batch, style_dim)`, projected by a dense layer to a
-      per-channel scale and shift: ``IN(x) * (1 + scale) + shift`` with
-      ``[scale, shift] = activation(style) @ kernel + bias``.
+      per-channel scale $s$ and shift $t$: $\operatorname{IN}(x) \, (1 + s) + t$
+      with $[s, t] = \operatorname{activation}(y) \, W + b$ (`kernel`, `bias`).
 
-    Either way the output is ``alpha * AdaIN(x, y) + (1 - alpha) * x``: `alpha`
-    trades content for style (1: full style). Channels are last.
+    Either way the output mixes the stylized content with the content,
+
+    $$
+    \mathrm{output} = \alpha \, \operatorname{AdaIN}(x, y) + (1 - \alpha) \, x,
+    $$
+
+    where `alpha` trades content for style (1: full style). Channels are last.
 
     Args:
         mode: `"features"` or `"vector"`, the kind of `style` (see above).
@@ -89,6 +94,15 @@ class AdaptiveInstanceNormalization(ConditionedNormalization):
         style: A feature map (`"features"`) or a `(batch, style_dim)` code (`"vector"`),
             with the batch size of `inputs`.
         alpha: Optional float in [0, 1] overriding the constructor's `alpha`.
+
+    Input shape:
+        inputs: Rank 3 to 5, channels last, e.g. `(batch, height, width,
+            channels)`.
+        style: `"features"`: the rank and channels of `inputs`, any spatial
+            size; `"vector"`: `(batch, style_dim)`.
+
+    Output shape:
+        The shape of `inputs`.
 
     Returns:
         The stylized content, of the shape of `inputs`, in the layer's compute dtype.
@@ -109,11 +123,13 @@ class AdaptiveInstanceNormalization(ConditionedNormalization):
             `inputs` has another rank or channel count than the layer was
             built for, or `alpha` is outside [0, 1].
 
-    Reference:
-        Huang and Belongie, 2017, "Arbitrary Style Transfer in Real-time with
-        Adaptive Instance Normalization", https://arxiv.org/abs/1703.06868;
-        Karras et al., 2019, "A Style-Based Generator Architecture for
-        Generative Adversarial Networks", https://arxiv.org/abs/1812.04948
+    References:
+        - Huang and Belongie, "Arbitrary Style Transfer in Real-time with
+          Adaptive Instance Normalization", ICCV 2017.
+          [arXiv:1703.06868](https://arxiv.org/abs/1703.06868)
+        - Karras, Laine and Aila, "A Style-Based Generator Architecture for
+          Generative Adversarial Networks", CVPR 2019.
+          [arXiv:1812.04948](https://arxiv.org/abs/1812.04948)
 
     Examples:
         >>> import numpy as np, keras_norms
@@ -177,14 +193,19 @@ class AdaptiveInstanceNormalization(ConditionedNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class AdaptiveLayerNormalization(ConditionedNormalization):
-    """Adaptive layer normalization, adaLN and adaLN-Zero (Peebles and Xie, 2023).
+    r"""Adaptive layer normalization, adaLN and adaLN-Zero (Peebles and Xie, 2023).
 
     Called as `layer(x, condition)` with `condition` of shape `(batch,
     features)` (in DiT, the sum of the timestep and class embeddings). `x` is
     layer-normalized over its last axis without an affine of its own, then
-    modulated per example: ``LN(x) * (1 + scale) + shift`` with ``[shift,
-    scale] = activation(condition) @ kernel + bias``, broadcast over the other
-    axes (the tokens).
+    modulated per example with a shift $t$ and a scale $s$ projected from the
+    condition $c$ (`kernel` $W$, `bias` $b$), broadcast over the other axes
+    (the tokens):
+
+    $$
+    y = \operatorname{LN}(x) \, (1 + s) + t, \qquad
+    [t, s] = \operatorname{activation}(c) \, W + b.
+    $$
 
     `zero=True` is adaLN-Zero: the projection also gives a gate
     (``[shift, scale, gate]``), the layer returns `(modulated, gate)` (the
@@ -210,6 +231,15 @@ class AdaptiveLayerNormalization(ConditionedNormalization):
         inputs: Tensor of rank 2 or more, features last (e.g. `(batch, tokens, dim)`).
         condition: Tensor `(batch, features)`, with the batch size of `inputs`.
 
+    Input shape:
+        inputs: Any rank of 2 or more, features last, e.g. `(batch, tokens,
+            dim)`.
+        condition: `(batch, features)`.
+
+    Output shape:
+        The shape of `inputs`; with `zero=True`, that and the gate's,
+        `(batch, 1, ..., 1, dim)`.
+
     Returns:
         The modulated tensor, of the shape of `inputs`; with `zero=True`,
         `(modulated, gate)`, the gate of shape `(batch, 1, ..., 1, dim)`. Both
@@ -228,8 +258,8 @@ class AdaptiveLayerNormalization(ConditionedNormalization):
             layer was built for.
 
     Reference:
-        Peebles and Xie, 2023, "Scalable Diffusion Models with Transformers",
-        https://arxiv.org/abs/2212.09748
+        - Peebles and Xie, "Scalable Diffusion Models with Transformers",
+          ICCV 2023. [arXiv:2212.09748](https://arxiv.org/abs/2212.09748)
 
     Examples:
         >>> import keras, keras_norms
@@ -291,14 +321,20 @@ class AdaptiveLayerNormalization(ConditionedNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class AdaptiveGroupNormalization(ConditionedNormalization):
-    """Adaptive group normalization: the timestep conditioning of diffusion U-Nets.
+    r"""Adaptive group normalization: the timestep conditioning of diffusion U-Nets.
 
     Called as `layer(x, condition)` with an embedding `condition` of shape
     `(batch, features)` (timestep, plus class). `x` is group-normalized
     (`groups` groups of channels, no affine of its own), then scaled and
-    shifted per example and channel: ``GN(x) * (1 + scale) + shift`` with
-    ``[scale, shift] = activation(condition) @ kernel + bias``, the
-    "scale-shift norm" of improved DDPM / ADM (AdaGN in Dhariwal and Nichol,
+    shifted per example and channel by a scale $s$ and a shift $t$ projected
+    from the embedding $c$ (`kernel` $W$, `bias` $b$):
+
+    $$
+    y = \operatorname{GN}(x) \, (1 + s) + t, \qquad
+    [s, t] = \operatorname{activation}(c) \, W + b,
+    $$
+
+    the "scale-shift norm" of improved DDPM / ADM (AdaGN in Dhariwal and Nichol,
     2021). Use it in the residual blocks of a diffusion U-Net, in place of a
     group norm followed by adding the embedding.
 
@@ -317,6 +353,14 @@ class AdaptiveGroupNormalization(ConditionedNormalization):
         inputs: Tensor of rank 3 to 5, channels last.
         condition: Tensor `(batch, features)`, with the batch size of `inputs`.
 
+    Input shape:
+        inputs: Rank 3 to 5, channels last, e.g. `(batch, height, width,
+            channels)`; the channels a multiple of `groups`.
+        condition: `(batch, features)`.
+
+    Output shape:
+        The shape of `inputs`.
+
     Returns:
         The modulated tensor, of the shape of `inputs`, in the layer's compute dtype.
 
@@ -332,10 +376,11 @@ class AdaptiveGroupNormalization(ConditionedNormalization):
             `inputs`. When it is called, if `inputs` has another rank or
             channel count than the layer was built for.
 
-    Reference:
-        Dhariwal and Nichol, 2021, "Diffusion Models Beat GANs on Image
-        Synthesis", https://arxiv.org/abs/2105.05233; Wu and He, 2018,
-        "Group Normalization", https://arxiv.org/abs/1803.08494
+    References:
+        - Dhariwal and Nichol, "Diffusion Models Beat GANs on Image Synthesis",
+          NeurIPS 2021. [arXiv:2105.05233](https://arxiv.org/abs/2105.05233)
+        - Wu and He, "Group Normalization", ECCV 2018.
+          [arXiv:1803.08494](https://arxiv.org/abs/1803.08494)
 
     Examples:
         >>> import numpy as np, keras_norms

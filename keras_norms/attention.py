@@ -18,14 +18,22 @@ def _check_qk_norm(qk_norm):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class MultiHeadAttention(keras.layers.MultiHeadAttention):
-    """Keras' multi-head attention, with optional QK normalization (QK-norm).
+    r"""Keras' multi-head attention, with optional QK normalization (QK-norm).
 
     A drop-in subclass of `keras.layers.MultiHeadAttention`: the same
     constructor arguments, weights, config and call signature. With
     `qk_norm="rms"` or `"layer"`, the projected queries and keys, of shape
     `(batch, tokens, num_heads, key_dim)`, are normalized (RMS or layer
     normalization, each with learned weights of its own: the sublayers
-    `query_norm` and `key_norm`) before the scaled dot product. The attention
+    `query_norm` and `key_norm`, $N_q$ and $N_k$) before the scaled dot
+    product of each head:
+
+    $$
+    \operatorname{attention}(Q, K, V) =
+    \operatorname{softmax}\left(\frac{N_q(Q) \, N_k(K)^\top}{\sqrt{d_k}}\right) V,
+    $$
+
+    with $d_k$ the `key_dim`. The attention
     logits are then bounded whatever the scale of the inputs and of the
     projections, which keeps the softmax from saturating to one-hot attention
     and the training of large transformers stable (ViT-22B, OLMo 2, Qwen3,
@@ -82,6 +90,16 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         use_causal_mask: If `True`, each token attends to itself and the
             tokens before it only.
 
+    Input shape:
+        query: `(batch, target_tokens, dim)`.
+        value: `(batch, source_tokens, dim)`.
+        key: `(batch, source_tokens, dim)`.
+
+    Output shape:
+        `(batch, target_tokens, dim)`, or `(batch, target_tokens,
+        *output_shape)` with `output_shape`; the attention scores
+        `(batch, num_heads, target_tokens, source_tokens)`.
+
     Returns:
         The attention output, of shape `(batch, target_tokens, dim)` (or
         `output_shape`); with `return_attention_scores=True`, the tuple
@@ -95,13 +113,16 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         TypeError: If `qk_norm_per_head` is not a bool or `qk_norm_epsilon` is
             not a real number.
 
-    Reference:
-        Henry et al., 2020, "Query-Key Normalization for Transformers",
-        https://arxiv.org/abs/2010.04245.
-        Dehghani et al., 2023, "Scaling Vision Transformers to 22 Billion
-        Parameters" (ViT-22B), https://arxiv.org/abs/2302.05442.
-        Team OLMo, 2024, "2 OLMo 2 Furious" (OLMo 2), https://arxiv.org/abs/2501.00656.
-        Qwen Team, 2025, "Qwen3 Technical Report", https://arxiv.org/abs/2505.09388.
+    References:
+        - Henry et al., "Query-Key Normalization for Transformers", Findings of
+          EMNLP 2020. [arXiv:2010.04245](https://arxiv.org/abs/2010.04245)
+        - Dehghani et al., "Scaling Vision Transformers to 22 Billion
+          Parameters" (ViT-22B), ICML 2023.
+          [arXiv:2302.05442](https://arxiv.org/abs/2302.05442)
+        - Team OLMo, "2 OLMo 2 Furious" (OLMo 2), 2024.
+          [arXiv:2501.00656](https://arxiv.org/abs/2501.00656)
+        - Qwen Team, "Qwen3 Technical Report", 2025.
+          [arXiv:2505.09388](https://arxiv.org/abs/2505.09388)
 
     Examples:
         >>> import numpy as np, keras_norms

@@ -55,13 +55,20 @@ def _check_renorm_clipping(renorm_clipping) -> dict:
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class BatchNormalization(AffineNormalization):
-    """Batch normalization (Ioffe and Szegedy, 2015), with the variants the paper discusses.
+    r"""Batch normalization (Ioffe and Szegedy, 2015), with the variants the paper discusses.
 
-    In training, each channel is normalized with the mean and variance of the
-    current batch, ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``,
-    and moving averages are kept for inference:
-    ``moving = moving * momentum + batch * (1 - momentum)``. In inference
-    (`training=False`, `predict`, `evaluate`) the moving statistics are used.
+    In training, each channel is normalized with the mean $\mu_B$ and variance
+    $\sigma_B^2$ of the current batch (over the batch and all non-channel axes),
+
+    $$
+    y = \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} \, \gamma + \beta,
+    $$
+
+    and moving averages are kept for inference,
+    $\hat\mu \leftarrow m \, \hat\mu + (1 - m) \, \mu_B$ and likewise
+    $\hat\sigma^2$, with $m$ the `momentum`. In inference
+    (`training=False`, `predict`, `evaluate`) the moving statistics
+    $\hat\mu, \hat\sigma^2$ take the place of the batch's.
     Use it in convolutional networks trained with batches of a reasonable
     size; for small or per-example batches prefer `GroupNormalization` or
     `LayerNormalization`. Arguments, config keys and weights (`gamma`, `beta`,
@@ -133,6 +140,13 @@ class BatchNormalization(AffineNormalization):
             not count in the batch statistics; all positions are normalized.
             Inference ignores it.
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, features)`
+            or `(batch, height, width, channels)`; the channels on `axis`.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -160,13 +174,15 @@ class BatchNormalization(AffineNormalization):
             `virtual_batch_size` (checked as the graph runs).
 
     References:
-        Ioffe and Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
-        Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167;
-        Ioffe, 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence
-        in Batch-Normalized Models", https://arxiv.org/abs/1702.03275;
-        Hoffer et al., 2017, "Train longer, generalize better: closing the
-        generalization gap in large batch training of neural networks",
-        https://arxiv.org/abs/1705.08741
+        - Ioffe and Szegedy, "Batch Normalization: Accelerating Deep Network
+          Training by Reducing Internal Covariate Shift", ICML 2015.
+          [arXiv:1502.03167](https://arxiv.org/abs/1502.03167)
+        - Ioffe, "Batch Renormalization: Towards Reducing Minibatch Dependence
+          in Batch-Normalized Models", NIPS 2017.
+          [arXiv:1702.03275](https://arxiv.org/abs/1702.03275)
+        - Hoffer, Hubara and Soudry, "Train longer, generalize better: closing
+          the generalization gap in large batch training of neural networks",
+          NIPS 2017. [arXiv:1705.08741](https://arxiv.org/abs/1705.08741)
 
     Examples:
         >>> import numpy as np, keras_norms

@@ -67,26 +67,31 @@ def _vector_gamma_beta(layer, condition):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class ConditionalBatchNormalization(ConditionedNormalization):
-    """Conditional batch normalization (de Vries et al., 2017; Miyato and Koyama, 2018).
+    r"""Conditional batch normalization (de Vries et al., 2017; Miyato and Koyama, 2018).
 
     Batch normalization without an affine of its own, then a gamma and beta per
-    example taken from the condition:
-    ``y = (x - mean) / sqrt(variance + epsilon) * gamma(c) + beta(c)``.
+    example taken from the condition $c$:
+
+    $$
+    y = \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} \, \gamma(c) + \beta(c).
+    $$
+
     Use it to condition a network on a class (the generators and
     discriminators of class-conditional GANs) or on a vector (a question
     embedding, a noise code) through its normalization layers.
 
     - **Class ids** (`num_classes=K`): `gamma` and `beta` are `(K, channels)`
-      tables (embeddings) starting at 1 and 0; ``gamma(c) = gamma[c]``,
-      ``beta(c) = beta[c]``. The condition has shape `(batch,)` or
+      tables (embeddings) starting at 1 and 0; $\gamma(c) = \gamma_c$,
+      $\beta(c) = \beta_c$, the rows of class $c$. The condition has shape `(batch,)` or
       `(batch, 1)`; pass it as an integer input (`keras.Input((), dtype="int32")`).
       An id outside `[0, K)` raises a `ValueError` naming the layer, the id
       and the range (`InvalidArgumentError` with the same words when a
       TensorFlow graph runs); compiled code cannot raise, and there (XLA,
       `jax.jit`) such an id gives gamma = beta = 0.
     - **A vector** (`num_classes=None`), shape `(batch, features)`: two
-      projections, ``gamma(c) = 1 + c @ gamma_kernel + gamma_bias`` and
-      ``beta(c) = c @ beta_kernel + beta_bias``, zero-initialized so that the
+      projections, $\gamma(c) = 1 + c \, W_\gamma + b_\gamma$ and
+      $\beta(c) = c \, W_\beta + b_\beta$ (`gamma_kernel`, `gamma_bias`,
+      `beta_kernel`, `beta_bias`), zero-initialized so that the
       layer starts as plain batch norm.
 
     The statistics are those of `keras_norms.BatchNormalization` (run inside
@@ -137,6 +142,15 @@ class ConditionalBatchNormalization(ConditionedNormalization):
             `Embedding(mask_zero=True)` here by itself): masked positions do
             not count in the batch statistics.
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, height,
+            width, channels)`; the channels on `axis`.
+        condition: `(batch,)` or `(batch, 1)` class ids, or `(batch,
+            features)` vectors.
+
+    Output shape:
+        The shape of `inputs`.
+
     Returns:
         The modulated tensor, of the shape of `inputs`, in the layer's compute dtype.
 
@@ -165,10 +179,11 @@ class ConditionalBatchNormalization(ConditionedNormalization):
             broadcast against `inputs`, or a class id is outside
             `[0, num_classes)` (see the class ids above).
 
-    Reference:
-        de Vries et al., 2017, "Modulating early visual processing by language",
-        https://arxiv.org/abs/1707.00683; Miyato and Koyama, 2018, "cGANs with
-        Projection Discriminator", https://arxiv.org/abs/1802.05637
+    References:
+        - de Vries et al., "Modulating early visual processing by language",
+          NIPS 2017. [arXiv:1707.00683](https://arxiv.org/abs/1707.00683)
+        - Miyato and Koyama, "cGANs with Projection Discriminator", ICLR 2018.
+          [arXiv:1802.05637](https://arxiv.org/abs/1802.05637)
 
     Examples:
         >>> import numpy as np, keras_norms
@@ -283,13 +298,18 @@ for _name in _STATISTICS_ARGUMENTS:
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class ConditionalInstanceNormalization(ConditionedNormalization):
-    """Conditional instance normalization (Dumoulin et al., 2017): a gamma and beta per style.
+    r"""Conditional instance normalization (Dumoulin et al., 2017): a gamma and beta per style.
 
     Each channel of each example is normalized over its spatial (or time)
-    axes, then scaled and shifted with the parameters of its style:
-    ``y = (x - mean) / sqrt(variance + epsilon) * (w @ gamma) + (w @ beta)``,
-    with `gamma` and `beta` `(num_styles, channels)` tables (starting at 1 and
-    0) and `w` the example's style: an integer style id (`w` one-hot) or a
+    axes, with their mean $\mu$ and variance $\sigma^2$, then scaled and
+    shifted with the parameters of its style:
+
+    $$
+    y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} \, (w \, \Gamma) + w \, B,
+    $$
+
+    with $\Gamma$ and $B$ (`gamma` and `beta`) `(num_styles, channels)` tables (starting at 1 and
+    0) and $w$ the example's style: an integer style id ($w$ one-hot) or a
     float vector of `num_styles` style weights, which mixes styles (weights
     summing to 1 interpolate between them, as in the paper). Use it for one
     style-transfer network that renders several styles, each costing only
@@ -313,6 +333,15 @@ class ConditionalInstanceNormalization(ConditionedNormalization):
             style weights `(batch, num_styles)`; its dtype tells which. The
             batch size of `inputs`.
 
+    Input shape:
+        inputs: Rank 3 to 5, batch first, e.g. `(batch, height, width,
+            channels)`; the channels on `axis`.
+        condition: `(batch,)` or `(batch, 1)` style ids, or `(batch,
+            num_styles)` style weights.
+
+    Output shape:
+        The shape of `inputs`.
+
     Returns:
         The normalized and modulated tensor, of the shape of `inputs`, in the
         layer's compute dtype.
@@ -332,8 +361,8 @@ class ConditionalInstanceNormalization(ConditionedNormalization):
             outside `[0, num_styles)`.
 
     Reference:
-        Dumoulin et al., 2017, "A Learned Representation For Artistic Style",
-        https://arxiv.org/abs/1610.07629
+        - Dumoulin, Shlens and Kudlur, "A Learned Representation For Artistic
+          Style", ICLR 2017. [arXiv:1610.07629](https://arxiv.org/abs/1610.07629)
 
     Examples:
         >>> import numpy as np, keras_norms
@@ -407,11 +436,17 @@ class ConditionalInstanceNormalization(ConditionedNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class FiLM(ConditionedNormalization):
-    """Feature-wise linear modulation (Perez et al., 2018); no normalization of its own.
+    r"""Feature-wise linear modulation (Perez et al., 2018); no normalization of its own.
 
     A scale and a shift per example and channel, projected from a
-    conditioning vector `c` and broadcast over the spatial or time axes:
-    ``y = x * (1 + c @ gamma_kernel + gamma_bias) + (c @ beta_kernel + beta_bias)``.
+    conditioning vector $c$ and broadcast over the spatial or time axes:
+
+    $$
+    y = x \, (1 + c \, W_\gamma + b_\gamma) + c \, W_\beta + b_\beta,
+    $$
+
+    with $W_\gamma$, $b_\gamma$, $W_\beta$, $b_\beta$ the weights `gamma_kernel`,
+    `gamma_bias`, `beta_kernel` and `beta_bias`.
     The gain is written as 1 + delta and the projections start at zero (the
     default initializers), so the layer starts as the identity. Use it to
     condition any features on a vector (a question or text embedding, a
@@ -429,6 +464,15 @@ class FiLM(ConditionedNormalization):
         condition: Conditioning vectors `(batch, features)`, with the batch
             size of `inputs`.
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, height,
+            width, channels)` or `(batch, tokens, channels)`; the channels
+            on `axis`.
+        condition: `(batch, features)`.
+
+    Output shape:
+        The shape of `inputs`.
+
     Returns:
         The modulated tensor, of the shape of `inputs`, in the layer's compute dtype.
 
@@ -444,8 +488,9 @@ class FiLM(ConditionedNormalization):
             layer was built for.
 
     Reference:
-        Perez et al., 2018, "FiLM: Visual Reasoning with a General Conditioning
-        Layer", https://arxiv.org/abs/1709.07871
+        - Perez, Strub, de Vries, Dumoulin and Courville, "FiLM: Visual Reasoning
+          with a General Conditioning Layer", AAAI 2018.
+          [arXiv:1709.07871](https://arxiv.org/abs/1709.07871)
 
     Examples:
         >>> import numpy as np, keras_norms

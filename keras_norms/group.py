@@ -20,12 +20,17 @@ from keras_norms._checks import (
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class GroupNormalization(AffineNormalization):
-    """Group normalization (Wu and He, 2018).
+    r"""Group normalization (Wu and He, 2018).
 
     The channels are split into `groups` consecutive groups and every example
-    is normalized within each group, over the group's channels and all other
-    non-batch axes: ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``;
-    then each channel gets its own `gamma` and `beta`. The result does not
+    is normalized within each group $g$, over the group's channels and all
+    other non-batch axes, then each channel $c$ gets its own `gamma` and `beta`:
+
+    $$
+    y_c = \frac{x_c - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}} \, \gamma_c + \beta_c.
+    $$
+
+    The result does not
     depend on the batch, so it stays stable at batch size 1 or 2 where batch
     normalization degrades (detection, segmentation, video, micro-batch
     training). `groups=1` is layer normalization over all non-batch axes,
@@ -70,6 +75,13 @@ class GroupNormalization(AffineNormalization):
             depend on the values there, whose gradient is 0); the mask is
             passed on to the next layer.
 
+    Input shape:
+        inputs: Rank 2 to 5, batch first, e.g. `(batch, height, width,
+            channels)`; the channels on `axis`, a multiple of `groups`.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -86,7 +98,8 @@ class GroupNormalization(AffineNormalization):
             without its last axis nor its full shape.
 
     Reference:
-        Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
+        - Wu and He, "Group Normalization", ECCV 2018.
+          [arXiv:1803.08494](https://arxiv.org/abs/1803.08494)
 
     Examples:
         Two groups of two channels, each normalized on its own, whatever its scale:
@@ -150,11 +163,17 @@ class GroupNormalization(AffineNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class InstanceNormalization(GroupNormalization):
-    """Instance normalization (Ulyanov et al., 2016): group normalization with one channel per group.
+    r"""Instance normalization (Ulyanov et al., 2016): group normalization with one channel per group.
 
-    Each channel of each example is normalized over its spatial (or time)
-    axes, ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta``, then
-    scaled and shifted per channel. It is the norm of style transfer and
+    Each channel $c$ of each example is normalized over its spatial (or time)
+    axes, with their mean $\mu_c$ and variance $\sigma_c^2$, then scaled and
+    shifted per channel:
+
+    $$
+    y_c = \frac{x_c - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}} \, \gamma_c + \beta_c.
+    $$
+
+    It is the norm of style transfer and
     image generation: it removes each image's contrast. It takes
     tensorflow-addons' arguments and configs (whose `groups` entry is
     ignored) and has its weights (`gamma`, `beta`, shape `(channels,)`);
@@ -192,6 +211,13 @@ class InstanceNormalization(GroupNormalization):
             unspecified (it does not depend on the values there); the mask is
             passed on to the next layer.
 
+    Input shape:
+        inputs: Rank 2 to 5, batch first, e.g. `(batch, height, width,
+            channels)`; the channels on `axis`.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -207,8 +233,9 @@ class InstanceNormalization(GroupNormalization):
             shape.
 
     Reference:
-        Ulyanov, Vedaldi and Lempitsky, 2016, "Instance Normalization: The
-        Missing Ingredient for Fast Stylization", https://arxiv.org/abs/1607.08022
+        - Ulyanov, Vedaldi and Lempitsky, "Instance Normalization: The Missing
+          Ingredient for Fast Stylization", 2016.
+          [arXiv:1607.08022](https://arxiv.org/abs/1607.08022)
 
     Examples:
         Every channel of every image comes out with mean 0 and standard deviation 1:

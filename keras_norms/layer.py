@@ -16,11 +16,16 @@ def _param_shape(input_shape, axes):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class LayerNormalization(AffineNormalization):
-    """Layer normalization (Ba et al., 2016).
+    r"""Layer normalization (Ba et al., 2016).
 
     Each example is normalized over `axis` (by default its last axis),
-    ``y = (x - mean) / sqrt(variance + epsilon) * gamma + beta`` with the mean
-    and variance of that example over `axis`; `gamma` and `beta` have the
+
+    $$
+    y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} \, \gamma + \beta,
+    $$
+
+    with $\mu$ and $\sigma^2$ the mean and variance of that example over
+    `axis`; `gamma` and `beta` have the
     shape of the input along `axis`. The result does not depend on the batch:
     the norm of choice for recurrent networks and transformers, and wherever
     batches are small. Arguments, config keys and weights are those of
@@ -50,6 +55,14 @@ class LayerNormalization(AffineNormalization):
             the end, of the same sizes (as the default `axis=-1` does: built
             for `(batch, time, 8)`, it takes `(batch, height, width, 8)`).
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, features)`
+            or `(batch, tokens, features)`; the sizes along `axis` fixed once
+            built.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -65,7 +78,8 @@ class LayerNormalization(AffineNormalization):
             land on other axes counted from the end.
 
     Reference:
-        Ba, Kiros and Hinton, 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+        - Ba, Kiros and Hinton, "Layer Normalization", 2016.
+          [arXiv:1607.06450](https://arxiv.org/abs/1607.06450)
 
     Examples:
         >>> import numpy as np, keras_norms
@@ -113,12 +127,18 @@ class LayerNormalization(AffineNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class RMSNormalization(AffineNormalization):
-    """Root mean square normalization (Zhang and Sennrich, 2019).
+    r"""Root mean square normalization (Zhang and Sennrich, 2019).
 
-    ``y = x / sqrt(mean(x^2) + epsilon) * gamma`` over `axis`: the root mean
-    square, not the standard deviation (the mean is not subtracted), and no
-    offset. Cheaper than layer normalization, and what most current
-    transformers use.
+    Each example is divided by its root mean square over `axis`, the $n$
+    values $x_i$ there:
+
+    $$
+    y = \frac{x}{\sqrt{\frac{1}{n} \sum_{i=1}^{n} x_i^2 + \epsilon}} \, \gamma.
+    $$
+
+    The root mean square, not the standard deviation (the mean is not
+    subtracted), and no offset. Cheaper than layer normalization, and what
+    most current transformers use.
 
     Args:
         axis: Axis or list of axes to normalize over (never the batch axis).
@@ -136,6 +156,14 @@ class RMSNormalization(AffineNormalization):
             the end, of the same sizes (as the default `axis=-1` does: built
             for `(batch, time, 8)`, it takes `(batch, height, width, 8)`).
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, features)`
+            or `(batch, tokens, features)`; the sizes along `axis` fixed once
+            built.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -151,8 +179,8 @@ class RMSNormalization(AffineNormalization):
             counted from the end.
 
     Reference:
-        Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
-        https://arxiv.org/abs/1910.07467
+        - Zhang and Sennrich, "Root Mean Square Layer Normalization", NeurIPS 2019.
+          [arXiv:1910.07467](https://arxiv.org/abs/1910.07467)
 
     Examples:
         The mean is not subtracted: a constant row becomes ones (layer

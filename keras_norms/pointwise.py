@@ -61,7 +61,11 @@ class _ElementwiseNormalization(AffineNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class DynamicTanh(_ElementwiseNormalization):
-    """Dynamic Tanh (DyT, Zhu et al., 2025): ``y = tanh(alpha * x) * gamma + beta``, element by element.
+    r"""Dynamic Tanh (DyT, Zhu et al., 2025): a squashing in place of layer norm, element by element.
+
+    $$
+    y = \tanh(\alpha x) \, \gamma + \beta.
+    $$
 
     A drop-in replacement of layer norm in transformers that computes no
     statistics: the learned scalar `alpha` decides how soon large values
@@ -95,6 +99,13 @@ class DynamicTanh(_ElementwiseNormalization):
             another rank too where `axis` lands on the same axes counted from
             the end, of the same sizes.
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, tokens,
+            features)`; the sizes along `axis` fixed once built.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The result, of the input's shape, in the layer's compute dtype.
 
@@ -109,9 +120,9 @@ class DynamicTanh(_ElementwiseNormalization):
             `axis` differ from the built ones.
 
     Reference:
-        Zhu, Chen, He, LeCun and Liu, 2025, "Transformers without
-        Normalization" (CVPR 2025), https://arxiv.org/abs/2503.10622;
-        reference code https://github.com/jiachenzhu/DyT
+        - Zhu, Chen, He, LeCun and Liu, "Transformers without Normalization",
+          CVPR 2025. [arXiv:2503.10622](https://arxiv.org/abs/2503.10622);
+          reference code [jiachenzhu/DyT](https://github.com/jiachenzhu/DyT)
 
     Examples:
         >>> import numpy as np, keras_norms
@@ -139,10 +150,14 @@ class DynamicTanh(_ElementwiseNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class DynamicErf(_ElementwiseNormalization):
-    """Dynamic erf (Derf, Chen et al., 2025): ``y = erf(alpha * x + shift) * gamma + beta``, per element.
+    r"""Dynamic erf (Derf, Chen et al., 2025): the error function of a learned scaling, per element.
+
+    $$
+    y = \operatorname{erf}(\alpha x + s) \, \gamma + \beta.
+    $$
 
     The successor of `DynamicTanh`: the error function with a learned scalar
-    slope `alpha` and a learned scalar `shift`, initialized as the reference
+    slope $\alpha$ (`alpha`) and a learned scalar shift $s$ (`shift`), initialized as the reference
     code does (0.5 and 0). The paper reports ViT-B at 82.8% top-1 on
     ImageNet, against 82.3% with layer norm and 82.5% with DyT. On
     TensorFlow the error function is computed from TFLite builtin operators
@@ -171,6 +186,13 @@ class DynamicErf(_ElementwiseNormalization):
             another rank too where `axis` lands on the same axes counted from
             the end, of the same sizes.
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, tokens,
+            features)`; the sizes along `axis` fixed once built.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The result, of the input's shape, in the layer's compute dtype.
 
@@ -186,9 +208,9 @@ class DynamicErf(_ElementwiseNormalization):
             `axis` differ from the built ones.
 
     Reference:
-        Chen, Lu, Zhu, Sun and Liu, 2025, "Stronger Normalization-Free
-        Transformers", https://arxiv.org/abs/2512.10938; reference code
-        https://github.com/zlab-princeton/Derf
+        - Chen, Lu, Zhu, Sun and Liu, "Stronger Normalization-Free
+          Transformers", 2025. [arXiv:2512.10938](https://arxiv.org/abs/2512.10938);
+          reference code [zlab-princeton/Derf](https://github.com/zlab-princeton/Derf)
 
     Examples:
         >>> import numpy as np, keras_norms
@@ -214,9 +236,9 @@ class DynamicErf(_ElementwiseNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class LayerScale(NormalizationLayer):
-    """LayerScale (Touvron et al., 2021): a residual branch times a learned per-channel `gamma`.
+    r"""LayerScale (Touvron et al., 2021): a residual branch times a learned per-channel `gamma`.
 
-    ``y = x * gamma``, with `gamma` of the input's shape along `axis`,
+    $y = x \, \gamma$, with `gamma` of the input's shape along `axis`,
     initialized small (`init_values`) so that each residual block starts
     close to the identity: what lets CaiT, ConvNeXt and DINOv2 train deep.
     CaiT uses 0.1 up to depth 18, 1e-5 up to 24 and 1e-6 beyond; ConvNeXt
@@ -235,6 +257,13 @@ class LayerScale(NormalizationLayer):
     Call arguments:
         inputs: Tensor of rank 2 or more, batch first (a residual branch's output).
 
+    Input shape:
+        inputs: Any rank of 2 or more, batch first, e.g. `(batch, tokens,
+            features)`; the sizes along `axis` fixed once built.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         ``inputs * gamma``, of the input's shape, in the layer's compute dtype.
 
@@ -247,8 +276,9 @@ class LayerScale(NormalizationLayer):
             range or has an undefined size.
 
     Reference:
-        Touvron, Cord, Sablayrolles, Synnaeve and Jégou, 2021, "Going deeper
-        with Image Transformers" (CaiT), https://arxiv.org/abs/2103.17239
+        - Touvron, Cord, Sablayrolles, Synnaeve and Jégou, "Going deeper with
+          Image Transformers" (CaiT), ICCV 2021.
+          [arXiv:2103.17239](https://arxiv.org/abs/2103.17239)
 
     Examples:
         >>> import numpy as np, keras_norms

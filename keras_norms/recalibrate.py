@@ -153,8 +153,8 @@ def recalibrate_batch_norms(model, data, steps: int | None = None, *, batch_size
             fit the model. The model is then left as it was.
 
     Reference:
-        Wu and Johnson, 2021, "Rethinking 'Batch' in BatchNorm",
-        https://arxiv.org/abs/2105.07576
+        - Wu and Johnson, "Rethinking 'Batch' in BatchNorm", 2021.
+          [arXiv:2105.07576](https://arxiv.org/abs/2105.07576)
 
     Examples:
         >>> import numpy as np, keras, keras_norms

@@ -23,19 +23,26 @@ def _single_mask(mask):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class LayerNormLSTMCell(keras.layers.LSTMCell):
-    """LSTM cell with layer normalization of the gate pre-activations and of the cell state.
+    r"""LSTM cell with layer normalization of the gate pre-activations and of the cell state.
 
     The successor of tensorflow-addons' `LayerNormLSTMCell` (same arguments,
-    config keys and weights). With `LN(v) = gamma * (v - mean(v)) / sqrt(var(v)
-    + norm_epsilon) + beta` over the last axis and the gates in Keras' order
-    (input, forget, candidate, output):
+    config keys and weights). With
+    $\operatorname{LN}(v) = \gamma \, \frac{v - \mu(v)}{\sqrt{\sigma^2(v) + \epsilon}} + \beta$
+    over the last axis ($\epsilon$ the `norm_epsilon`; three norms, each with
+    its own $\gamma$ and $\beta$) and the gates in Keras' order (input,
+    forget, candidate, output), a step computes the `4 * units`
+    pre-activations $z$, then the states:
 
-        z = LN_kernel(x W) + LN_recurrent(h U) + b       # 4 * units pre-activations
-        i, f, g, o = split(z, 4)
-        c = LN_state(sigmoid(f) * c_prev + sigmoid(i) * tanh(g))
-        h = sigmoid(o) * tanh(c)
+    $$
+    \begin{aligned}
+    z &= \operatorname{LN}_x(x_t W) + \operatorname{LN}_h(h_{t-1} U) + b,
+    \qquad [i, f, g, o] = \operatorname{split}(z, 4), \\
+    c_t &= \operatorname{LN}_c\big(\sigma(f) \odot c_{t-1} + \sigma(i) \odot \tanh(g)\big), \\
+    h_t &= \sigma(o) \odot \tanh(c_t).
+    \end{aligned}
+    $$
 
-    (`sigmoid` is `recurrent_activation` and `tanh` is `activation`, their
+    ($\sigma$ is `recurrent_activation` and $\tanh$ is `activation`, their
     defaults.) As in tensorflow-addons (and TensorFlow 1's
     `LayerNormBasicLSTMCell`), the normalized cell state is the one carried to
     the next step. Layer norm makes the recurrence independent of the scale
@@ -74,6 +81,14 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
         states: `[h, c]`, each `(batch, units)`.
         training: Python bool; only dropout looks at it.
 
+    Input shape:
+        inputs: `(batch, features)`, one time step; in `keras.layers.RNN`,
+            sequences `(batch, time, features)`.
+        states: `[h, c]`, each `(batch, units)`.
+
+    Output shape:
+        `(batch, units)`, and the states `[h, c]`, each `(batch, units)`.
+
     Returns:
         The step's output and new states as `(h, [h, c])`, each `(batch, units)`.
 
@@ -84,7 +99,8 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
             `norm_beta_initializer`.
 
     Reference:
-        Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+        - Ba, Kiros and Hinton, "Layer Normalization", 2016.
+          [arXiv:1607.06450](https://arxiv.org/abs/1607.06450)
 
     Examples:
         >>> import keras
@@ -150,14 +166,17 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
-    """Simple RNN cell with layer normalization (scale only) of the pre-activation.
+    r"""Simple RNN cell with layer normalization (scale only) of the pre-activation.
 
     The successor of tensorflow-addons' `LayerNormSimpleRNNCell` (same
     arguments, config keys and weights: `kernel`, `recurrent_kernel`, `bias`,
-    then the `gamma` of its `layernorm` sublayer). With `LN(v) = gamma * (v -
-    mean(v)) / sqrt(var(v) + layernorm_epsilon)` over the units:
+    then the `gamma` of its `layernorm` sublayer). With
+    $\operatorname{LN}(v) = \gamma \, \frac{v - \mu(v)}{\sqrt{\sigma^2(v) + \epsilon}}$
+    over the units ($\epsilon$ the `layernorm_epsilon`):
 
-        y_t = activation(LN(x_t W + y_{t-1} U) + b)
+    $$
+    y_t = \operatorname{activation}\big(\operatorname{LN}(x_t W + y_{t-1} U) + b\big).
+    $$
 
     The bias is added after the norm, as in tensorflow-addons: the norm has no
     offset of its own, `b` plays that role. Dropout masks are Keras'
@@ -193,6 +212,14 @@ class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
         states: `[y_{t-1}]`, `(batch, units)` (or the tensor itself).
         training: Python bool; only dropout looks at it.
 
+    Input shape:
+        inputs: `(batch, features)`, one time step; in `keras.layers.RNN`,
+            sequences `(batch, time, features)`.
+        states: `[y_{t-1}]`, `(batch, units)`.
+
+    Output shape:
+        `(batch, units)`, and the state `[y_t]`, `(batch, units)`.
+
     Returns:
         The step's output and new state as `(y_t, [y_t])`, each `(batch, units)`
             (`(y_t, y_t)` when `states` is a tensor).
@@ -204,7 +231,8 @@ class LayerNormSimpleRNNCell(keras.layers.SimpleRNNCell):
             constraint.
 
     Reference:
-        Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+        - Ba, Kiros and Hinton, "Layer Normalization", 2016.
+          [arXiv:1607.06450](https://arxiv.org/abs/1607.06450)
 
     Examples:
         >>> import keras

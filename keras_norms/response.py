@@ -36,16 +36,23 @@ def _spatial_axes(layer_name: str, axis, input_shape) -> list[int]:
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class FilterResponseNormalization(AffineNormalization):
-    """Filter response normalization (Singh and Krishnan, 2020).
+    r"""Filter response normalization (Singh and Krishnan, 2020).
 
-    ``y = gamma * x / sqrt(nu2 + |epsilon|) + beta`` with ``nu2 = mean(x^2)``
-    over `axis` (the spatial axes), per example and channel. The mean is not
+    Each channel of each example is divided by the root of its mean square
+    $\nu^2$ over `axis` (the spatial axes, $N$ positions $i$):
+
+    $$
+    \nu^2 = \frac{1}{N} \sum_i x_i^2, \qquad
+    y = \gamma \, \frac{x}{\sqrt{\nu^2 + |\epsilon|}} + \beta.
+    $$
+
+    The mean is not
     subtracted and no batch statistics are used, so the result does not depend
     on the batch size: an alternative to batch normalization for small
     batches. As the output is not centred, follow it with `TLU` instead of
     ReLU. With `learned_epsilon=True` a trainable `learned_epsilon`
-    (initialized to 1e-4) is added: ``sqrt(nu2 + |epsilon| +
-    |learned_epsilon|)``.
+    $\epsilon_l$ (initialized to 1e-4) is added:
+    $\sqrt{\nu^2 + |\epsilon| + |\epsilon_l|}$.
 
     Arguments, config keys and weights are those of tensorflow-addons'
     `FilterResponseNormalization`: `gamma` and `beta` of shape
@@ -72,6 +79,15 @@ class FilterResponseNormalization(AffineNormalization):
     Call arguments:
         inputs: Tensor of rank 3 to 5, channels last.
 
+    Input shape:
+        inputs: Rank 3 to 5, channels last: `(batch, time, channels)` with
+            `axis=[1]`, `(batch, height, width, channels)` with the default
+            `axis=[1, 2]`, `(batch, depth, height, width, channels)` with
+            `axis=[1, 2, 3]`.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -87,9 +103,9 @@ class FilterResponseNormalization(AffineNormalization):
             or channel size differs from the built one.
 
     Reference:
-        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
-        Eliminating Batch Dependence in the Training of Deep Neural Networks",
-        https://arxiv.org/abs/1911.09737
+        - Singh and Krishnan, "Filter Response Normalization Layer: Eliminating
+          Batch Dependence in the Training of Deep Neural Networks", CVPR 2020.
+          [arXiv:1911.09737](https://arxiv.org/abs/1911.09737)
 
     Examples:
         Each channel is divided by its root mean square over the spatial axes:
@@ -174,13 +190,13 @@ class FilterResponseNormalization(AffineNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class TLU(NormalizationLayer):
-    """Thresholded linear unit (Singh and Krishnan, 2020): ``max(x, tau)``, the companion of FRN.
+    r"""Thresholded linear unit (Singh and Krishnan, 2020): $y = \max(x, \tau)$, the companion of FRN.
 
     A ReLU with a learned threshold `tau` (initialized to 0): since filter
     response normalization does not centre its output, a plain ReLU could
     leave a unit dead; the threshold lets the model learn where to cut. Use
     it as the activation after `FilterResponseNormalization`.
-    `affine=True` is TLU-affine, ``max(x, alpha * x + tau)``.
+    `affine=True` is TLU-affine, $y = \max(x, \alpha x + \tau)$.
 
     As in tensorflow-addons (same arguments, config keys and weights), `tau`
     and `alpha` have the shape of one example (`input_shape[1:]`, which must be
@@ -202,6 +218,15 @@ class TLU(NormalizationLayer):
     Call arguments:
         inputs: Tensor of rank 2 or more, channels last.
 
+    Input shape:
+        inputs: Any rank of 2 or more, channels last, e.g. `(batch,
+            height, width, channels)`; the sizes `tau` takes (every
+            non-batch size, or the channels with `per_channel=True`) known
+            and fixed once built.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         ``max(inputs, tau)`` (``max(inputs, alpha * inputs + tau)`` with
         `affine=True`), of the input's shape, in the layer's compute dtype.
@@ -215,9 +240,9 @@ class TLU(NormalizationLayer):
             sizes differ from the built ones.
 
     Reference:
-        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
-        Eliminating Batch Dependence in the Training of Deep Neural Networks",
-        https://arxiv.org/abs/1911.09737
+        - Singh and Krishnan, "Filter Response Normalization Layer: Eliminating
+          Batch Dependence in the Training of Deep Neural Networks", CVPR 2020.
+          [arXiv:1911.09737](https://arxiv.org/abs/1911.09737)
 
     Examples:
         >>> import numpy as np, keras_norms

@@ -20,16 +20,20 @@ _PARAM_FREE_NORMS = ("batch", "instance")
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class SPADE(ConditionedNormalization):
-    """Spatially-adaptive normalization (Park et al., 2019): a gamma and beta per pixel from a map.
+    r"""Spatially-adaptive normalization (Park et al., 2019): a gamma and beta per pixel from a map.
 
     `x` is normalized without parameters (batch norm with moving statistics,
     or instance norm). The conditioning map (a one-hot segmentation map, say)
     is resized to the size of `x` by nearest neighbour
     (`keras_norms.functional.resize_nearest`), goes through a shared
     convolution and a ReLU, then through one convolution for gamma and one
-    for beta (all ``kernel_size`` square, stride 1, "same" padding):
-    ``h = relu(conv(resize(m)))``,
-    ``y = norm(x) * (1 + conv_gamma(h)) + conv_beta(h)``.
+    for beta (all `kernel_size` square, stride 1, "same" padding):
+
+    $$
+    h = \operatorname{relu}(\operatorname{conv}(\operatorname{resize}(m))), \qquad
+    y = \operatorname{norm}(x) \, (1 + \operatorname{conv}_\gamma(h)) + \operatorname{conv}_\beta(h).
+    $$
+
     Images are channels last. Use it in generators that synthesize images
     from a semantic layout (GauGAN): the layout modulates every resolution,
     instead of being washed out by the normalization layers.
@@ -56,6 +60,14 @@ class SPADE(ConditionedNormalization):
         training: Python bool, for `"batch"` (as in `BatchNormalization`):
             batch statistics when `True`, moving statistics otherwise.
 
+    Input shape:
+        inputs: `(batch, height, width, channels)`.
+        condition: `(batch, map_height, map_width, map_channels)`, any spatial
+            size.
+
+    Output shape:
+        The shape of `inputs`.
+
     Returns:
         The modulated images, of the shape of `inputs`, in the layer's compute dtype.
 
@@ -76,8 +88,9 @@ class SPADE(ConditionedNormalization):
             channel count than the layer was built for.
 
     Reference:
-        Park et al., 2019, "Semantic Image Synthesis with Spatially-Adaptive
-        Normalization", https://arxiv.org/abs/1903.07291
+        - Park, Liu, Wang and Zhu, "Semantic Image Synthesis with
+          Spatially-Adaptive Normalization", CVPR 2019.
+          [arXiv:1903.07291](https://arxiv.org/abs/1903.07291)
 
     Examples:
         >>> import numpy as np, keras_norms

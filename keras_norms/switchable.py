@@ -18,18 +18,23 @@ from keras_norms._checks import (
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class SwitchableNormalization(AffineNormalization):
-    """Switchable normalization (Luo et al., 2019): a learned mixture of instance, layer and batch norm.
+    r"""Switchable normalization (Luo et al., 2019): a learned mixture of instance, layer and batch norm.
 
     The mean and the variance are softmax-weighted sums of the instance, layer
-    and batch statistics, with separate learned weights for means and
-    variances (`mean_weights`, `variance_weights`, shape `(3,)`, in that
+    and batch statistics ($k \in \{\mathrm{in}, \mathrm{ln}, \mathrm{bn}\}$),
+    with separate learned weights for means and variances ($w$ and $v$, the
+    softmax of `mean_weights` and `variance_weights`, shape `(3,)`, in that
     order; all start equal):
-    ``y = (x - sum_k w_k mu_k) / sqrt(sum_k v_k sigma2_k + epsilon) * gamma + beta``.
+
+    $$
+    y = \frac{x - \sum_k w_k \mu_k}{\sqrt{\sum_k v_k \sigma_k^2 + \epsilon}} \, \gamma + \beta.
+    $$
+
     Each layer of a network can so learn which normalization suits it, when
     the best choice is not known in advance. As in batch norm, moving averages
     of the batch statistics
-    (``moving = moving * momentum + batch * (1 - momentum)``) replace them in
-    inference; `trainable=False` also means inference.
+    ($\hat\mu \leftarrow m \, \hat\mu + (1 - m) \, \mu_{\mathrm{bn}}$, $m$ the
+    `momentum`) replace them in inference; `trainable=False` also means inference.
 
     Args:
         axis: The channel axis (`-1` channels last, `1` channels first).
@@ -67,6 +72,13 @@ class SwitchableNormalization(AffineNormalization):
             positions is finite but unspecified (it does not depend on the
             values there); the mask is passed on to the next layer.
 
+    Input shape:
+        inputs: Rank 3 to 5, batch first, e.g. `(batch, time, channels)` or
+            `(batch, height, width, channels)`; the channels on `axis`.
+
+    Output shape:
+        The shape of the input.
+
     Returns:
         The normalized tensor, of the input's shape, in the layer's compute dtype.
 
@@ -83,8 +95,9 @@ class SwitchableNormalization(AffineNormalization):
             without its last axis nor its full shape.
 
     Reference:
-        Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
-        Normalization", https://arxiv.org/abs/1806.10779
+        - Luo, Ren, Peng, Zhang and Li, "Differentiable Learning-to-Normalize via
+          Switchable Normalization", ICLR 2019.
+          [arXiv:1806.10779](https://arxiv.org/abs/1806.10779)
 
     Examples:
         >>> import keras, keras_norms, numpy as np

@@ -35,12 +35,18 @@ _DATA_INIT_EPSILON = 1e-10
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class WeightNormalization(keras.layers.Wrapper):
-    """Weight normalization of a layer's kernel (Salimans and Kingma, 2016).
+    r"""Weight normalization of a layer's kernel (Salimans and Kingma, 2016).
 
-    The wrapped layer computes with ``w = g * v / ||v||`` instead of its kernel:
-    `v` is the wrapped layer's own kernel variable (the direction), `g` a learned
-    length per output channel, and ``||v||`` the norm of each output channel's
-    slice of `v` (over every kernel axis but the output-channel axis; squared
+    The wrapped layer computes with
+
+    $$
+    w = g \, \frac{v}{\lVert v \rVert}
+    $$
+
+    instead of its kernel:
+    $v$ is the wrapped layer's own kernel variable (the direction), $g$ a learned
+    length per output channel, and $\lVert v \rVert$ the norm of each output channel's
+    slice of $v$ (over every kernel axis but the output-channel axis; squared
     norms are floored at 1e-12 as in `tf.nn.l2_normalize`). Decoupling the
     length from the direction conditions the optimization better, without
     batch statistics: a fit for recurrent networks, reinforcement learning and
@@ -102,6 +108,14 @@ class WeightNormalization(keras.layers.Wrapper):
             initializes the layer (and the wrapped layer sees it).
         mask: Optional mask, passed on to a wrapped RNN.
 
+    Input shape:
+        inputs: The wrapped layer's, e.g. `(batch, features)` for a Dense,
+            `(batch, height, width, channels)` for a Conv2D, `(batch, time,
+            features)` for an RNN.
+
+    Output shape:
+        The wrapped layer's.
+
     Returns:
         The wrapped layer's outputs, computed with ``w = g * v / ||v||`` in
         place of its kernel (an RNN cell's recurrent kernel), in the wrapper's
@@ -116,9 +130,9 @@ class WeightNormalization(keras.layers.Wrapper):
             RNN) has no `kernel` (`recurrent_kernel`) variable.
 
     Reference:
-        Salimans and Kingma, 2016, "Weight Normalization: A Simple
-        Reparameterization to Accelerate Training of Deep Neural Networks",
-        https://arxiv.org/abs/1602.07868
+        - Salimans and Kingma, "Weight Normalization: A Simple Reparameterization
+          to Accelerate Training of Deep Neural Networks", NIPS 2016.
+          [arXiv:1602.07868](https://arxiv.org/abs/1602.07868)
 
     Examples:
         >>> import keras, numpy as np

@@ -13,12 +13,16 @@ from keras_norms._checks import check_count, check_epsilon
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class WeightStandardizedConv2D(keras.layers.Conv2D):
-    """A `Conv2D` whose kernel is standardized per output channel on every call (Qiao et al., 2019).
+    r"""A `Conv2D` whose kernel is standardized per output channel on every call (Qiao et al., 2019).
 
-    ``W_hat = (W - mean(W)) / sqrt(variance(W) + epsilon)``, with the mean and
-    variance of each output channel's kernel over `(kernel_height,
-    kernel_width, input_channels)`; the convolution uses ``W_hat``. The
-    trained variable stays the raw `W`, so gradients flow through the
+    $$
+    \hat W = \frac{W - \mu_W}{\sqrt{\sigma_W^2 + \epsilon}},
+    $$
+
+    with the mean $\mu_W$ and
+    variance $\sigma_W^2$ of each output channel's kernel over `(kernel_height,
+    kernel_width, input_channels)`; the convolution uses $\hat W$. The
+    trained variable stays the raw $W$, so gradients flow through the
     standardization. Weight standardization smooths the loss landscape and
     is the companion of group normalization for micro-batch training
     (GN + WS, as in BiT): put a `GroupNormalization` after it.
@@ -43,6 +47,16 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
         inputs: Tensor of rank 4, `(batch, height, width, channels)` (or
             channels first with `data_format="channels_first"`).
 
+    Input shape:
+        inputs: `(batch, height, width, channels)`, or `(batch, channels,
+            height, width)` with `data_format="channels_first"`.
+
+    Output shape:
+        `(batch, new_height, new_width, filters)`, or `(batch, filters,
+        new_height, new_width)` with `data_format="channels_first"`; the new
+        sizes as `keras.layers.Conv2D` computes them from `padding`,
+        `strides` and `dilation_rate`.
+
     Returns:
         The convolution of the inputs with the standardized kernel (plus the
         bias, then the activation), in the layer's compute dtype.
@@ -54,8 +68,9 @@ class WeightStandardizedConv2D(keras.layers.Conv2D):
             entry of `kernel_size` is < 1.
 
     Reference:
-        Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
-        Normalization and Weight Standardization", https://arxiv.org/abs/1903.10520
+        - Qiao, Wang, Liu, Shen and Yuille, "Micro-Batch Training with
+          Batch-Channel Normalization and Weight Standardization", 2019.
+          [arXiv:1903.10520](https://arxiv.org/abs/1903.10520)
 
     Examples:
         The output does not change when the kernel is scaled or shifted:

@@ -50,9 +50,10 @@ def paper_cnn(norm="batch", input_shape=(32, 32, 3), num_classes: int = 10, *, w
             or its input (e.g. `groups` not dividing the channels).
 
     Reference:
-        Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
-        (the comparison of batch, layer, instance and group norm across batch
-        sizes that the study repeats with this model).
+        - Wu and He, "Group Normalization", ECCV 2018.
+          [arXiv:1803.08494](https://arxiv.org/abs/1803.08494) (the comparison
+          of batch, layer, instance and group norm across batch sizes that the
+          study repeats with this model)
 
     Examples:
         >>> import keras_norms
@@ -101,8 +102,9 @@ def lenet(norm="batch", input_shape=(32, 32, 1), num_classes: int = 10, **norm_o
             or its input.
 
     Reference:
-        LeCun et al., 1998, "Gradient-Based Learning Applied to Document Recognition",
-        https://doi.org/10.1109/5.726791
+        - LeCun, Bottou, Bengio and Haffner, "Gradient-Based Learning Applied to
+          Document Recognition", Proceedings of the IEEE, 1998.
+          [doi:10.1109/5.726791](https://doi.org/10.1109/5.726791)
 
     Examples:
         >>> from keras_norms.models import lenet
@@ -154,8 +156,8 @@ def resnet(norm="batch", input_shape=(32, 32, 3), num_classes: int = 10, *, dept
             `norm_options` or its input.
 
     Reference:
-        He et al., 2016, "Deep Residual Learning for Image Recognition",
-        https://arxiv.org/abs/1512.03385
+        - He, Zhang, Ren and Sun, "Deep Residual Learning for Image
+          Recognition", CVPR 2016. [arXiv:1512.03385](https://arxiv.org/abs/1512.03385)
 
     Examples:
         >>> from keras_norms.models import resnet

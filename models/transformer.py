@@ -21,10 +21,10 @@ QK_NORMS = (None, "rms", "layer")
 
 @keras.saving.register_keras_serializable(package="keras_norms")
 class PositionEmbedding(keras.layers.Layer):
-    """Adds a learned embedding of each token's position to `(batch, tokens, dim)` inputs.
+    r"""Adds a learned embedding of each token's position to `(batch, tokens, dim)` inputs.
 
-    ``y[b, t, :] = x[b, t, :] + embeddings[t, :]``, with one trainable
-    `(tokens, dim)` weight, `embeddings`, shaped when the layer is built.
+    $y_{b,t} = x_{b,t} + E_t$ for each example $b$ and token $t$, with one
+    trainable `(tokens, dim)` weight $E$, `embeddings`, shaped when the layer is built.
     Attention is blind to the order of its tokens; this gives each position
     an identity (as ViT does), so the number of tokens is fixed by the first
     input.
@@ -36,6 +36,12 @@ class PositionEmbedding(keras.layers.Layer):
     Call arguments:
         inputs: `(batch, tokens, dim)`, with `tokens` and `dim` those the
             layer was built for.
+
+    Input shape:
+        inputs: `(batch, tokens, dim)`, `tokens` and `dim` known.
+
+    Output shape:
+        The shape of the input.
 
     Returns:
         The inputs plus the embeddings, of the input's shape.
@@ -237,15 +243,23 @@ def transformer(norm="layer", input_shape=(32, 32, 3), num_classes: int = 10, *,
             would see only its beta), or adaLN-Zero (`zero=True`).
         TypeError: A `norm` that is a layer instance or not callable.
 
-    Reference:
-        Vaswani et al., 2017, "Attention Is All You Need", https://arxiv.org/abs/1706.03762;
-        Dosovitskiy et al., 2021 (ViT), https://arxiv.org/abs/2010.11929;
-        Xiong et al., 2020 (pre- vs post-norm), https://arxiv.org/abs/2002.04745;
-        Kim et al., 2025, "Peri-LN: Revisiting Normalization Layer in the
-        Transformer Architecture" (ICML 2025), https://arxiv.org/abs/2502.02732;
-        Wang et al., 2022, "DeepNet: Scaling Transformers to 1,000 Layers",
-        https://arxiv.org/abs/2203.00555;
-        Touvron et al., 2021 (LayerScale), https://arxiv.org/abs/2103.17239
+    References:
+        - Vaswani et al., "Attention Is All You Need", NIPS 2017.
+          [arXiv:1706.03762](https://arxiv.org/abs/1706.03762)
+        - Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for
+          Image Recognition at Scale" (ViT), ICLR 2021.
+          [arXiv:2010.11929](https://arxiv.org/abs/2010.11929)
+        - Xiong et al., "On Layer Normalization in the Transformer Architecture"
+          (pre- against post-norm), ICML 2020.
+          [arXiv:2002.04745](https://arxiv.org/abs/2002.04745)
+        - Kim et al., "Peri-LN: Revisiting Normalization Layer in the
+          Transformer Architecture", ICML 2025.
+          [arXiv:2502.02732](https://arxiv.org/abs/2502.02732)
+        - Wang et al., "DeepNet: Scaling Transformers to 1,000 Layers", 2022.
+          [arXiv:2203.00555](https://arxiv.org/abs/2203.00555)
+        - Touvron, Cord, Sablayrolles, Synnaeve and Jégou, "Going deeper with
+          Image Transformers" (LayerScale), ICCV 2021.
+          [arXiv:2103.17239](https://arxiv.org/abs/2103.17239)
 
     Examples:
         >>> from keras_norms.models import transformer

@@ -37,9 +37,13 @@ from keras_norms.functional.statistics import (
 
 def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
                epsilon: float = 1e-3, dtype=None):
-    """Normalizes `x` with given per-channel statistics (batch or moving).
+    r"""Normalizes `x` with given per-channel statistics (batch or moving).
 
-    ``(x - mean) / sqrt(variance + epsilon) * scale + offset``, each parameter
+    $$
+    y = \frac{x - \mathrm{mean}}{\sqrt{\mathrm{variance} + \epsilon}} \cdot \mathrm{scale} + \mathrm{offset},
+    $$
+
+    each parameter
     of shape `(channels,)` broadcast along `axis`: batch normalization at
     inference, with the moving averages, or with statistics computed elsewhere
     (`batch_norm_train` computes those of the batch itself). On the TensorFlow
@@ -61,8 +65,9 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
         float64 `x`).
 
     Reference:
-        Ioffe and Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
-        Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167
+        - Ioffe and Szegedy, "Batch Normalization: Accelerating Deep Network
+          Training by Reducing Internal Covariate Shift", ICML 2015.
+          [arXiv:1502.03167](https://arxiv.org/abs/1502.03167)
 
     Examples:
         >>> import numpy as np
@@ -108,10 +113,16 @@ def batch_norm(x, mean, variance, scale=None, offset=None, *, axis: int = -1,
 
 
 def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: float = 1e-3, dtype=None):
-    """Batch normalization with the statistics of the batch itself (training).
+    r"""Batch normalization with the statistics of the batch itself (training).
 
     Each channel is normalized over every axis but `axis` (the batch and the
-    spatial axes). Equivalent to ``batch_norm(x, *moments(x, every axis but
+    spatial axes), with the mean $\mu_B$ and variance $\sigma_B^2$ of the batch:
+
+    $$
+    y = \frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
+
+    Equivalent to ``batch_norm(x, *moments(x, every axis but
     axis), scale, offset)``, with gradients through the statistics; on the fast
     paths one fused kernel (TensorFlow) or a closed-form gradient (TensorFlow
     and JAX) instead.
@@ -130,8 +141,9 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
         shape `(channels,)`, without gradient (they feed moving averages).
 
     Reference:
-        Ioffe and Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
-        Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167
+        - Ioffe and Szegedy, "Batch Normalization: Accelerating Deep Network
+          Training by Reducing Internal Covariate Shift", ICML 2015.
+          [arXiv:1502.03167](https://arxiv.org/abs/1502.03167)
 
     Examples:
         >>> import numpy as np
@@ -179,12 +191,18 @@ def batch_norm_train(x, scale=None, offset=None, *, axis: int = -1, epsilon: flo
 
 def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, axis: int = -1,
                        epsilon: float = 1e-3, mask=None):
-    """Ghost batch normalization: each run of `virtual_batch_size` examples normalized on its own statistics.
+    r"""Ghost batch normalization: each run of `virtual_batch_size` examples normalized on its own statistics.
 
     The batch is cut into consecutive virtual batches of `virtual_batch_size`
-    examples, and each is batch-normalized with its own per-channel mean and
-    variance (over its examples and the spatial axes): the regularizing noise of
-    small batches, kept when training with large ones.
+    examples, and each virtual batch $V$ is batch-normalized with its own
+    per-channel mean $\mu_V$ and variance $\sigma_V^2$ (over its examples and
+    the spatial axes),
+
+    $$
+    y = \frac{x - \mu_V}{\sqrt{\sigma_V^2 + \epsilon}} \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
+
+    It keeps the regularizing noise of small batches when training with large ones.
 
     Args:
         x: Input tensor, batch first; its batch size must be a multiple of
@@ -203,9 +221,9 @@ def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, a
         gradient; float32 (float64 for float64 `x`).
 
     Reference:
-        Hoffer et al., 2017, "Train longer, generalize better: closing the
-        generalization gap in large batch training of neural networks",
-        https://arxiv.org/abs/1705.08741
+        - Hoffer, Hubara and Soudry, "Train longer, generalize better: closing
+          the generalization gap in large batch training of neural networks",
+          NIPS 2017. [arXiv:1705.08741](https://arxiv.org/abs/1705.08741)
 
     Examples:
         >>> import numpy as np
@@ -238,14 +256,21 @@ def virtual_batch_norm(x, virtual_batch_size: int, scale=None, offset=None, *, a
 
 def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, *, axis: int = -1,
                     epsilon: float = 1e-5, moving_mean=None, moving_variance=None, mask=None):
-    """Switchable normalization: a learned mixture of instance, layer and batch statistics.
+    r"""Switchable normalization: a learned mixture of instance, layer and batch statistics.
 
-    ``mean = sum_k softmax(mean_weights)_k * mu_k`` and ``variance = sum_k
-    softmax(variance_weights)_k * sigma2_k`` for ``k`` in (instance, layer,
-    batch), then ``(x - mean) / sqrt(variance + epsilon) * scale + offset``.
+    With $w = \operatorname{softmax}(\texttt{mean\_weights})$ and
+    $v = \operatorname{softmax}(\texttt{variance\_weights})$, for $k$ in
+    (instance, layer, batch):
+
+    $$
+    y = \frac{x - \sum_k w_k \mu_k}{\sqrt{\sum_k v_k \sigma_k^2 + \epsilon}}
+        \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
+
     Instance statistics are per example and channel over the spatial axes;
     layer and batch statistics pool them over the channels and over the batch
-    (law of total variance: ``sigma2 = mean(sigma2_in) + mean((mu_in - mu)^2)``,
+    (law of total variance:
+    $\sigma^2 = \overline{\sigma_{\mathrm{in}}^2} + \overline{(\mu_{\mathrm{in}} - \mu)^2}$,
     no cancellation). Given `moving_mean` and `moving_variance` (inference),
     they replace the batch statistics.
 
@@ -288,8 +313,9 @@ def switchable_norm(x, mean_weights, variance_weights, scale=None, offset=None, 
             neither 1 nor that of `x` on some axis.
 
     Reference:
-        Luo et al., 2019, "Differentiable Learning-to-Normalize via Switchable
-        Normalization", https://arxiv.org/abs/1806.10779
+        - Luo, Ren, Peng, Zhang and Li, "Differentiable Learning-to-Normalize via
+          Switchable Normalization", ICLR 2019.
+          [arXiv:1806.10779](https://arxiv.org/abs/1806.10779)
 
     Examples:
         >>> import numpy as np

@@ -157,7 +157,11 @@ def _per_example(param, rank: int, axis: int):
 
 
 def modulate(x, scale=None, offset=None, *, axis: int = -1):
-    """``x * scale + offset`` with per-example or per-position parameters.
+    r"""``x * scale + offset`` with per-example or per-position parameters.
+
+    $$
+    y = x \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
 
     Parameters of shape `(batch, channels)` are broadcast over every axis of
     `x` but the batch and `axis` (FiLM, conditional batch and instance norm);
@@ -318,11 +322,17 @@ def _blend(stylized, content, alpha: float):
 
 def adaptive_instance_norm(content, style, *, alpha: float = 1.0, epsilon: float = 1e-5,
                            axis: int = -1):
-    """AdaIN: `content` renormalized to the per-channel mean and standard deviation of `style`.
+    r"""AdaIN: `content` renormalized to the per-channel mean and standard deviation of `style`.
 
-    ``AdaIN(x, y) = sigma(y) * (x - mu(x)) / sigma(x) + mu(y)``, with ``mu`` and
-    ``sigma = sqrt(variance + epsilon)`` taken per example and channel over the
-    spatial axes; then ``alpha * AdaIN(x, y) + (1 - alpha) * x``, the paper's
+    For content $x$ and style $y$,
+
+    $$
+    \operatorname{AdaIN}(x, y) = \sigma(y) \, \frac{x - \mu(x)}{\sigma(x)} + \mu(y),
+    $$
+
+    with $\mu$ and $\sigma = \sqrt{\mathrm{variance} + \epsilon}$ taken per
+    example and channel over the spatial axes; then
+    $\alpha \operatorname{AdaIN}(x, y) + (1 - \alpha) \, x$, the paper's
     content-style trade-off. `style` may have other spatial sizes than `content`.
     There are no learned parameters: the style statistics are the affine
     parameters.
@@ -341,8 +351,9 @@ def adaptive_instance_norm(content, style, *, alpha: float = 1.0, epsilon: float
         float64 `content`).
 
     Reference:
-        Huang and Belongie, 2017, "Arbitrary Style Transfer in Real-time with
-        Adaptive Instance Normalization", https://arxiv.org/abs/1703.06868
+        - Huang and Belongie, "Arbitrary Style Transfer in Real-time with
+          Adaptive Instance Normalization", ICCV 2017.
+          [arXiv:1703.06868](https://arxiv.org/abs/1703.06868)
 
     Examples:
         >>> import numpy as np
@@ -367,7 +378,11 @@ def adaptive_instance_norm(content, style, *, alpha: float = 1.0, epsilon: float
 
 
 def modulated_instance_norm(x, scale, shift, *, alpha: float = 1.0, epsilon: float = 1e-5):
-    """Learned AdaIN: ``IN(x) * (1 + scale) + shift`` with `(batch, channels)` parameters.
+    r"""Learned AdaIN: ``IN(x) * (1 + scale) + shift`` with `(batch, channels)` parameters.
+
+    $$
+    y = \operatorname{IN}(x) \, (1 + \mathrm{scale}) + \mathrm{shift}.
+    $$
 
     ``IN`` is instance normalization (each example and channel over the spatial
     axes, without affine parameters). The per-example `scale` and `shift` are
@@ -389,8 +404,9 @@ def modulated_instance_norm(x, scale, shift, *, alpha: float = 1.0, epsilon: flo
         `shift` is float64).
 
     Reference:
-        Karras et al., 2019, "A Style-Based Generator Architecture for
-        Generative Adversarial Networks", https://arxiv.org/abs/1812.04948
+        - Karras, Laine and Aila, "A Style-Based Generator Architecture for
+          Generative Adversarial Networks", CVPR 2019.
+          [arXiv:1812.04948](https://arxiv.org/abs/1812.04948)
 
     Examples:
         >>> import numpy as np

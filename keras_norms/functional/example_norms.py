@@ -51,10 +51,14 @@ def _full_mask(mask, x):
 
 def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
                epsilon: float = 1e-3, dtype=None):
-    """Layer normalization: each example normalized over `axis`.
+    r"""Layer normalization: each example normalized over `axis`.
 
-    ``(x - mean) / sqrt(variance + epsilon) * scale + offset`` with the mean and
-    variance of each example over `axis` (the features, by default the last
+    $$
+    y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} \cdot \mathrm{scale} + \mathrm{offset},
+    $$
+
+    with the mean $\mu$ and variance $\sigma^2$ of each example over `axis`
+    (the features, by default the last
     axis), so the result does not depend on the batch: the norm of transformers
     and recurrent networks.
 
@@ -71,7 +75,8 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
         float64 `x`).
 
     Reference:
-        Ba et al., 2016, "Layer Normalization", https://arxiv.org/abs/1607.06450
+        - Ba, Kiros and Hinton, "Layer Normalization", 2016.
+          [arXiv:1607.06450](https://arxiv.org/abs/1607.06450)
 
     Examples:
         >>> import numpy as np
@@ -113,9 +118,14 @@ def layer_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = -1,
 
 
 def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 1e-6, dtype=None):
-    """Root-mean-square normalization: ``x / sqrt(mean(x^2) + epsilon) * scale``.
+    r"""Root-mean-square normalization: `x` divided by its root mean square over `axis`.
 
-    The mean square is taken over `axis` for each example. The mean is not
+    $$
+    y = \frac{x}{\sqrt{\frac{1}{n} \sum_{i=1}^{n} x_i^2 + \epsilon}} \cdot \mathrm{scale},
+    $$
+
+    with the mean square taken over `axis` for each example (its $n$ values
+    $x_i$ there). The mean is not
     subtracted: the divisor is the root mean square, not the standard deviation,
     and there is no offset. Cheaper than layer norm, it is the norm of many
     recent transformers.
@@ -132,8 +142,8 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
         float64 `x`).
 
     Reference:
-        Zhang and Sennrich, 2019, "Root Mean Square Layer Normalization",
-        https://arxiv.org/abs/1910.07467
+        - Zhang and Sennrich, "Root Mean Square Layer Normalization", NeurIPS 2019.
+          [arXiv:1910.07467](https://arxiv.org/abs/1910.07467)
 
     Examples:
         >>> import numpy as np
@@ -175,10 +185,17 @@ def rms_norm(x, scale=None, *, axis: int | Sequence[int] = -1, epsilon: float = 
 
 def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
                epsilon: float = 1e-3, mask=None, dtype=None):
-    """Group normalization: each example normalized within groups of channels.
+    r"""Group normalization: each example normalized within groups of channels.
 
     Channels on `axis` are split into `groups` consecutive groups; each group
-    of each example is normalized over its channels and all non-batch axes.
+    $g$ of each example is normalized over its channels and all non-batch
+    axes, with their mean $\mu_g$ and variance $\sigma_g^2$, then each channel
+    $c$ of the group gets its own scale and offset:
+
+    $$
+    y_c = \frac{x_c - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}} \cdot \mathrm{scale}_c + \mathrm{offset}_c.
+    $$
+
     `groups=-1` (or the number of channels) is instance normalization,
     `groups=1` is layer normalization over all non-batch axes. Independent of
     the batch size, it suits small batches, where batch norm degrades.
@@ -219,7 +236,8 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
             neither 1 nor that of `x` on some axis.
 
     Reference:
-        Wu and He, 2018, "Group Normalization", https://arxiv.org/abs/1803.08494
+        - Wu and He, "Group Normalization", ECCV 2018.
+          [arXiv:1803.08494](https://arxiv.org/abs/1803.08494)
 
     Examples:
         >>> import numpy as np
@@ -305,12 +323,19 @@ def group_norm(x, groups: int, scale=None, offset=None, *, axis: int = -1,
 
 def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int] = (1, 2),
                          epsilon: float = 1e-6, learned_epsilon=None):
-    """Filter response normalization: ``x / sqrt(mean(x^2) + |epsilon|) * scale + offset``.
+    r"""Filter response normalization: `x` divided by its root mean square over the spatial axes.
 
     Each channel of each example is divided by the root of its mean squared
-    activation ``nu^2`` over `axis` (the spatial axes); the mean is not
+    activation $\nu^2$ over `axis` (the spatial axes, $N$ positions $i$):
+
+    $$
+    \nu^2 = \frac{1}{N} \sum_i x_i^2, \qquad
+    y = \frac{x}{\sqrt{\nu^2 + |\epsilon|}} \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
+
+    The mean is not
     subtracted, so there is no batch dependence and no centring. With a learned
-    epsilon the divisor is ``sqrt(nu^2 + |epsilon| + |learned_epsilon|)``, the
+    epsilon $\epsilon_l$ the divisor is $\sqrt{\nu^2 + |\epsilon| + |\epsilon_l|}$, the
     formula of tensorflow-addons. Follow it with `tlu`, as in the paper.
 
     Args:
@@ -327,9 +352,9 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
         The normalized tensor, float32 (float64 for float64 `x`).
 
     Reference:
-        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
-        Eliminating Batch Dependence in the Training of Deep Neural Networks",
-        https://arxiv.org/abs/1911.09737
+        - Singh and Krishnan, "Filter Response Normalization Layer: Eliminating
+          Batch Dependence in the Training of Deep Neural Networks", CVPR 2020.
+          [arXiv:1911.09737](https://arxiv.org/abs/1911.09737)
 
     Examples:
         >>> import numpy as np
@@ -356,7 +381,7 @@ def filter_response_norm(x, scale=None, offset=None, *, axis: int | Sequence[int
 
 
 def tlu(x, tau, alpha=None):
-    """Thresholded linear unit: ``max(x, tau)``, or ``max(x, alpha * x + tau)`` (TLU-affine).
+    r"""Thresholded linear unit: $\max(x, \tau)$, or $\max(x, \alpha x + \tau)$ (TLU-affine).
 
     A ReLU with a learned threshold `tau`, the activation that follows filter
     response normalization (whose output is not centred, so a plain ReLU could
@@ -372,9 +397,9 @@ def tlu(x, tau, alpha=None):
         The activated tensor, float32 (float64 for float64 `x`).
 
     Reference:
-        Singh and Krishnan, 2020, "Filter Response Normalization Layer:
-        Eliminating Batch Dependence in the Training of Deep Neural Networks",
-        https://arxiv.org/abs/1911.09737
+        - Singh and Krishnan, "Filter Response Normalization Layer: Eliminating
+          Batch Dependence in the Training of Deep Neural Networks", CVPR 2020.
+          [arXiv:1911.09737](https://arxiv.org/abs/1911.09737)
 
     Examples:
         >>> import numpy as np

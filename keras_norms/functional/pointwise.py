@@ -51,7 +51,11 @@ def _affine(y, scale, offset, axes):
 
 
 def dynamic_tanh(x, alpha, scale=None, offset=None, *, axis: int | list[int] | tuple[int, ...] = -1):
-    """Dynamic Tanh: ``tanh(alpha * x) * scale + offset``, element by element.
+    r"""Dynamic Tanh: ``tanh(alpha * x) * scale + offset``, element by element.
+
+    $$
+    y = \tanh(\alpha x) \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
 
     Replaces a layer norm without computing statistics: the learned scalar
     `alpha` sets how soon large values saturate, as a norm's division by the
@@ -68,8 +72,8 @@ def dynamic_tanh(x, alpha, scale=None, offset=None, *, axis: int | list[int] | t
         The result, float32 (float64 when `x` or `alpha` is float64).
 
     Reference:
-        Zhu, Chen, He, LeCun and Liu, 2025, "Transformers without Normalization"
-        (CVPR 2025), https://arxiv.org/abs/2503.10622
+        - Zhu, Chen, He, LeCun and Liu, "Transformers without Normalization",
+          CVPR 2025. [arXiv:2503.10622](https://arxiv.org/abs/2503.10622)
 
     Examples:
         >>> import numpy as np
@@ -88,13 +92,17 @@ def dynamic_tanh(x, alpha, scale=None, offset=None, *, axis: int | list[int] | t
 
 
 def erf(x):
-    """The error function of float32 or float64 `x`, built from ops every exporter has.
+    r"""The error function of float32 or float64 `x`, built from ops every exporter has.
+
+    $$
+    \operatorname{erf}(x) = \frac{2}{\sqrt{\pi}} \int_0^x e^{-t^2} \, dt.
+    $$
 
     On TensorFlow, float32 runs as multiplications, a division, an
     exponential and a select (the rational approximation of Abramowitz and
     Stegun, formula 7.1.26: absolute error at most 5.3e-7 in float32, where
     `tf.math.erf` is off by up to 3e-7), because TFLite has no erf operator;
-    its gradient is the exact ``2 / sqrt(pi) * exp(-x^2)``. Float64, and
+    its gradient is the exact $\frac{2}{\sqrt{\pi}} e^{-x^2}$. Float64, and
     every other backend, take the backend's erf.
 
     Args:
@@ -104,8 +112,9 @@ def erf(x):
         ``erf(x)``, of the dtype of `x`.
 
     Reference:
-        Abramowitz and Stegun, 1964, "Handbook of Mathematical Functions",
-        formula 7.1.26, https://personal.math.ubc.ca/~cbm/aands/page_299.htm
+        - Abramowitz and Stegun, "Handbook of Mathematical Functions", 1964,
+          formula 7.1.26.
+          [Page 299](https://personal.math.ubc.ca/~cbm/aands/page_299.htm)
 
     Examples:
         >>> import numpy as np, math
@@ -124,7 +133,11 @@ def erf(x):
 
 def dynamic_erf(x, alpha, shift, scale=None, offset=None, *,
                 axis: int | list[int] | tuple[int, ...] = -1):
-    """Dynamic erf (Derf): ``erf(alpha * x + shift) * scale + offset``, element by element.
+    r"""Dynamic erf (Derf): ``erf(alpha * x + shift) * scale + offset``, element by element.
+
+    $$
+    y = \operatorname{erf}(\alpha x + \mathrm{shift}) \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
 
     The successor of Dynamic Tanh: the error function, with a learned scalar
     slope `alpha` and a learned scalar `shift`.
@@ -141,8 +154,8 @@ def dynamic_erf(x, alpha, shift, scale=None, offset=None, *,
         The result, float32 (float64 when `x` or a parameter is float64).
 
     Reference:
-        Chen, Lu, Zhu, Sun and Liu, 2025, "Stronger Normalization-Free
-        Transformers", https://arxiv.org/abs/2512.10938
+        - Chen, Lu, Zhu, Sun and Liu, "Stronger Normalization-Free
+          Transformers", 2025. [arXiv:2512.10938](https://arxiv.org/abs/2512.10938)
 
     Examples:
         >>> import numpy as np
@@ -162,7 +175,11 @@ def dynamic_erf(x, alpha, shift, scale=None, offset=None, *,
 
 
 def layer_scale(x, scale, *, axis: int | list[int] | tuple[int, ...] = -1):
-    """LayerScale: `x` times a learned per-channel `scale`, for a residual branch.
+    r"""LayerScale: `x` times a learned per-channel `scale`, for a residual branch.
+
+    $$
+    y = x \cdot \mathrm{scale}.
+    $$
 
     Args:
         x: Input tensor (a residual branch's output).
@@ -173,8 +190,9 @@ def layer_scale(x, scale, *, axis: int | list[int] | tuple[int, ...] = -1):
         ``x * scale``, float32 (float64 when `x` or `scale` is float64).
 
     Reference:
-        Touvron, Cord, Sablayrolles, Synnaeve and Jégou, 2021, "Going deeper
-        with Image Transformers" (CaiT), https://arxiv.org/abs/2103.17239
+        - Touvron, Cord, Sablayrolles, Synnaeve and Jégou, "Going deeper with
+          Image Transformers" (CaiT), ICCV 2021.
+          [arXiv:2103.17239](https://arxiv.org/abs/2103.17239)
 
     Examples:
         >>> import numpy as np

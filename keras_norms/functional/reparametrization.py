@@ -14,9 +14,13 @@ from keras_norms.functional.statistics import moments, normalize
 
 
 def standardize_kernel(kernel, *, epsilon: float = 1e-5):
-    """Weight standardization: each output channel of `kernel` (its last axis) to mean 0 and variance 1.
+    r"""Weight standardization: each output channel of `kernel` (its last axis) to mean 0 and variance 1.
 
-    ``(w - mean(w)) / sqrt(variance(w) + epsilon)`` over all axes but the
+    $$
+    \hat w = \frac{w - \mu_w}{\sqrt{\sigma_w^2 + \epsilon}},
+    $$
+
+    with the mean $\mu_w$ and variance $\sigma_w^2$ over all axes but the
     last, e.g. over `(kernel_height, kernel_width, in_channels)` of a Conv2D
     kernel, in float32 (float64 for a float64 kernel). Applied to the kernel
     before each convolution, it smooths the loss landscape, which helps with
@@ -31,8 +35,9 @@ def standardize_kernel(kernel, *, epsilon: float = 1e-5):
         a float64 kernel).
 
     Reference:
-        Qiao et al., 2019, "Micro-Batch Training with Batch-Channel
-        Normalization and Weight Standardization", https://arxiv.org/abs/1903.10520
+        - Qiao, Wang, Liu, Shen and Yuille, "Micro-Batch Training with
+          Batch-Channel Normalization and Weight Standardization", 2019.
+          [arXiv:1903.10520](https://arxiv.org/abs/1903.10520)
 
     Examples:
         >>> import numpy as np
@@ -77,8 +82,13 @@ def kernel_norms(kernel, *, axis: int = -1):
 
 
 def weight_normalized_kernel(direction, length, *, axis: int = -1, epsilon: float = 1e-12):
-    """Weight normalization: ``length * direction / ||direction||`` per slice along `axis`.
+    r"""Weight normalization: ``length * direction / ||direction||`` per slice along `axis`.
 
+    $$
+    w = g \, \frac{v}{\lVert v \rVert},
+    $$
+
+    with $g$ the `length` and $v$ the `direction` of each slice.
     The norm is over every other axis; squared norms are floored at `epsilon`,
     as in `tf.nn.l2_normalize`. Computed in the dtype of `direction`.
     Decoupling the length `g` of each output channel from its direction `v`
@@ -95,9 +105,9 @@ def weight_normalized_kernel(direction, length, *, axis: int = -1, epsilon: floa
         along `axis` of norm `length` (where ``||v||^2`` is at least `epsilon`).
 
     Reference:
-        Salimans and Kingma, 2016, "Weight Normalization: A Simple
-        Reparameterization to Accelerate Training of Deep Neural Networks",
-        https://arxiv.org/abs/1602.07868
+        - Salimans and Kingma, "Weight Normalization: A Simple Reparameterization
+          to Accelerate Training of Deep Neural Networks", NIPS 2016.
+          [arXiv:1602.07868](https://arxiv.org/abs/1602.07868)
 
     Examples:
         >>> import numpy as np

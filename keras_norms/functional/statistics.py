@@ -117,7 +117,11 @@ def moments(x, axes: int | Sequence[int], *, keepdims: bool = False, mask=None,
 
 
 def normalize(x, mean, variance, scale=None, offset=None, *, epsilon: float):
-    """``(x - mean) / sqrt(variance + epsilon) * scale + offset``, in float32 (float64 for float64 `x`).
+    r"""``(x - mean) / sqrt(variance + epsilon) * scale + offset``, in float32 (float64 for float64 `x`).
+
+    $$
+    y = \frac{x - \mathrm{mean}}{\sqrt{\mathrm{variance} + \epsilon}} \cdot \mathrm{scale} + \mathrm{offset}.
+    $$
 
     The last step of the norms here, once their statistics are known. The
     statistics and parameters are cast to the dtype the math runs in and must
