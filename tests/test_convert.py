@@ -238,8 +238,8 @@ def _check_tflite(model, x):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "to", "kwargs", "export"), [("ResNet50", "group", {}, False),
-                                                               ("MobileNetV2", "layer", {"alpha": 0.35}, True)])
+@pytest.mark.parametrize(("name", "to", "kwargs", "export"), [
+    ("ResNet50", "group", {}, False), ("MobileNetV2", "layer", {"alpha": 0.35}, True)])
 def test_applications_converted_train_and_export(name, to, kwargs, export):
     model = _application(name, **kwargs)
     converted = keras_norms.convert_norms(model, to)

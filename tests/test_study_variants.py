@@ -253,8 +253,8 @@ def test_peri_norm_against_pre_norm(peri, answer):
     answers = dict(verdicts(rows))
     text = answers["Does peri-norm beat pre-norm?"]
     leader = {"Yes": "peri is ahead by 0.030", "No": "pre is ahead by 0.040"}.get(answer, "")
-    assert text.startswith(f"{answer}: test accuracy with layer norm (mean over batch sizes), peri-norm (a norm "
-                           f"before and after each sublayer) against pre-norm: {leader}"), text
+    assert text.startswith(f"{answer}: test accuracy with layer norm (mean over batch sizes), peri-norm "
+                           f"(a norm before and after each sublayer) against pre-norm: {leader}"), text
     assert f"difference peri minus pre {peri - 0.90:+.3f}" in text
     # Pre against post still answers with a third placement in the grid.
     assert answers["Pre-norm or post-norm in the transformer?"].startswith(
@@ -265,7 +265,8 @@ def test_peri_norm_against_pre_norm(peri, answer):
 def test_placement_claims_take_rms_norm_without_layer_norm_and_say_what_they_need():
     rows = _placement_rows("rms", {"pre": 0.90, "peri": 0.93})
     answers = dict(verdicts(rows, measured_only=False))
-    assert answers["Does peri-norm beat pre-norm?"].startswith("Yes: test accuracy with rms norm (mean over batch sizes), peri-norm")
+    assert answers["Does peri-norm beat pre-norm?"].startswith(
+        "Yes: test accuracy with rms norm (mean over batch sizes), peri-norm")
     assert answers["Pre-norm or post-norm in the transformer?"] == (
         "Not measured: the grid needs the transformer with `--placement pre,post`.")
     for question in ("Does QK-norm let a higher learning rate train?",
@@ -286,8 +287,8 @@ def _qk_rows(gain_high, gain_low=0.0, qk="rms"):
 @pytest.mark.parametrize(("gain", "answer"), [(0.15, "Yes"), (-0.05, "No")])
 def test_qk_norm_is_judged_at_the_higher_learning_rate(gain, answer):
     text = dict(verdicts(_qk_rows(gain)))["Does QK-norm let a higher learning rate train?"]
-    assert text.startswith(f"{answer}: test accuracy at the higher learning rate, 0.01, with layer norm (mean "
-                           "over batch sizes), rms QK-norm against none: "), text
+    assert text.startswith(f"{answer}: test accuracy at the higher learning rate, 0.01, with layer norm "
+                           "(mean over batch sizes), rms QK-norm against none: "), text
     leader = ("rms QK-norm and none are level" if round(gain, 3) == 0 else
               f"{'rms QK-norm' if gain > 0 else 'none'} is ahead by {abs(gain):.3f}")
     assert f"{leader} on average (difference rms QK-norm minus none {gain:+.3f}" in text

@@ -71,14 +71,16 @@ def _grid(bn_small, gn_small, seeds=(0, 1, 2), noise=(0.0, 0.01, -0.01)):
 def test_clear_differences_are_decided_with_their_interval():
     answers = _answers(_grid(bn_small=0.70, gn_small=0.93))
     leads = answers["Does batch norm lead at large batch sizes?"]
-    assert leads.startswith("Yes: test accuracy at batch size 128, the largest here, against the best other "
-                            "norm, group: batch is ahead by 0.020 on average (difference batch minus group +0.020")
+    assert leads.startswith("Yes: test accuracy at batch size 128, the largest here, against the best "
+                            "other norm, group: batch is ahead by 0.020 on average (difference batch minus "
+                            "group +0.020")
     low, high = _interval(leads)
     assert low == pytest.approx(0.02, abs=1e-3) and high == pytest.approx(0.02, abs=1e-3)  # 0.96 - 0.94
     small = answers["Do small batches hurt batch norm more than group norm?"]
     # Batch norm loses 0.96 - 0.70 = 0.26; group norm 0.94 - 0.93 = 0.01.
-    assert small.startswith("Yes: test accuracy from batch size 128 to 2: batch norm loses 0.260 and group norm "
-                            "loses 0.010 on average (difference batch norm's loss minus group norm's +0.250")
+    assert small.startswith("Yes: test accuracy from batch size 128 to 2: batch norm loses 0.260 and group "
+                            "norm loses 0.010 on average (difference batch norm's loss minus group norm's "
+                            "+0.250")
     recalibration = answers["Does recalibration recover batch norm's small-batch loss?"]
     assert recalibration.startswith("Yes:") and "recovers 19% of it" in recalibration  # 0.05 of 0.26
     # Heterogeneous accuracy: group 0.8 at both sizes, batch 0.6 and 0.86 (mean 0.73).
@@ -126,16 +128,16 @@ def test_learning_rate_momentum_recurrent_and_variants_claims():
                  _row("batch(renorm=True)", 4, seed, 0.93 + jitter, model="sequence")]
     answers = _answers(rows)
     assert answers["Does batch norm tolerate a higher learning rate?"].startswith(
-        "Yes: test accuracy from the learning rate 0.001 to 0.01 (mean over batch sizes): no norm loses 0.140 "
-        "and batch norm loses 0.010 on average (difference no norm's loss minus batch norm's +0.130")
+        "Yes: test accuracy from the learning rate 0.001 to 0.01 (mean over batch sizes): no norm loses "
+        "0.140 and batch norm loses 0.010 on average (difference no norm's loss minus batch norm's +0.130")
     assert answers["What does batch norm momentum change?"].startswith(
         "No: batch norm's test accuracy at batch size 4: momentum 0.9 is ahead by 0.050 on average "
         "(difference momentum 0.99 minus momentum 0.9 -0.050")
     recurrent = answers["Is layer norm the better choice for the recurrent model at small batch?"]
     assert recurrent.startswith("Yes:")
     assert answers["Do the batch norm variants help at small batch sizes?"].startswith(
-        "At batch size 4, the smallest here: batch(renorm=True) against batch: batch leads; batch is ahead by "
-        "0.020 on average (difference batch(renorm=True) minus batch -0.020")
+        "At batch size 4, the smallest here: batch(renorm=True) against batch: batch leads; batch is ahead "
+        "by 0.020 on average (difference batch(renorm=True) minus batch -0.020")
 
 
 def test_the_summary_prints_every_measured_verdict_and_the_table():

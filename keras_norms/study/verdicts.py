@@ -263,7 +263,8 @@ class Claims:
 
         losses = drop("none"), drop("batch")
         return _verdict(paired(*losses), f"test accuracy from the learning rate {low:g} to {high:g} (mean "
-                        "over batch sizes)", ("no norm", "batch norm"), of="no norm's loss minus batch norm's",
+                        "over batch sizes)", ("no norm", "batch norm"),
+                        of="no norm's loss minus batch norm's",
                         measured=_losses(*losses, "no norm", "batch norm"))
 
     def layer_norm_for_recurrent(self) -> str:
@@ -407,7 +408,8 @@ class Claims:
             detail = f"; without warm-up, pre-norm against post-norm: {_context(pre, 'pre minus post')}"
         return _verdict(paired(self._at(norm, placement="post", warmup_epochs=warm), cold),
                         f"post-norm's test accuracy at depth {self._depth()} ({norm} norm), {warm} "
-                        f"epoch{'s' if warm != 1 else ''} of warm-up against none", ("warm-up", "none"), detail)
+                        f"epoch{'s' if warm != 1 else ''} of warm-up against none", ("warm-up", "none"),
+                        detail)
 
     def transformer_norms(self) -> str:
         if not self.rows or self.rows[0]["model"] != "transformer":
