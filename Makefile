@@ -72,6 +72,27 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+# The site checked in headless Chromium (docs/_check/browser.py; not part of `make test`): it builds
+# the site and serves it on localhost; every page loads without a console error or a failed request,
+# its images load, its math is typeset by KaTeX, and the nav and the search find a layer by name.
+# Playwright from setup.cfg's docs-check extra; the browser is Debian's chromium, installed here when
+# it is missing and make runs as root (Playwright's own browser download is not used).
+DOCS_CHECK_STAMP := $(VENV)/.installed-docs-check
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: docs-check
+
+$(DOCS_CHECK_STAMP): $(STAMP) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[docs-check]'
+	touch $(DOCS_CHECK_STAMP)
+
+docs-check: $(DOCS_CHECK_STAMP)
+	@test -x $(CHROMIUM) || if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "make docs-check needs Chromium at $(CHROMIUM): apt-get install chromium as root" \
+		"(Debian), or CHROMIUM=/path/to/chromium" >&2; exit 1; fi
+	$(BIN)/python docs/_check/browser.py --chromium $(CHROMIUM)
+
 # The source archive and the wheel into dist/ (the wheel built from the unpacked source archive, as
 # pip would), then twine's check of both (the metadata, and README.md as PyPI renders it).
 # tests/test_dist.py checks what the wheel holds and that it installs and runs outside this tree.
