@@ -320,3 +320,18 @@ def test_cli_refuses_an_unreadable_results_file(tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
     assert cli.main(["compare", "--quick", "--out", str(tmp_path / "a-file")]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_plot_bars_span_the_lowest_to_the_highest_seed_and_stay_in_range():
+    from keras_norms.study.plots import _range
+    from keras_norms.study.report import group_rows
+
+    # One seed stuck at chance (0.1) beside two that trained: a standard deviation (0.49) would draw
+    # the bar below 0 and above 1; the bars go from 0.1 to 0.95 around the mean 0.65.
+    rows = [{"key": f"layer{s}", "norm": "layer", "batch_size": 32, "seed": s, "lr": 0.1,
+             "bn_momentum": None, "groups": None, "model": "lenet", "test_accuracy": accuracy}
+            for s, accuracy in enumerate((0.1, 0.9, 0.95))]
+    means, (below, above) = _range(group_rows(rows), "test_accuracy")
+    np.testing.assert_allclose([means[0], below[0], above[0]], [0.65, 0.55, 0.30], atol=1e-12)
+    errors, (below, above) = _range(group_rows(rows), "test_accuracy", scale=-100.0, offset=100.0)
+    np.testing.assert_allclose([errors[0], below[0], above[0]], [35.0, 30.0, 55.0], atol=1e-9)

@@ -18,12 +18,12 @@ Playwright:
   normalization), or of the label of its section (an overview page), or, on the home page, the
   site's name;
 - the search: typing a layer's name in the search box gives a result that links to the heading
-  `#keras_norms.<name>`, and that heading is on the page the result links to.
+  `#keras_norms.<name>`, and that heading is on the page the result links to;
+- offline: no page requests anything from another host (the site serves its own math, fonts and
+  scripts); such requests are answered empty, never fetched, and each host is a problem.
 
-Requests to other hosts (the theme's Google Fonts) are answered empty, never fetched: the check
-needs no network and checks what the site serves; they are counted in the summary. Prints a summary
-and exits 1 with every problem found. Chromium is Debian's (/usr/bin/chromium, or --chromium or
-$CHROMIUM): Playwright's own browser download is not needed. Run from the repository root:
+Prints a summary and exits 1 with every problem found. Chromium is Debian's (/usr/bin/chromium, or
+--chromium or $CHROMIUM): Playwright's own browser download is not needed. Run from the repository root:
 
     python docs/_check/browser.py                  # build the site, then check it
     python docs/_check/browser.py --site site      # check a built site
@@ -322,9 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  nav: {len(links)} links from the home page followed")
     for name, hit in hits.items():
         print(f"  search {name!r}: {hit or 'no hit'}")
-    if check.outside:
-        print("  requests to other hosts, answered empty: "
-              + ", ".join(f"{h} ({n})" for h, n in check.outside.most_common()))
+    for host, count in check.outside.most_common():
+        check.problems.append(f"offline: {count} request(s) to {host}; the site must serve what it uses")
     print(f"  {time.perf_counter() - began:.1f} s")
     if check.problems:
         problems = list(dict.fromkeys(check.problems))

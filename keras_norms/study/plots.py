@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import statistics
 import tempfile
 from collections.abc import Sequence
 
@@ -20,6 +21,20 @@ GN_PAPER_PLOT = "error_vs_batch_size.png"
 def reference_batch_size(groups: Sequence[Group]) -> int:
     """The grid's batch size closest to 32 (the learning curves and robustness plots show it)."""
     return min({g.batch_size for g in groups}, key=lambda b: (abs(math.log2(b) - 5), -b))
+
+
+def _range(gs: Sequence[Group], field: str, scale: float = 1.0, offset: float = 0.0):
+    """Each group's mean of `field` and, as error bars, the lowest and highest seed's values around it
+    (a spread that stays in the values' range, where a standard deviation of a seed that diverged
+    would reach below 0 or above 1); `scale * value + offset` for each."""
+    means, below, above = [], [], []
+    for g in gs:
+        values = [offset + scale * r[field] for r in g.rows if r.get(field) is not None] or [math.nan]
+        mean = statistics.fmean(values)
+        means.append(mean)
+        below.append(mean - min(values))
+        above.append(max(values) - mean)
+    return means, [below, above]
 
 
 def _by_variant(groups):
@@ -74,11 +89,12 @@ def write_plots(rows: Sequence[dict], out_dir) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     for variant, gs in variants.items():
         gs = sorted(gs, key=lambda g: g.batch_size)
-        ax.errorbar([g.batch_size for g in gs], [g.mean("test_accuracy") for g in gs],
-                    yerr=[g.std("test_accuracy") or 0.0 for g in gs], marker="o", capsize=3, label=variant)
+        means, spread = _range(gs, "test_accuracy")
+        ax.errorbar([g.batch_size for g in gs], means, yerr=spread, marker="o", capsize=3, label=variant)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.set(xlabel="batch size", ylabel="test accuracy", title="Test accuracy against batch size")
+    ax.set(xlabel="batch size", ylabel="test accuracy",
+           title="Test accuracy against batch size\n(mean over seeds; bars: lowest to highest seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -140,13 +156,12 @@ def _error_vs_batch_size(plt, variants, sizes, path) -> None:
     fig, (ours, theirs) = plt.subplots(1, 2, figsize=(10, 4))
     for variant, gs in variants.items():
         gs = sorted(gs, key=lambda g: -g.batch_size)
-        ours.errorbar([g.batch_size for g in gs], [100 * (1 - g.mean("test_accuracy")) for g in gs],
-                      yerr=[100 * (g.std("test_accuracy") or 0.0) for g in gs], marker="o", capsize=3,
-                      label=variant)
+        errors, spread = _range(gs, "test_accuracy", scale=-100.0, offset=100.0)
+        ours.errorbar([g.batch_size for g in gs], errors, yerr=spread, marker="o", capsize=3, label=variant)
     for norm, errors in GN_PAPER_ERRORS.items():
         batch_sizes = sorted(errors, reverse=True)
         theirs.plot(batch_sizes, [errors[b] for b in batch_sizes], marker="o", label=norm)
-    for ax, title, ylabel in ((ours, "This run (mean ± std over seeds)", "test error (%)"),
+    for ax, title, ylabel in ((ours, "This run (mean; bars: lowest to highest seed)", "test error (%)"),
                               (theirs, "Wu and He (2018): ResNet-50, ImageNet", "validation error (%)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(sizes, reverse=True), [str(b) for b in sorted(sizes, reverse=True)])
