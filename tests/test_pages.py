@@ -9,10 +9,10 @@ Kubernetes submission, a second host, `make test` itself) says so in an HTML com
 above it, `<!-- not run: why -->`; those are listed and kept few.
 
 A `text` block right after a code block (nothing but blank lines between them) is that block's
-output: what the block writes to standard output (not stderr, where warnings and progress lines go)
-must match it (`outputs_match`), and a block that
-writes to standard output must be followed by one (but the few in `OUTPUT_NOT_SHOWN`, and the pages
-in `OUTPUTS_NOT_CHECKED`). The match:
+output: what the block writes to standard output (not stderr, where warnings, TensorFlow's start-up
+lines and the study's progress lines go) must match it (`outputs_match`), and a block that writes to
+standard output must be followed by one (but the few in `OUTPUT_NOT_SHOWN`, and the pages in
+`OUTPUTS_NOT_CHECKED`). The match:
 
 - line by line, with the numbers taken out: the text around them must be the same, except that any
   run of whitespace matches any other (or none), and trailing whitespace and blank lines at the
@@ -58,13 +58,8 @@ MAX_NOT_RUN = 8
 #: few (a long log, an output that is only an example's by-product).
 OUTPUT_NOT_SHOWN: dict[tuple[str, str], str] = {}
 
-#: Pages whose outputs are not checked yet, with why: to be emptied.
-OUTPUTS_NOT_CHECKED = {
-    page: "its text blocks hold timings and the progress lines written to stderr, and one block prints "
-          "without one: to be marked (`<!-- output: any numbers -->`, `...`) by the page's owners"
-    for page in ("docs/guides/study.md", "docs/guides/study-cluster.md", "docs/guides/study-options.md",
-                 "docs/guides/performance.md")
-}
+#: Pages whose outputs are not checked, with why (none: every page's are).
+OUTPUTS_NOT_CHECKED: dict[str, str] = {}
 
 #: The default tolerances of `outputs_match` (see the module's docstring).
 ABSOLUTE, RELATIVE, ERRORS_BELOW = 0.02, 0.05, 1e-4
@@ -88,8 +83,10 @@ def blocks(page: Path) -> list[dict]:
     return found
 
 
-# A number: not glued to a word or to another number's dot (so `int8`, `conv2d_1` and `2.18.0` are text).
-NUMBER = re.compile(r"(?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])|(?:nan|inf)(?!\w))")
+# A number: not glued to a word or to another number's dot (so `int8`, `conv2d_1` and `2.18.0` are text),
+# but a ratio's `x` may follow it (`4.32x`).
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?=x(?!\w)|(?![\w.]))"
+                    r"|(?:nan|inf)(?!\w))")
 
 
 def parse_directive(directive: str | None) -> dict:
@@ -131,7 +128,7 @@ def _line_pattern(expected: str) -> tuple[re.Pattern, tuple[str, ...]]:
         pieces.append(re.escape(expected[last:match.start()]))
         last = match.end()
         if match["number"]:
-            pieces.append(rf"({NUMBER.pattern})\s*")
+            pieces.append(rf"\s*({NUMBER.pattern})\s*")  # NumPy pads a sign's place: "[ 0." or "[-0."
             numbers.append(match["number"])
         elif match["dots"]:
             pieces.append(r".*?")
