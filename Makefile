@@ -63,7 +63,7 @@ test-oldest: $(OLDEST_STAMP)
 # The comparison study's quick grid (about a minute on 2 CPU cores): prints the verdicts and the table,
 # then exports the best run's model to demo-out/export (SavedModel + TFLite, verified).
 demo: $(STAMP)
-	$(BIN)/keras-norms compare --quick --out demo-out --export-best
+	$(BIN)/keras-norms demo
 
 # Speed and memory against keras.layers, PyTorch (when installed: pip install -e '.[bench]') and the
 # memory floor, on JAX too, and whole-model steps; writes BENCHMARKS.md and BENCHMARKS.json (about 8 minutes
