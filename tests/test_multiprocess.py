@@ -7,7 +7,7 @@ Runs the two example scripts as real processes talking over localhost sockets
 `examples/train_multiprocess_jax.py` (JAX, `keras.distribution.initialize` +
 `DataParallel`, `model.fit`, `keras_norms.distributed.BackupAndRestore`). The
 reference is the same script in one process (the whole global batch on one
-device): after 3 epochs, weights and moving statistics agree within 1e-5.
+device): after 2 epochs, weights and moving statistics agree within 1e-5.
 Then one of the two processes is killed during training, the job is
 restarted (as a cluster scheduler would: every process again), and it ends
 with the uninterrupted run's weights, resuming after the last finished epoch.
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-TRAINING = ["--steps-per-epoch", "4", "--epochs", "3"]
+TRAINING = ["--steps-per-epoch", "4", "--epochs", "2"]
 TIMEOUT = 240
 PORT_TAKEN = ("Address already in use", "address already in use", "Failed to bind",
               "Could not start gRPC server")
@@ -144,7 +144,7 @@ def _kill_after_first_epoch(script, environments, args, folder, finished_epochs)
         job.kill()
         for _, log in job.processes:
             log.close()
-    assert 1 <= saved < 3, saved
+    assert saved == 1, saved  # the first of the 2 epochs: the restarted job trains the second
     return saved
 
 
