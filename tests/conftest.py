@@ -14,8 +14,9 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-# The files that take longest (minutes on 2 cores) run first, so that `pytest -n 2 --dist load`
-# hands their tests out before the many short ones and both workers finish together.
+# The tests marked slow (tens of seconds each) run first, then the files that take longest (minutes on
+# 2 cores), so that `pytest -n 2 --dist load` hands them out before the many short ones and both
+# workers finish together.
 SLOW_FILES_FIRST = ("test_pages.py", "test_study_variants.py", "test_multiprocess.py", "test_study_shards.py",
                     "test_study.py", "test_convert.py")
 
@@ -33,6 +34,7 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item):
         name = item.path.name
-        return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+        in_file = SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+        return item.get_closest_marker("slow") is None, in_file
 
     items.sort(key=rank)  # stable: the order within a file is kept

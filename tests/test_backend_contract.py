@@ -232,6 +232,7 @@ _LOAD_IN_TENSORFLOW = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="saves on another backend than TensorFlow")
 def test_keras_files_from_this_backend_load_under_tensorflow(tmp_path):
     # One model per registry name, trained and saved here, all loaded by one TensorFlow process.

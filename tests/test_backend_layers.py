@@ -106,6 +106,7 @@ _PREDICT_IN_TENSORFLOW = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="compares this backend with TensorFlow")
 def test_every_model_gives_tensorflow_outputs(tmp_path):
     expected = {}
