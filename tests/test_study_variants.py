@@ -405,13 +405,13 @@ def test_the_transformer_compares_placements_and_norms_on_sequences(tmp_path, ca
     # One seed keeps it short: the claims print their difference, without an interval.
     args = ["compare", "--model", "transformer", "--dataset", "seq-digits", "--placement", "pre,peri",
             "--norms", "layer,dyt", "--batch-sizes", "32", "--epochs", "1", "--seeds", "0",
-            "--train-size", "200", "--out", str(out), "--no-progress"]
+            "--train-size", "200", "--depth", "1", "--out", str(out), "--no-progress"]
     assert cli.main(args) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert len(rows) == 4 and {(r["placement"], r["norm"]) for r in rows} == {
         (p, n) for p in ("pre", "peri") for n in ("layer", "dyt")}
     assert all(r["model"] == "transformer" and r["qk_norm"] is None and r["warmup_epochs"] == 0
-               and r["depth"] is None for r in rows)
+               and r["depth"] == 1 for r in rows)
     report = (out / "report.md").read_text()
     assert "peri minus pre" in _claim_line(report, "Does peri-norm beat pre-norm?")
     dyt = _claim_line(report, "Does DyT match layer norm?")
@@ -427,12 +427,12 @@ def test_qk_norm_and_warm_up_at_depth_reach_the_cells_and_their_claims(tmp_path,
     """One seed keeps it short: the claims print their difference without an interval."""
     out = tmp_path / "qk-warmup"
     args = ["compare", "--model", "transformer", "--dataset", "seq-digits", "--placement", "post",
-            "--qk-norm", "none,rms", "--warmup", "0,1", "--depth", "3", "--norms", "layer",
+            "--qk-norm", "none,rms", "--warmup", "0,1", "--depth", "1", "--norms", "layer",
             "--batch-sizes", "32", "--epochs", "1", "--seeds", "0", "--train-size", "120",
             "--out", str(out), "--no-progress"]
     assert cli.main(args) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert len(rows) == 4 and {r["depth"] for r in rows} == {3}
+    assert len(rows) == 4 and {r["depth"] for r in rows} == {1}  # not the default, 2
     assert {(r["qk_norm"] or "none", r["warmup_epochs"]) for r in rows} == {
         (q, w) for q in ("none", "rms") for w in (0, 1)}
     by = {(r["qk_norm"], r["warmup_epochs"]): r["curves"]["loss"] for r in rows}
@@ -440,8 +440,8 @@ def test_qk_norm_and_warm_up_at_depth_reach_the_cells_and_their_claims(tmp_path,
     assert by[(None, 0)] != by[("rms", 0)]  # and so did QK-norm
     report = (out / "report.md").read_text()
     line = _claim_line(report, "Does post-norm fail without warm-up at depth?")
-    assert "post-norm's test accuracy at depth 3 (layer norm), 1 epoch of warm-up against none: " in line
-    assert "The transformer has 3 blocks" in report
+    assert "post-norm's test accuracy at depth 1 (layer norm), 1 epoch of warm-up against none: " in line
+    assert "The transformer has 1 block;" in report
     assert "qk-norm=rms" in report and "warm-up=1" in report
 
 

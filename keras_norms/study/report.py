@@ -184,7 +184,8 @@ def render(rows: Sequence[dict], context: dict, plots: Sequence[str] = ()) -> st
               f", linear warm-up over the first {' or '.join(map(str, warmups))} epochs, step by step")
     transformer = ""
     if first["model"] == "transformer":
-        transformer = (f" The transformer has {_setting(first, 'depth')} blocks; QK-norm: "
+        depth = _setting(first, "depth")
+        transformer = (f" The transformer has {depth} block{'s' if depth != 1 else ''}; QK-norm: "
                        f"{', '.join(sorted({_setting(r, 'qk_norm') for r in rows}))}.")
     lines = [
         f"# keras-norms compare: {first['model']} on {first['dataset']}",
